@@ -1,0 +1,169 @@
+//! `wasmlet run`: run a pod until every container has ended, printing events as they happen.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use wasmlet::k8s_openapi::api::core::v1::PodStatus;
+use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate};
+
+/// Run a pod (Pod YAML) or a single component (.wasm) until every container has ended.
+///
+/// Ctrl-C or SIGTERM deletes the pod gracefully (preStop, terminate, kill after the grace
+/// period); a second one kills at once. Events go to stderr as they happen; container output
+/// goes to stdout prefixed with `[container]`.
+#[derive(clap::Args)]
+pub struct RunCommand {
+    /// A Pod manifest (.yaml, .yml) or a component (.wasm).
+    target: PathBuf,
+
+    /// Grace period for stopping, overriding the manifest's terminationGracePeriodSeconds
+    /// (e.g. `5s`, `500ms`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    grace_period: Option<Duration>,
+
+    /// Delete the pod this long after all its containers are Running (e.g. `3s`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    stop_after: Option<Duration>,
+
+    /// `json` prints the final status on stdout as Kubernetes PodStatus JSON (container output
+    /// then goes to stderr).
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    /// Arguments for the component, when TARGET is a .wasm file.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+impl RunCommand {
+    pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        let is_component = self
+            .target
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm"));
+        let mut spec = if is_component {
+            PodSpec::for_component(&self.target, self.args.clone())
+        } else {
+            anyhow::ensure!(
+                self.args.is_empty(),
+                "arguments after `--` are for a .wasm target; a manifest gives them in `args`"
+            );
+            PodSpec::from_file(&self.target)?
+        };
+        if let Some(grace) = self.grace_period {
+            spec.termination_grace_period = Some(grace);
+        }
+        let host = Host::new(HostConfig::default())?;
+        let pod = host
+            .start_pod(spec)
+            .await
+            .with_context(|| format!("starting `{}`", self.target.display()))?;
+
+        let printer = tokio::spawn(print_updates(pod.watch(), self.output));
+        if let Some(after) = self.stop_after {
+            let pod = pod.clone();
+            let clock = host.clock().clone();
+            tokio::spawn(async move {
+                let status = pod.wait_running().await;
+                if !wasmlet::all_terminated(&status) {
+                    wasmlet::clock::sleep(&clock, after).await;
+                    pod.delete(None);
+                }
+            });
+        }
+
+        let mut interrupts = 0;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let status = loop {
+            tokio::select! {
+                status = pod.wait() => break status,
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            interrupts += 1;
+            if interrupts == 1 {
+                eprintln!(
+                    "wasmlet: deleting pod {} gracefully; signal again to kill it now",
+                    pod.name()
+                );
+                pod.delete(None);
+            } else {
+                eprintln!("wasmlet: killing pod {}", pod.name());
+                pod.kill();
+            }
+        };
+        let _ = printer.await;
+        if self.output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        Ok(exit_code(&status))
+    }
+}
+
+async fn print_updates(mut updates: wasmlet::Watch, output: Output) {
+    let mut header = false;
+    while let Some(update) = updates.next().await {
+        match update {
+            PodUpdate::Event(event) => {
+                let mut stderr = std::io::stderr().lock();
+                if !header {
+                    let _ = writeln!(
+                        stderr,
+                        "{:>8}  {:<7}  {:<20}  {:<24}  MESSAGE",
+                        "AGE", "TYPE", "REASON", "OBJECT"
+                    );
+                    header = true;
+                }
+                let _ = writeln!(stderr, "{}", format_event(&event));
+            }
+            PodUpdate::Log(line) => {
+                let text = format!("{} {}", line.prefix(), line.line);
+                if output == Output::Json || line.stream == LogStream::Stderr {
+                    eprintln!("{text}");
+                } else {
+                    println!("{text}");
+                }
+            }
+        }
+    }
+}
+
+fn format_event(event: &Event) -> String {
+    let object = match &event.container {
+        Some(container) => format!("{}/{container}", event.object),
+        None => event.object.clone(),
+    };
+    format!(
+        "{:>7.3}s  {:<7}  {:<20}  {:<24}  {}",
+        event.age.as_secs_f64(),
+        format!("{:?}", event.kind),
+        event.reason,
+        object,
+        event.message.replace('\n', "\n            | ")
+    )
+}
+
+/// 0 when every container Completed; else the first failing container's exit code (1 if that
+/// is 0, as for a postStart failure after a clean exit).
+fn exit_code(status: &PodStatus) -> ExitCode {
+    for container in status.container_statuses.iter().flatten() {
+        let Some(terminated) = container.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
+            return ExitCode::FAILURE;
+        };
+        if terminated.reason.as_deref() != Some("Completed") {
+            let code = u8::try_from(terminated.exit_code).unwrap_or(1);
+            return ExitCode::from(if code == 0 { 1 } else { code });
+        }
+    }
+    ExitCode::SUCCESS
+}

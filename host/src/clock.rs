@@ -1,0 +1,229 @@
+//! Time, as the lifecycle sees it: one [`Clock`] that every part of wasmlet reads and schedules
+//! on (grace deadlines, hook sleeps, `--stop-after`, timestamps), so that a virtual clock can
+//! replace wall time in one place.
+//!
+//! [`SystemClock`] is the real clock. Its timers run on one dedicated thread that sleeps until the
+//! earliest deadline and runs the action there, on that thread, not on an async runtime: a kill
+//! must land at its deadline even when every runtime worker is busy running guests, so deadline
+//! actions never wait for a scheduler.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// An action a clock runs at its deadline.
+pub type TimerAction = Box<dyn FnOnce() + Send + 'static>;
+
+/// The source of time for everything wasmlet does.
+pub trait Clock: Send + Sync + 'static {
+    /// The current monotonic instant.
+    fn now(&self) -> Instant;
+
+    /// The current wall-clock time, for timestamps in statuses and events.
+    fn wall_time(&self) -> SystemTime;
+
+    /// Runs `action` once, as soon as possible after `at` (at once if `at` has passed). The
+    /// action runs on the clock's own thread: it must be short and must not block.
+    fn call_at(&self, at: Instant, action: TimerAction) -> TimerId;
+
+    /// Cancels a timer that has not fired yet; does nothing if it already fired.
+    fn cancel(&self, id: TimerId);
+}
+
+/// Names a scheduled timer, for [`Clock::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(u64);
+
+/// Waits until `at` on `clock`. Dropping the future cancels the timer.
+pub fn sleep_until(
+    clock: &Arc<dyn Clock>,
+    at: Instant,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let (fired, wait) = tokio::sync::oneshot::channel::<()>();
+    let id = clock.call_at(
+        at,
+        Box::new(move || {
+            let _ = fired.send(());
+        }),
+    );
+    let guard = CancelOnDrop {
+        clock: clock.clone(),
+        id,
+    };
+    Box::pin(async move {
+        let _ = wait.await;
+        drop(guard);
+    })
+}
+
+/// Waits for `duration` on `clock`.
+pub fn sleep(
+    clock: &Arc<dyn Clock>,
+    duration: Duration,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    sleep_until(clock, clock.now() + duration)
+}
+
+/// Cancels a timer when dropped.
+pub struct CancelOnDrop {
+    clock: Arc<dyn Clock>,
+    id: TimerId,
+}
+
+impl CancelOnDrop {
+    /// Ties the timer `id` of `clock` to the returned guard's lifetime.
+    pub fn new(clock: Arc<dyn Clock>, id: TimerId) -> Self {
+        CancelOnDrop { clock, id }
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.clock.cancel(self.id);
+    }
+}
+
+/// Wall time, with deadlines kept by one precise timer thread.
+pub struct SystemClock {
+    shared: Arc<TimerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct TimerShared {
+    state: Mutex<TimerState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct TimerState {
+    queue: BinaryHeap<Reverse<(Instant, TimerId)>>,
+    actions: HashMap<TimerId, TimerAction>,
+    next_id: u64,
+    shutdown: bool,
+}
+
+impl SystemClock {
+    /// Starts the clock's timer thread.
+    pub fn new() -> Arc<Self> {
+        let shared = Arc::new(TimerShared::default());
+        let thread = std::thread::Builder::new()
+            .name("wasmlet-deadlines".into())
+            .spawn({
+                let shared = shared.clone();
+                move || run_timers(&shared)
+            })
+            .expect("spawning the deadline thread");
+        Arc::new(SystemClock {
+            shared,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn run_timers(shared: &TimerShared) {
+    let mut state = shared.state.lock().unwrap();
+    loop {
+        if state.shutdown {
+            return;
+        }
+        let now = Instant::now();
+        match state.queue.peek().copied() {
+            Some(Reverse((at, id))) if at <= now => {
+                state.queue.pop();
+                if let Some(action) = state.actions.remove(&id) {
+                    // Run without the lock: the action may schedule or cancel timers.
+                    drop(state);
+                    action();
+                    state = shared.state.lock().unwrap();
+                }
+            }
+            Some(Reverse((at, _))) => {
+                state = shared.wake.wait_timeout(state, at - now).unwrap().0;
+            }
+            None => state = shared.wake.wait(state).unwrap(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall_time(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn call_at(&self, at: Instant, action: TimerAction) -> TimerId {
+        let mut state = self.shared.state.lock().unwrap();
+        let id = TimerId(state.next_id);
+        state.next_id += 1;
+        let earliest = state
+            .queue
+            .peek()
+            .is_none_or(|Reverse((first, _))| at < *first);
+        state.queue.push(Reverse((at, id)));
+        state.actions.insert(id, action);
+        drop(state);
+        if earliest {
+            self.shared.wake.notify_one();
+        }
+        id
+    }
+
+    fn cancel(&self, id: TimerId) {
+        // The queue entry stays until its time comes; without an action it is skipped.
+        self.shared.state.lock().unwrap().actions.remove(&id);
+    }
+}
+
+impl Drop for SystemClock {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().shutdown = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_deadline_order_and_cancelled_ones_do_not() {
+        let clock: Arc<dyn Clock> = SystemClock::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let start = clock.now();
+        for (delay_ms, label) in [(30, "c"), (10, "a"), (20, "b")] {
+            let tx = tx.clone();
+            clock.call_at(
+                start + Duration::from_millis(delay_ms),
+                Box::new(move || tx.send(label).unwrap()),
+            );
+        }
+        let cancelled = clock.call_at(
+            start + Duration::from_millis(15),
+            Box::new(move || tx.send("cancelled").unwrap()),
+        );
+        clock.cancel(cancelled);
+        let order: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[tokio::test]
+    async fn sleep_waits_at_least_its_duration() {
+        let clock: Arc<dyn Clock> = SystemClock::new();
+        let start = Instant::now();
+        sleep(&clock, Duration::from_millis(20)).await;
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,614 @@
+//! One container's lifecycle, as the kubelet drives it: start `run` and postStart side by side
+//! (`Waiting` until postStart returns), then on a stop request run preStop inside the grace
+//! budget, deliver terminate, and kill whatever is left when the grace period runs out.
+//!
+//! The grace clock starts before preStop (Kubernetes `killContainer`). If preStop outlasts it,
+//! preStop is killed, terminate is still delivered, and `run` gets at least
+//! [`HostConfig::min_grace_after_pre_stop`](crate::HostConfig) before the kill. A failing or
+//! hanging preStop never prevents the stop; a failing postStart stops the container with
+//! reason `PostStartHookError`. Deadlines are timers on the clock's thread that kill instances
+//! directly, so they are exact even when the supervisor itself is not scheduled.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
+use tokio::task::JoinHandle;
+
+use crate::bindings::TerminationReason;
+use crate::clock::{CancelOnDrop, sleep};
+use crate::events::{EventType, LogSource, PodUpdate};
+use crate::guest::{
+    ContainerContext, Entry, InstanceEnd, InstanceIo, KillSwitch, LogTarget, spawn_instance,
+    spawn_task,
+};
+use crate::manifest::{ContainerSpec, Handler};
+use crate::pod::{LoadedContainer, PodShared};
+
+/// Exit code of a killed container: 128 + SIGKILL.
+pub const EXIT_KILLED: i32 = 137;
+/// Exit code of a container ended by a trap (a crash): 128 + SIGABRT, what a native program that
+/// panics with `panic = "abort"` reports.
+pub const EXIT_TRAPPED: i32 = 134;
+
+/// Every instance of the container that is still alive, so that a kill reaches all of them.
+#[derive(Clone, Default)]
+struct Instances(Arc<Mutex<Vec<KillSwitch>>>);
+
+impl Instances {
+    fn add(&self, switch: KillSwitch) {
+        self.0.lock().unwrap().push(switch);
+    }
+
+    fn kill_all(&self) {
+        let switches: Vec<_> = self.0.lock().unwrap().drain(..).collect();
+        for switch in switches {
+            switch.kill();
+        }
+    }
+}
+
+/// A hook in progress: an instance (exec or the component's own export) or a sleep.
+struct HookRun {
+    switch: KillSwitch,
+    end: JoinHandle<InstanceEnd>,
+    logs: LogTarget,
+    description: String,
+}
+
+/// Where the stop sequence is.
+enum Stopping {
+    /// No stop requested.
+    No,
+    /// preStop is running; the grace period ends at `deadline`.
+    PreStop {
+        deadline: Instant,
+        grace_period: Duration,
+    },
+    /// Terminate was delivered; the kill comes at `deadline`.
+    Terminating { deadline: Instant },
+}
+
+struct Supervisor {
+    pod: Arc<PodShared>,
+    index: usize,
+    spec: ContainerSpec,
+    loaded: LoadedContainer,
+    context: Arc<ContainerContext>,
+    instances: Instances,
+    tmp_dir: Option<tempfile::TempDir>,
+    /// The pending deadline action (kill preStop, or kill everything).
+    deadline_timer: Option<CancelOnDrop>,
+    stopping: Stopping,
+    /// Why the container is being stopped when it was its own doing (postStart failed).
+    failure: Option<String>,
+    stop_reason: Option<(TerminationReason, String)>,
+    started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+/// Runs container `index` of `pod` from start to terminated.
+pub(crate) async fn supervise(
+    pod: Arc<PodShared>,
+    index: usize,
+    loaded: LoadedContainer,
+    context: Arc<ContainerContext>,
+) {
+    let spec = pod.spec.containers[index].clone();
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
+        .tempdir();
+    let tmp_dir = match tmp_dir {
+        Ok(dir) => Some(dir),
+        Err(error) => {
+            pod.event(
+                EventType::Warning,
+                "Failed",
+                Some(&spec.name),
+                format!("could not create the container's /tmp: {error}; it runs without one"),
+            );
+            None
+        }
+    };
+    let started_at = pod.now_time();
+    let mut supervisor = Supervisor {
+        pod,
+        index,
+        spec,
+        loaded,
+        context,
+        instances: Instances::default(),
+        tmp_dir,
+        deadline_timer: None,
+        stopping: Stopping::No,
+        failure: None,
+        stop_reason: None,
+        started_at,
+    };
+    supervisor.run().await;
+}
+
+impl Supervisor {
+    async fn run(&mut self) {
+        let name = self.spec.name.clone();
+        self.pod.event(
+            EventType::Normal,
+            "Created",
+            Some(&name),
+            format!("Created container {name}"),
+        );
+        let (switch, mut main) = spawn_instance(
+            &self.pod.host.guests,
+            &self.pod.host.engine,
+            self.pod.host.ticker.instance_alive(),
+            self.loaded.main.clone(),
+            Entry::Run,
+            self.context.clone(),
+            self.io(LogSource::Main, self.argv(), false),
+        );
+        self.instances.add(switch);
+        self.started_at = self.pod.now_time();
+        self.pod.event(
+            EventType::Normal,
+            "Started",
+            Some(&name),
+            format!("Started container {name}"),
+        );
+
+        let mut post_start = self.start_hook(LogSource::PostStart);
+        if post_start.is_none() {
+            self.mark_running();
+        }
+        let mut pre_stop: Option<HookRun> = None;
+        let mut stop_requests = self.pod.stop.subscribe();
+        // A delete may have come before this container started.
+        stop_requests.mark_changed();
+
+        let main_end = loop {
+            tokio::select! {
+                end = &mut main => break end.unwrap_or_else(|panic| InstanceEnd::Trapped {
+                    message: format!("wasmlet failed while running the instance: {panic}"),
+                    out_of_memory: false,
+                }),
+                end = finish(&mut post_start) => {
+                    let hook = post_start.take().expect("finish resolves only for a hook");
+                    match HookFailure::of(&end, &hook) {
+                        None => self.mark_running(),
+                        Some(failure) => {
+                            self.pod.event(
+                                EventType::Warning,
+                                "FailedPostStartHook",
+                                Some(&name),
+                                failure.with_output(),
+                            );
+                            self.failure = Some(failure.with_output());
+                            let grace = self.pod.grace_period();
+                            let now = self.pod.host.clock.now();
+                            if matches!(self.stopping, Stopping::No) {
+                                pre_stop = self.begin_stop(
+                                    grace,
+                                    now + grace,
+                                    TerminationReason::PostStartHookFailed,
+                                    format!("postStart hook failed: {}", failure.summary),
+                                );
+                            }
+                        }
+                    }
+                }
+                end = finish(&mut pre_stop) => {
+                    let hook = pre_stop.take().expect("finish resolves only for a hook");
+                    if let Some(failure) = HookFailure::of(&end, &hook) {
+                        self.pod.event(
+                            EventType::Warning,
+                            "FailedPreStopHook",
+                            Some(&name),
+                            failure.with_output(),
+                        );
+                    }
+                    self.terminate_after_pre_stop();
+                }
+                changed = stop_requests.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let request = stop_requests.borrow_and_update().clone();
+                    if let Some(request) = request {
+                        match self.stopping {
+                            Stopping::No => {
+                                pre_stop = self.begin_stop(
+                                    request.grace_period,
+                                    request.deadline,
+                                    request.reason,
+                                    request.message,
+                                );
+                            }
+                            _ => self.shorten(request.deadline, &pre_stop),
+                        }
+                    }
+                }
+            }
+        };
+
+        // The container has ended: nothing of it may outlive it (hooks included).
+        self.deadline_timer = None;
+        self.instances.kill_all();
+        for hook in [post_start, pre_stop].into_iter().flatten() {
+            let _ = hook.end.await;
+        }
+        self.finish(main_end);
+    }
+
+    /// Starts the postStart or preStop handler: the manifest's, else the component's own
+    /// export, else none.
+    fn start_hook(&mut self, source: LogSource) -> Option<HookRun> {
+        let (handler, entry) = match source {
+            LogSource::PostStart => (self.spec.post_start.clone(), Entry::PostStart),
+            LogSource::PreStop => (self.spec.pre_stop.clone(), Entry::PreStop),
+            LogSource::Main => unreachable!("run is not a hook"),
+        };
+        let host = &self.pod.host;
+        let run = match handler {
+            Some(Handler::Sleep(duration)) => {
+                let clock = host.clock.clone();
+                let logs = self.io(source, Vec::new(), true).logs;
+                let (switch, end) = spawn_task(&host.guests, &host.engine, async move {
+                    sleep(&clock, duration).await;
+                    InstanceEnd::Returned(Ok(()))
+                });
+                HookRun {
+                    switch,
+                    end,
+                    logs,
+                    description: format!("sleep {}", humantime::format_duration(duration)),
+                }
+            }
+            Some(Handler::Exec { command, component }) => {
+                let component = self.loaded.exec.get(&component)?.clone();
+                // The command is the instance's whole argv, as exec in a container.
+                let io = self.io(source, command.clone(), true);
+                let logs = io.logs.clone();
+                let (switch, end) = spawn_instance(
+                    &host.guests,
+                    &host.engine,
+                    host.ticker.instance_alive(),
+                    component,
+                    Entry::Run,
+                    self.context.clone(),
+                    io,
+                );
+                HookRun {
+                    switch,
+                    end,
+                    logs,
+                    description: format!("exec {command:?}"),
+                }
+            }
+            None if self.loaded.main.exports(entry) => {
+                let io = self.io(source, self.argv(), true);
+                let logs = io.logs.clone();
+                let (switch, end) = spawn_instance(
+                    &host.guests,
+                    &host.engine,
+                    host.ticker.instance_alive(),
+                    self.loaded.main.clone(),
+                    entry,
+                    self.context.clone(),
+                    io,
+                );
+                let export = match entry {
+                    Entry::PostStart => "post-start",
+                    _ => "pre-stop",
+                };
+                HookRun {
+                    switch,
+                    end,
+                    logs,
+                    description: format!("the component's {export} export"),
+                }
+            }
+            None => return None,
+        };
+        self.instances.add(run.switch.clone());
+        Some(run)
+    }
+
+    /// Begins the stop sequence; returns the preStop hook if one started.
+    fn begin_stop(
+        &mut self,
+        grace_period: Duration,
+        deadline: Instant,
+        reason: TerminationReason,
+        message: String,
+    ) -> Option<HookRun> {
+        let name = &self.spec.name;
+        self.pod.event(
+            EventType::Normal,
+            "Killing",
+            Some(name),
+            format!(
+                "Stopping container {name}: {message} (grace period {})",
+                humantime::format_duration(grace_period)
+            ),
+        );
+        self.stop_reason = Some((reason, message));
+        self.context.set_deadline(grace_period, deadline);
+        let now = self.pod.host.clock.now();
+        if deadline <= now {
+            // Grace 0: straight to the kill, no preStop.
+            self.stopping = Stopping::Terminating { deadline };
+            self.deliver_terminate();
+            self.instances.kill_all();
+            return None;
+        }
+        match self.start_hook(LogSource::PreStop) {
+            Some(hook) => {
+                self.stopping = Stopping::PreStop {
+                    deadline,
+                    grace_period,
+                };
+                self.schedule_kill_of(deadline, hook.switch.clone());
+                Some(hook)
+            }
+            None => {
+                self.stopping = Stopping::Terminating { deadline };
+                self.deliver_terminate();
+                self.schedule_kill_all(deadline);
+                None
+            }
+        }
+    }
+
+    /// preStop is over (returned, failed, or killed at the deadline): deliver terminate and
+    /// give `run` the rest of the grace period, at least the configured minimum.
+    fn terminate_after_pre_stop(&mut self) {
+        let Stopping::PreStop {
+            deadline,
+            grace_period,
+        } = self.stopping
+        else {
+            return;
+        };
+        let now = self.pod.host.clock.now();
+        let deadline = deadline.max(now + self.pod.host.config.min_grace_after_pre_stop);
+        self.context.set_deadline(grace_period, deadline);
+        self.stopping = Stopping::Terminating { deadline };
+        self.deliver_terminate();
+        self.schedule_kill_all(deadline);
+    }
+
+    /// A later delete with a shorter grace period: move the deadline earlier, never later.
+    fn shorten(&mut self, requested: Instant, pre_stop: &Option<HookRun>) {
+        let now = self.pod.host.clock.now();
+        match self.stopping {
+            Stopping::No => {}
+            Stopping::PreStop {
+                deadline,
+                grace_period,
+            } if requested < deadline => {
+                self.context.set_deadline(grace_period, requested);
+                if requested <= now {
+                    self.stopping = Stopping::Terminating {
+                        deadline: requested,
+                    };
+                    self.deliver_terminate();
+                    self.instances.kill_all();
+                } else {
+                    self.stopping = Stopping::PreStop {
+                        deadline: requested,
+                        grace_period,
+                    };
+                    if let Some(hook) = pre_stop {
+                        self.schedule_kill_of(requested, hook.switch.clone());
+                    }
+                }
+            }
+            Stopping::Terminating { deadline } if requested < deadline => {
+                self.context.set_deadline(Duration::ZERO, requested);
+                self.stopping = Stopping::Terminating {
+                    deadline: requested,
+                };
+                self.schedule_kill_all(requested);
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver_terminate(&mut self) {
+        let (reason, message) = self
+            .stop_reason
+            .clone()
+            .unwrap_or((TerminationReason::PodDeleted, String::new()));
+        self.context.deliver_terminate(reason, message);
+        self.pod
+            .update_container(self.index, |status| status.ready = false);
+    }
+
+    fn schedule_kill_of(&mut self, at: Instant, switch: KillSwitch) {
+        let clock = self.pod.host.clock.clone();
+        let id = clock.call_at(
+            at,
+            Box::new(move || {
+                switch.kill();
+            }),
+        );
+        self.deadline_timer = Some(CancelOnDrop::new(clock, id));
+    }
+
+    fn schedule_kill_all(&mut self, at: Instant) {
+        let clock = self.pod.host.clock.clone();
+        let instances = self.instances.clone();
+        let id = clock.call_at(at, Box::new(move || instances.kill_all()));
+        self.deadline_timer = Some(CancelOnDrop::new(clock, id));
+    }
+
+    fn mark_running(&mut self) {
+        let started_at = self.started_at.clone();
+        let ready = self.context.reported_ready().unwrap_or(true);
+        self.pod.update_container(self.index, |status| {
+            status.state = Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(started_at),
+                }),
+                ..Default::default()
+            });
+            status.started = Some(true);
+            status.ready = ready;
+        });
+    }
+
+    /// Records how the container ended.
+    fn finish(&mut self, end: InstanceEnd) {
+        let (exit_code, mut reason, mut message) = match end {
+            InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) => {
+                (0, "Completed".to_string(), None)
+            }
+            InstanceEnd::Returned(Err(_)) => {
+                (1, "Error".into(), Some("run returned an error".to_string()))
+            }
+            InstanceEnd::Exited(code) => (code, "Error".into(), None),
+            InstanceEnd::Trapped {
+                message,
+                out_of_memory: true,
+            } => (
+                EXIT_KILLED,
+                "OOMKilled".into(),
+                Some(format!(
+                    "memory limit of {} bytes reached: {message}",
+                    self.spec.memory_limit.unwrap_or_default()
+                )),
+            ),
+            InstanceEnd::Trapped { message, .. } => (
+                EXIT_TRAPPED,
+                "Error".into(),
+                Some(format!("wasm trap: {message}")),
+            ),
+            InstanceEnd::Killed { location } => {
+                let grace = match self.context.grace_period() {
+                    Some(grace) => format!(
+                        " after a grace period of {}",
+                        humantime::format_duration(grace)
+                    ),
+                    None => String::new(),
+                };
+                (
+                    EXIT_KILLED,
+                    "Killed".into(),
+                    Some(format!("killed{grace} {location}")),
+                )
+            }
+        };
+        if let Some(failure) = self.failure.take() {
+            reason = "PostStartHookError".into();
+            message = Some(failure);
+        }
+        let event_type = if reason == "Completed" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let name = self.spec.name.clone();
+        self.pod.event(
+            event_type,
+            &reason,
+            Some(&name),
+            match &message {
+                Some(message) => {
+                    format!("Container {name} terminated with exit code {exit_code}: {message}")
+                }
+                None => format!("Container {name} terminated with exit code {exit_code}"),
+            },
+        );
+        let started_at = self.started_at.clone();
+        let finished_at = self.pod.now_time();
+        self.pod.update_container(self.index, |status| {
+            status.state = Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code,
+                    reason: Some(reason),
+                    message,
+                    started_at: Some(started_at),
+                    finished_at: Some(finished_at),
+                    signal: (exit_code == EXIT_KILLED).then_some(9),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            status.started = Some(false);
+            status.ready = false;
+        });
+        // The container's /tmp goes with it.
+        drop(self.tmp_dir.take());
+    }
+
+    /// The container's argv: its name, then `args`.
+    fn argv(&self) -> Vec<String> {
+        std::iter::once(self.spec.name.clone())
+            .chain(self.spec.args.iter().cloned())
+            .collect()
+    }
+
+    fn io(&self, source: LogSource, argv: Vec<String>, capture: bool) -> InstanceIo {
+        let pod = self.pod.clone();
+        let sink = Arc::new(move |line| pod.hub.publish(PodUpdate::Log(line)));
+        InstanceIo {
+            args: argv,
+            env: self.spec.env.clone(),
+            tmp_dir: self.tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
+            logs: LogTarget::new(self.spec.name.as_str().into(), source, sink, capture),
+        }
+    }
+}
+
+/// Resolves when the hook in `slot` ends; never, if there is none.
+async fn finish(slot: &mut Option<HookRun>) -> InstanceEnd {
+    match slot {
+        Some(hook) => (&mut hook.end)
+            .await
+            .unwrap_or_else(|panic| InstanceEnd::Trapped {
+                message: format!("wasmlet failed while running the hook: {panic}"),
+                out_of_memory: false,
+            }),
+        None => std::future::pending().await,
+    }
+}
+
+/// Why a hook failed, and what it printed last (Kubernetes hides hook output; users ask for it).
+struct HookFailure {
+    summary: String,
+    output: Vec<String>,
+}
+
+impl HookFailure {
+    /// `None` if the hook succeeded.
+    fn of(end: &InstanceEnd, hook: &HookRun) -> Option<HookFailure> {
+        let what = match end {
+            InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) => return None,
+            InstanceEnd::Returned(Err(message)) if message.is_empty() => "returned an error".into(),
+            InstanceEnd::Returned(Err(message)) => format!("returned an error: {message}"),
+            InstanceEnd::Exited(code) => format!("exited with code {code}"),
+            InstanceEnd::Trapped { message, .. } => format!("trapped: {message}"),
+            InstanceEnd::Killed { .. } => "was killed when the grace period ran out".into(),
+        };
+        Some(HookFailure {
+            summary: format!("{} {what}", hook.description),
+            output: hook.logs.captured(),
+        })
+    }
+
+    /// The summary followed by the captured output, for the hook's event.
+    fn with_output(&self) -> String {
+        if self.output.is_empty() {
+            self.summary.clone()
+        } else {
+            format!("{}; output:\n{}", self.summary, self.output.join("\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exit_codes_match_signals() {
+        assert_eq!(super::EXIT_KILLED, 128 + 9);
+        assert_eq!(super::EXIT_TRAPPED, 128 + 6);
+    }
+}

@@ -1,0 +1,271 @@
+//! The [`Host`]: one wasmtime `Engine` for everything, the linker with all that guests may
+//! import, the cache of compiled components, the guest runtime that executes wasm, and the epoch
+//! ticker that time-slices CPU-bound guests.
+//!
+//! Two kinds of work are kept apart on purpose. Guests execute on the host's own multi-threaded
+//! tokio runtime (the *guest runtime*). Pod supervision (state machines, events, statuses) runs
+//! on the caller's runtime, and deadlines run on the clock's thread. So a host full of spinning
+//! guests still supervises, times out and kills on time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+use crate::clock::{Clock, SystemClock};
+use crate::guest::{self, GuestState, LoadedComponent};
+use crate::manifest::{DEFAULT_GRACE_PERIOD, PodSpec};
+use crate::pod::Pod;
+
+/// How a [`Host`] runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
+#[derive(Clone)]
+pub struct HostConfig {
+    /// How long a CPU-bound guest runs before it yields to others (the epoch tick). Shorter
+    /// slices make a crowded host fairer and cost a little throughput. Default 2 ms.
+    pub time_slice: Duration,
+    /// The least time `run` gets between terminate and kill when a preStop hook ran first and
+    /// used up the grace period (Kubernetes' `minimumGracePeriodInSeconds`). Default 2 s.
+    pub min_grace_after_pre_stop: Duration,
+    /// The grace period of a pod whose manifest sets none. Default 30 s.
+    pub default_grace_period: Duration,
+    /// Worker threads executing guests. Default: one per core.
+    pub guest_threads: usize,
+    /// The clock everything reads and schedules on. Default: a [`SystemClock`].
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            time_slice: Duration::from_millis(2),
+            min_grace_after_pre_stop: Duration::from_secs(2),
+            default_grace_period: DEFAULT_GRACE_PERIOD,
+            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            clock: None,
+        }
+    }
+}
+
+/// Runs pods. Create one per process and share it (it is cheap to clone).
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+pub(crate) struct HostInner {
+    pub engine: Engine,
+    pub linker: Linker<GuestState>,
+    pub clock: Arc<dyn Clock>,
+    pub guests: tokio::runtime::Handle,
+    pub config: HostConfig,
+    pub ticker: Arc<EpochTicker>,
+    guest_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    components: Mutex<HashMap<PathBuf, CachedComponent>>,
+}
+
+struct CachedComponent {
+    modified: Option<SystemTime>,
+    len: u64,
+    component: Arc<LoadedComponent>,
+}
+
+impl Host {
+    /// Creates a host: the engine, the guest runtime, the clock and the epoch ticker.
+    pub fn new(config: HostConfig) -> anyhow::Result<Host> {
+        let mut engine_config = Config::new();
+        engine_config
+            .wasm_component_model(true)
+            .epoch_interruption(true);
+        #[allow(deprecated)]
+        engine_config.async_support(true);
+        let engine = Engine::new(&engine_config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        guest::add_to_linker(&mut linker)?;
+        let guest_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.guest_threads.max(1))
+            .thread_name("wasmlet-guest")
+            .enable_all()
+            .build()
+            .context("starting the guest runtime")?;
+        let clock = config.clock.clone().unwrap_or_else(|| SystemClock::new());
+        let ticker = EpochTicker::start(engine.clone(), config.time_slice);
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                guests: guest_runtime.handle().clone(),
+                guest_runtime: Mutex::new(Some(guest_runtime)),
+                engine,
+                linker,
+                clock,
+                config,
+                ticker,
+                components: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The clock this host runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
+    /// and checks that wasmlet provides all it imports.
+    pub fn load_component(&self, path: &Path) -> anyhow::Result<Arc<LoadedComponent>> {
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("reading component `{}`", path.display()))?;
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let modified = metadata.modified().ok();
+        if let Some(cached) = self.inner.components.lock().unwrap().get(&key)
+            && cached.modified == modified
+            && cached.len == metadata.len()
+        {
+            return Ok(cached.component.clone());
+        }
+        let component = Arc::new(LoadedComponent::load(
+            &self.inner.engine,
+            &self.inner.linker,
+            path,
+        )?);
+        anyhow::ensure!(
+            component.exports(guest::Entry::Run),
+            "component `{}` exports no `wasi:cli/run`: a container needs an entrypoint (build a \
+             command with `fn main`, or use wasmlet-sdk's `export!`)",
+            path.display()
+        );
+        self.inner.components.lock().unwrap().insert(
+            key,
+            CachedComponent {
+                modified,
+                len: metadata.len(),
+                component: component.clone(),
+            },
+        );
+        Ok(component)
+    }
+
+    /// Starts a pod: compiles its components (an error here starts nothing), then starts every
+    /// container. Supervision runs as tasks on the calling tokio runtime; the returned [`Pod`]
+    /// watches, deletes and awaits it.
+    pub async fn start_pod(&self, spec: PodSpec) -> anyhow::Result<Pod> {
+        let host = self.clone();
+        let spec_for_load = spec.clone();
+        let loaded = tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load))
+            .await
+            .context("loading components")??;
+        Ok(Pod::start(self.inner.clone(), spec, loaded))
+    }
+
+    fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<crate::pod::LoadedPod> {
+        let mut containers = Vec::new();
+        for container in &spec.containers {
+            let started = std::time::Instant::now();
+            let main = self
+                .load_component(&container.image)
+                .with_context(|| format!("loading the image of container `{}`", container.name))?;
+            let mut exec = HashMap::new();
+            for handler in [&container.post_start, &container.pre_stop]
+                .into_iter()
+                .flatten()
+            {
+                if let crate::manifest::Handler::Exec { component, .. } = handler {
+                    let loaded = self.load_component(component).with_context(|| {
+                        format!("loading an exec hook of container `{}`", container.name)
+                    })?;
+                    exec.insert(component.clone(), loaded);
+                }
+            }
+            containers.push(crate::pod::LoadedContainer {
+                main,
+                exec,
+                load_time: started.elapsed(),
+            });
+        }
+        Ok(crate::pod::LoadedPod { containers })
+    }
+}
+
+impl Drop for HostInner {
+    fn drop(&mut self) {
+        self.ticker.stop();
+        if let Some(runtime) = self.guest_runtime.lock().unwrap().take() {
+            // Dropping a runtime from async code panics; guests still running are abandoned.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Increments the engine epoch every time slice while any instance is alive, so that every
+/// running guest yields to the others; sleeps when there is none.
+pub(crate) struct EpochTicker {
+    state: Mutex<TickerState>,
+    wake: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct TickerState {
+    live_instances: usize,
+    stopped: bool,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, slice: Duration) -> Arc<Self> {
+        let ticker = Arc::new(EpochTicker {
+            state: Mutex::new(TickerState::default()),
+            wake: Condvar::new(),
+            thread: Mutex::new(None),
+        });
+        let thread = std::thread::Builder::new()
+            .name("wasmlet-epoch".into())
+            .spawn({
+                let ticker = ticker.clone();
+                move || loop {
+                    {
+                        let mut state = ticker.state.lock().unwrap();
+                        while state.live_instances == 0 && !state.stopped {
+                            state = ticker.wake.wait(state).unwrap();
+                        }
+                        if state.stopped {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(slice);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        *ticker.thread.lock().unwrap() = Some(thread);
+        ticker
+    }
+
+    /// Counts an instance as alive until the returned guard is dropped.
+    pub fn instance_alive(self: &Arc<Self>) -> LiveInstance {
+        self.state.lock().unwrap().live_instances += 1;
+        self.wake.notify_one();
+        LiveInstance(self.clone())
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap().stopped = true;
+        self.wake.notify_one();
+        if let Some(thread) = self.thread.lock().unwrap().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Keeps the epoch ticker running while it lives.
+pub(crate) struct LiveInstance(Arc<EpochTicker>);
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap().live_instances -= 1;
+    }
+}

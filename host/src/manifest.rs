@@ -1,0 +1,737 @@
+//! Pod manifests: Kubernetes `Pod` YAML (parsed with `k8s-openapi` types) turned into a
+//! validated [`PodSpec`] that wasmlet can run.
+//!
+//! `image` is a path to a component, relative to the manifest. Every field wasmlet does not
+//! support is an error naming its path — never silently ignored — and every problem in a
+//! manifest is reported at once, so a user fixes them in one pass.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+
+/// The grace period when neither the manifest nor the caller sets one (Kubernetes' default).
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// A pod wasmlet can run: validated, with every path resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodSpec {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace` (`default` when absent).
+    pub namespace: String,
+    /// `spec.terminationGracePeriodSeconds`; `None` means the host's default (30 s).
+    pub termination_grace_period: Option<Duration>,
+    /// `spec.containers`, in order.
+    pub containers: Vec<ContainerSpec>,
+}
+
+/// One container of a [`PodSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    /// `name`.
+    pub name: String,
+    /// `image`, resolved to a component file.
+    pub image: PathBuf,
+    /// `args`: passed to the component after its name (`argv[0]` is the container name).
+    pub args: Vec<String>,
+    /// `env` with literal `value`s, in order.
+    pub env: Vec<(String, String)>,
+    /// `resources.limits.memory` in bytes: all instances of the container together.
+    pub memory_limit: Option<u64>,
+    /// `lifecycle.postStart`.
+    pub post_start: Option<Handler>,
+    /// `lifecycle.preStop`.
+    pub pre_stop: Option<Handler>,
+}
+
+/// A lifecycle hook handler from the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handler {
+    /// `exec`: runs a command component inside the container (own instance, the container's
+    /// env and `/tmp`). `command[0]` is its path, relative to the manifest; the whole `command`
+    /// is its argv.
+    Exec {
+        /// The `command` as written.
+        command: Vec<String>,
+        /// `command[0]` resolved to a component file.
+        component: PathBuf,
+    },
+    /// `sleep`: waits, cancelled when the container ends or the grace period runs out.
+    Sleep(Duration),
+}
+
+/// Everything wrong with a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// The manifest file (or `<inline>`).
+    pub file: String,
+    /// Each problem, with the path of the field it is about.
+    pub problems: Vec<Problem>,
+}
+
+/// One problem in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path, as `spec.containers[0].lifecycle.preStop.tcpSocket`; empty for the document.
+    pub path: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "invalid pod manifest `{}` ({count} problem{}):",
+            self.file,
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            if problem.path.is_empty() {
+                write!(f, "\n  - {}", problem.message)?;
+            } else {
+                write!(f, "\n  - {}: {}", problem.path, problem.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Fields wasmlet runs as Kubernetes does. `[]` stands for any list index, `*` for any map key.
+const SUPPORTED: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "metadata.labels.*",
+    "metadata.annotations.*",
+    "spec.terminationGracePeriodSeconds",
+    "spec.restartPolicy",
+    "spec.containers[].name",
+    "spec.containers[].image",
+    "spec.containers[].imagePullPolicy",
+    "spec.containers[].args[]",
+    "spec.containers[].env[].name",
+    "spec.containers[].env[].value",
+    "spec.containers[].resources.limits.memory",
+    "spec.containers[].resources.requests.memory",
+    "spec.containers[].lifecycle.postStart.exec.command[]",
+    "spec.containers[].lifecycle.postStart.sleep.seconds",
+    "spec.containers[].lifecycle.preStop.exec.command[]",
+    "spec.containers[].lifecycle.preStop.sleep.seconds",
+];
+
+/// Fields with a message of their own instead of the generic "not supported".
+const EXPLAINED: &[(&str, &str)] = &[
+    (
+        "spec.containers[].lifecycle.postStart.httpGet",
+        "httpGet handlers are not supported yet (they arrive with HTTP support); use exec or sleep",
+    ),
+    (
+        "spec.containers[].lifecycle.preStop.httpGet",
+        "httpGet handlers are not supported yet (they arrive with HTTP support); use exec or sleep",
+    ),
+    (
+        "spec.containers[].lifecycle.postStart.tcpSocket",
+        "deprecated, not supported (Kubernetes rejects it too); use exec or sleep",
+    ),
+    (
+        "spec.containers[].lifecycle.preStop.tcpSocket",
+        "deprecated, not supported (Kubernetes rejects it too); use exec or sleep",
+    ),
+    (
+        "spec.containers[].command",
+        "not supported: a component's entrypoint is its `wasi:cli/run` export; pass `args` instead",
+    ),
+    (
+        "spec.containers[].resources.limits.cpu",
+        "not supported: wasmlet time-slices guests fairly but does not cap CPU",
+    ),
+    (
+        "spec.containers[].resources.requests.cpu",
+        "not supported: wasmlet time-slices guests fairly but does not reserve CPU",
+    ),
+    (
+        "spec.containers[].env[].valueFrom",
+        "not supported yet; give a literal `value`",
+    ),
+];
+
+impl PodSpec {
+    /// Reads and validates a Pod manifest file. Relative paths in it (`image`, exec
+    /// `command[0]`) are resolved against the file's directory.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<PodSpec, ManifestError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ManifestError {
+            file: file.clone(),
+            problems: vec![Problem {
+                path: String::new(),
+                message: format!("cannot read the file: {error}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_yaml(&text, base, &file)
+    }
+
+    /// Validates Pod YAML; `base` is the directory relative paths are resolved against and
+    /// `file` the name errors give it.
+    pub fn from_yaml(text: &str, base: &Path, file: &str) -> Result<PodSpec, ManifestError> {
+        let error = |problems| ManifestError {
+            file: file.to_string(),
+            problems,
+        };
+        let document: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            error(vec![Problem {
+                path: String::new(),
+                message: format!("not valid YAML: {e}"),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        if !document.is_mapping() {
+            problems.push(Problem {
+                path: String::new(),
+                message:
+                    "expected a Pod object (a YAML mapping with apiVersion, kind, metadata, spec)"
+                        .into(),
+            });
+            return Err(error(problems));
+        }
+        let pod: Pod = match serde_path_to_error::deserialize(document.clone()) {
+            Ok(pod) => pod,
+            Err(e) => {
+                problems.push(Problem {
+                    path: display_path(&e.path().to_string()),
+                    message: e.inner().to_string(),
+                });
+                return Err(error(problems));
+            }
+        };
+        let known = serde_yaml::to_value(&pod).unwrap_or(serde_yaml::Value::Null);
+        check_fields(&document, &known, &mut Vec::new(), &mut problems);
+        match Self::from_pod(&pod, base) {
+            Ok(spec) if problems.is_empty() => Ok(spec),
+            Ok(_) => Err(error(problems)),
+            Err(mut semantic) => {
+                // Keep one message per field: an unsupported field is not also "invalid".
+                let reported: HashSet<String> = problems.iter().map(|p| p.path.clone()).collect();
+                semantic.retain(|p| !reported.contains(&p.path));
+                problems.extend(semantic);
+                Err(error(problems))
+            }
+        }
+    }
+
+    /// Validates a Pod given as `k8s-openapi` types (for embedders that build one in code).
+    /// Fields wasmlet does not look at are not checked here; [`PodSpec::from_yaml`] checks them.
+    pub fn from_pod(pod: &Pod, base: &Path) -> Result<PodSpec, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(Problem {
+                path: path.to_string(),
+                message,
+            })
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            problem("metadata.name", "required: the pod's name".into());
+        } else if let Err(why) = check_dns_subdomain(&name) {
+            problem("metadata.name", why);
+        }
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let Some(spec) = &pod.spec else {
+            problem(
+                "spec",
+                "required: the pod's spec with its containers".into(),
+            );
+            return Err(problems);
+        };
+        let grace = match spec.termination_grace_period_seconds {
+            None => None,
+            Some(seconds) if seconds < 0 => {
+                problem(
+                    "spec.terminationGracePeriodSeconds",
+                    format!("must be 0 or more seconds, got {seconds}"),
+                );
+                None
+            }
+            Some(seconds) => Some(Duration::from_secs(seconds as u64)),
+        };
+        match spec.restart_policy.as_deref() {
+            None | Some("Never") => {}
+            Some(policy @ ("Always" | "OnFailure")) => problem(
+                "spec.restartPolicy",
+                format!(
+                    "`{policy}` is not supported yet: wasmlet runs each container once; use `Never`"
+                ),
+            ),
+            Some(other) => problem(
+                "spec.restartPolicy",
+                format!("`{other}` is not a restart policy; expected Always, OnFailure or Never"),
+            ),
+        }
+        if spec.containers.is_empty() {
+            problem(
+                "spec.containers",
+                "a pod needs at least one container".into(),
+            );
+        }
+        let mut names = HashSet::new();
+        let mut containers = Vec::new();
+        let mut container_problems = Vec::new();
+        for (index, container) in spec.containers.iter().enumerate() {
+            let at = format!("spec.containers[{index}]");
+            if !names.insert(container.name.clone()) {
+                problem(
+                    &format!("{at}.name"),
+                    format!("duplicate container name `{}`", container.name),
+                );
+            }
+            match container_spec(container, &at, base, grace.unwrap_or(DEFAULT_GRACE_PERIOD)) {
+                Ok(spec) => containers.push(spec),
+                Err(more) => container_problems.extend(more),
+            }
+        }
+        problems.extend(container_problems);
+        if problems.is_empty() {
+            Ok(PodSpec {
+                name,
+                namespace,
+                termination_grace_period: grace,
+                containers,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// A pod of one container running the component at `path` with `args`: what
+    /// `wasmlet run component.wasm` runs. The pod and container are named after the file.
+    pub fn for_component(path: impl AsRef<Path>, args: Vec<String>) -> PodSpec {
+        let path = path.as_ref();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut name: String = stem
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9') => c,
+                _ => '-',
+            })
+            .collect();
+        name = name.trim_matches('-').to_string();
+        if name.is_empty() {
+            name = "app".into();
+        }
+        PodSpec {
+            name: name.clone(),
+            namespace: "default".into(),
+            termination_grace_period: None,
+            containers: vec![ContainerSpec {
+                name,
+                image: path.to_path_buf(),
+                args,
+                env: Vec::new(),
+                memory_limit: None,
+                post_start: None,
+                pre_stop: None,
+            }],
+        }
+    }
+}
+
+fn container_spec(
+    container: &Container,
+    at: &str,
+    base: &Path,
+    grace: Duration,
+) -> Result<ContainerSpec, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+    if let Err(why) = check_dns_label(&container.name) {
+        problem(format!("{at}.name"), why);
+    }
+    let image = match container.image.as_deref() {
+        None | Some("") => {
+            problem(
+                format!("{at}.image"),
+                "required: the path to a .wasm component, relative to the manifest".into(),
+            );
+            None
+        }
+        Some(image) => match component_path(base, image) {
+            Ok(path) => Some(path),
+            Err(why) => {
+                problem(format!("{at}.image"), why);
+                None
+            }
+        },
+    };
+    let mut env = Vec::new();
+    for (index, var) in container.env.iter().flatten().enumerate() {
+        if var.name.is_empty() {
+            problem(format!("{at}.env[{index}].name"), "required".into());
+        }
+        env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
+    }
+    let memory_limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|limits| limits.get("memory"))
+        .and_then(|quantity| match parse_memory(&quantity.0) {
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                problem(format!("{at}.resources.limits.memory"), why);
+                None
+            }
+        });
+    let lifecycle = container.lifecycle.as_ref();
+    let mut handler = |name: &str, handler: Option<&LifecycleHandler>| {
+        let handler = handler?;
+        let path = format!("{at}.lifecycle.{name}");
+        match lifecycle_handler(handler, &path, base, grace) {
+            Ok(handler) => Some(handler),
+            Err(mut more) => {
+                problems.append(&mut more);
+                None
+            }
+        }
+    };
+    let post_start = handler("postStart", lifecycle.and_then(|l| l.post_start.as_ref()));
+    let pre_stop = handler("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref()));
+    match image {
+        Some(image) if problems.is_empty() => Ok(ContainerSpec {
+            name: container.name.clone(),
+            image,
+            args: container.args.clone().unwrap_or_default(),
+            env,
+            memory_limit,
+            post_start,
+            pre_stop,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn lifecycle_handler(
+    handler: &LifecycleHandler,
+    at: &str,
+    base: &Path,
+    grace: Duration,
+) -> Result<Handler, Vec<Problem>> {
+    let set = [
+        handler.exec.is_some(),
+        handler.http_get.is_some(),
+        handler.sleep.is_some(),
+        handler.tcp_socket.is_some(),
+    ];
+    let fail = |path: String, message: String| Err(vec![Problem { path, message }]);
+    match set.iter().filter(|s| **s).count() {
+        0 => return fail(at.into(), "needs exactly one handler: exec or sleep".into()),
+        1 => {}
+        _ => {
+            return fail(
+                at.into(),
+                "has more than one handler; give exactly one of exec or sleep".into(),
+            );
+        }
+    }
+    if let Some(sleep) = &handler.sleep {
+        let seconds = sleep.seconds;
+        if seconds < 0 {
+            return fail(
+                format!("{at}.sleep.seconds"),
+                format!("must be 0 or more, got {seconds}"),
+            );
+        }
+        let duration = Duration::from_secs(seconds as u64);
+        if duration > grace {
+            return fail(
+                format!("{at}.sleep.seconds"),
+                format!(
+                    "{seconds} s is longer than the grace period ({} s); Kubernetes requires \
+                     sleep.seconds <= terminationGracePeriodSeconds",
+                    grace.as_secs()
+                ),
+            );
+        }
+        return Ok(Handler::Sleep(duration));
+    }
+    if let Some(exec) = &handler.exec {
+        let command = exec.command.clone().unwrap_or_default();
+        let Some(program) = command.first() else {
+            return fail(
+                format!("{at}.exec.command"),
+                "required: the command to run, command[0] being a component path".into(),
+            );
+        };
+        return match component_path(base, program) {
+            Ok(component) => Ok(Handler::Exec { command, component }),
+            Err(why) => fail(
+                format!("{at}.exec.command[0]"),
+                format!(
+                    "{why}; exec runs a command component given by its path relative to the \
+                     manifest (shell commands such as `sh -c` are not supported yet)"
+                ),
+            ),
+        };
+    }
+    // httpGet and tcpSocket were reported by the field check.
+    fail(
+        at.into(),
+        "this handler is not supported; use exec or sleep".into(),
+    )
+}
+
+fn component_path(base: &Path, image: &str) -> Result<PathBuf, String> {
+    let path = base.join(image);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "component `{image}` not found (looked for `{}`); image is a path to a .wasm \
+             component, relative to the manifest",
+            path.display()
+        ))
+    }
+}
+
+/// Bytes in a Kubernetes quantity: `128Mi`, `1Gi`, `500M`, `64e6`, `1048576`.
+pub fn parse_memory(quantity: &str) -> Result<u64, String> {
+    let text = quantity.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let invalid = || {
+        format!(
+            "`{quantity}` is not a memory quantity; expected a number with an optional suffix \
+             (Ki, Mi, Gi, Ti, k, M, G, T), like `64Mi`"
+        )
+    };
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "m" => 1e-3,
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let power: i32 = exponent[1..].parse().map_err(|_| invalid())?;
+            10f64.powi(power)
+        }
+        _ => return Err(invalid()),
+    };
+    let bytes = (value * multiplier).ceil();
+    if !(bytes.is_finite() && bytes > 0.0) {
+        return Err(format!("`{quantity}` must be more than 0 bytes"));
+    }
+    if bytes > u64::MAX as f64 {
+        return Err(format!("`{quantity}` is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+fn check_dns_label(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use at most 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit"
+        ))
+    }
+}
+
+fn check_dns_subdomain(name: &str) -> Result<(), String> {
+    if name.len() <= 253 && name.split('.').all(|part| check_dns_label(part).is_ok()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use lowercase letters, digits, '-' and '.', at most \
+             253 characters"
+        ))
+    }
+}
+
+/// Reports every field of `document` that wasmlet does not support (or that is not part of
+/// the Pod API at all, judging by what `k8s-openapi` kept in `known`).
+fn check_fields(
+    document: &serde_yaml::Value,
+    known: &serde_yaml::Value,
+    path: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
+) {
+    match document {
+        serde_yaml::Value::Mapping(map) => {
+            for (key, value) in map {
+                if value.is_null() {
+                    continue;
+                }
+                let key = match key {
+                    serde_yaml::Value::String(key) => key.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                let known_child = known.get(&key).unwrap_or(&serde_yaml::Value::Null);
+                path.push(key);
+                let pattern = pattern_of(path);
+                if let Some((_, why)) = EXPLAINED.iter().find(|(p, _)| matches(p, &pattern)) {
+                    problems.push(Problem {
+                        path: display_path(&path.join(".")),
+                        message: why.to_string(),
+                    });
+                } else if !SUPPORTED.iter().any(|p| is_prefix(&pattern, p)) {
+                    let message = if known_child.is_null() {
+                        "unknown field: not part of the Kubernetes Pod API (check the spelling)"
+                    } else {
+                        "not supported by wasmlet yet"
+                    };
+                    problems.push(Problem {
+                        path: display_path(&path.join(".")),
+                        message: message.into(),
+                    });
+                } else {
+                    check_fields(value, known_child, path, problems);
+                }
+                path.pop();
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            let last = path.pop().unwrap_or_default();
+            for (index, item) in items.iter().enumerate() {
+                let known_item = known.get(index).unwrap_or(&serde_yaml::Value::Null);
+                path.push(format!("{last}[{index}]"));
+                check_fields(item, known_item, path, problems);
+                path.pop();
+            }
+            path.push(last);
+        }
+        _ => {}
+    }
+}
+
+/// `spec.containers[3].args[0]` → `spec.containers[].args[]`.
+fn pattern_of(path: &[String]) -> String {
+    path.iter()
+        .map(|segment| match segment.find('[') {
+            Some(bracket) => {
+                let name = &segment[..bracket];
+                let depth = segment.matches('[').count();
+                format!("{name}{}", "[]".repeat(depth))
+            }
+            None => segment.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Whether `pattern` (from [`SUPPORTED`]) matches `path` segment by segment, `*` matching any key.
+fn matches(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<_> = pattern.split('.').collect();
+    let path: Vec<_> = path.split('.').collect();
+    pattern.len() == path.len() && pattern.iter().zip(&path).all(|(p, s)| *p == "*" || p == s)
+}
+
+/// Whether `path` is `pattern` or leads to it.
+fn is_prefix(path: &str, pattern: &str) -> bool {
+    let pattern: Vec<_> = pattern.split('.').collect();
+    let path: Vec<_> = path.split('.').collect();
+    path.len() <= pattern.len()
+        && pattern.iter().zip(&path).all(|(p, s)| {
+            *p == "*" || p == s || p.trim_end_matches("[]") == s.trim_end_matches("[]")
+        })
+}
+
+/// serde's paths write list indices as `.0`; Kubernetes users read `[0]`.
+fn display_path(path: &str) -> String {
+    let mut out = String::new();
+    for segment in path.split('.') {
+        if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_quantities() {
+        assert_eq!(parse_memory("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_memory("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_memory("500M"), Ok(500_000_000));
+        assert_eq!(parse_memory("128974848"), Ok(128_974_848));
+        assert_eq!(parse_memory("129e6"), Ok(129_000_000));
+        assert_eq!(parse_memory("1.5Ki"), Ok(1536));
+        assert!(parse_memory("lots").unwrap_err().contains("`lots`"));
+        assert!(parse_memory("64MB").is_err());
+        assert!(parse_memory("0").is_err());
+        assert!(parse_memory("-1Mi").is_err());
+    }
+
+    #[test]
+    fn paths_read_like_kubernetes() {
+        assert_eq!(
+            display_path("spec.containers.0.lifecycle"),
+            "spec.containers[0].lifecycle"
+        );
+        let path: Vec<String> = ["spec", "containers[2]", "args[0]"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(pattern_of(&path), "spec.containers[].args[]");
+        assert!(is_prefix("spec.containers[]", "spec.containers[].name"));
+        assert!(is_prefix("metadata.labels.app", "metadata.labels.*"));
+        assert!(!is_prefix(
+            "spec.containers[].ports",
+            "spec.containers[].name"
+        ));
+    }
+
+    #[test]
+    fn names_follow_kubernetes_rules() {
+        assert!(check_dns_label("web-1").is_ok());
+        assert!(check_dns_label("Web").is_err());
+        assert!(check_dns_label("-web").is_err());
+        assert!(check_dns_subdomain("pre-stop-hook.v1").is_ok());
+    }
+}

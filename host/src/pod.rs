@@ -1,0 +1,329 @@
+//! A running pod: the handle an embedder or the CLI holds to watch it, delete it and await its
+//! end, and the status it reports (Kubernetes `PodStatus`, so tools that read pod JSON read ours).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::watch;
+
+use crate::bindings::TerminationReason;
+use crate::container;
+use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
+use crate::guest::{ContainerContext, LoadedComponent};
+use crate::host::HostInner;
+use crate::manifest::PodSpec;
+
+/// A request to stop the pod's containers, from [`Pod::delete`].
+#[derive(Debug, Clone)]
+pub(crate) struct StopRequest {
+    /// The grace period the request gave.
+    pub grace_period: Duration,
+    /// When the grace period ends. A later request only ever moves it earlier.
+    pub deadline: Instant,
+    pub reason: TerminationReason,
+    pub message: String,
+}
+
+/// The compiled components of a pod, loaded before anything starts.
+pub(crate) struct LoadedPod {
+    pub containers: Vec<LoadedContainer>,
+}
+
+pub(crate) struct LoadedContainer {
+    pub main: Arc<LoadedComponent>,
+    pub exec: HashMap<PathBuf, Arc<LoadedComponent>>,
+    pub load_time: Duration,
+}
+
+/// A pod started by [`crate::Host::start_pod`]. Cheap to clone; every clone is the same pod.
+#[derive(Clone)]
+pub struct Pod {
+    shared: Arc<PodShared>,
+}
+
+pub(crate) struct PodShared {
+    pub spec: PodSpec,
+    pub host: Arc<HostInner>,
+    pub hub: UpdateHub,
+    pub stop: watch::Sender<Option<StopRequest>>,
+    status: watch::Sender<PodStatus>,
+    contexts: Mutex<Vec<Arc<ContainerContext>>>,
+    started: Instant,
+}
+
+impl Pod {
+    pub(crate) fn start(host: Arc<HostInner>, spec: PodSpec, loaded: LoadedPod) -> Pod {
+        let clock = host.clock.clone();
+        let start_time = time(clock.wall_time());
+        let status = PodStatus {
+            phase: Some("Pending".into()),
+            start_time: Some(start_time),
+            container_statuses: Some(
+                spec.containers
+                    .iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name.clone(),
+                        image: c.image.display().to_string(),
+                        image_id: String::new(),
+                        ready: false,
+                        restart_count: 0,
+                        started: Some(false),
+                        state: Some(ContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some("ContainerCreating".into()),
+                                message: None,
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let shared = Arc::new(PodShared {
+            spec,
+            host,
+            hub: UpdateHub::new(),
+            stop: watch::Sender::new(None),
+            status: watch::Sender::new(status),
+            contexts: Mutex::new(Vec::new()),
+            started: clock.now(),
+        });
+        let mut supervisors = Vec::new();
+        for (index, loaded) in loaded.containers.into_iter().enumerate() {
+            let spec = &shared.spec.containers[index];
+            shared.event(
+                EventType::Normal,
+                "Pulled",
+                Some(&spec.name),
+                format!(
+                    "Component \"{}\" loaded in {}",
+                    spec.image.display(),
+                    humantime::format_duration(round_ms(loaded.load_time))
+                ),
+            );
+            let context = ContainerContext::new(clock.clone(), spec.memory_limit);
+            shared.contexts.lock().unwrap().push(context.clone());
+            supervisors.push(tokio::spawn(container::supervise(
+                shared.clone(),
+                index,
+                loaded,
+                context,
+            )));
+        }
+        let pod = Pod { shared };
+        let finisher = pod.shared.clone();
+        tokio::spawn(async move {
+            for supervisor in supervisors {
+                if let Err(panic) = supervisor.await {
+                    tracing::error!("a container supervisor failed: {panic}");
+                }
+            }
+            finisher.hub.close();
+        });
+        pod
+    }
+
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.shared.spec.name
+    }
+
+    /// What the pod was started from.
+    pub fn spec(&self) -> &PodSpec {
+        &self.shared.spec
+    }
+
+    /// Every update (events and container output) from the pod's start, then live ones, until
+    /// the pod has ended.
+    pub fn watch(&self) -> Watch {
+        self.shared.hub.watch()
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.shared.hub.events()
+    }
+
+    /// The pod's status now.
+    pub fn status(&self) -> PodStatus {
+        let mut status = self.shared.status.borrow().clone();
+        // Readiness is whatever the guest reported last, while it is running.
+        let contexts = self.shared.contexts.lock().unwrap();
+        for (container, context) in status
+            .container_statuses
+            .iter_mut()
+            .flatten()
+            .zip(contexts.iter())
+        {
+            let running = container
+                .state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some());
+            if running && let Some(ready) = context.reported_ready() {
+                container.ready = ready && !context.terminating();
+            }
+        }
+        status
+    }
+
+    /// Status changes as they happen.
+    pub fn status_updates(&self) -> watch::Receiver<PodStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// Deletes the pod gracefully: each container gets its preStop hook, then terminate, then
+    /// the kill when `grace_period` (default: the pod's `terminationGracePeriodSeconds`, else
+    /// the host's default) runs out. Deleting again with a shorter grace period shortens a
+    /// stop in progress; it never lengthens one. Returns at once; see [`Pod::wait`].
+    pub fn delete(&self, grace_period: Option<Duration>) {
+        let grace_period = grace_period.unwrap_or_else(|| self.shared.grace_period());
+        let now = self.shared.host.clock.now();
+        let deadline = now + grace_period;
+        self.shared.stop.send_if_modified(|current| match current {
+            Some(existing) if existing.deadline <= deadline => false,
+            _ => {
+                *current = Some(StopRequest {
+                    grace_period,
+                    deadline,
+                    reason: TerminationReason::PodDeleted,
+                    message: "pod deleted".into(),
+                });
+                true
+            }
+        });
+    }
+
+    /// Kills every container now: a delete with a grace period of zero (no preStop).
+    pub fn kill(&self) {
+        self.delete(Some(Duration::ZERO));
+    }
+
+    /// Waits until every container has terminated and returns the final status.
+    pub async fn wait(&self) -> PodStatus {
+        self.wait_until(all_terminated).await
+    }
+
+    /// Waits until the pod's status satisfies `condition`, and returns that status.
+    pub async fn wait_until(&self, condition: impl Fn(&PodStatus) -> bool) -> PodStatus {
+        let mut updates = self.shared.status.subscribe();
+        let status = updates
+            .wait_for(|status| condition(status))
+            .await
+            .map(|status| status.clone());
+        status.unwrap_or_else(|_| self.status())
+    }
+
+    /// Waits until every container is `Running` (postStart done), or the pod has ended.
+    pub async fn wait_running(&self) -> PodStatus {
+        self.wait_until(|status| {
+            all_terminated(status)
+                || status
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .await
+    }
+}
+
+/// Whether every container of `status` has terminated.
+pub fn all_terminated(status: &PodStatus) -> bool {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+}
+
+impl PodShared {
+    pub fn grace_period(&self) -> Duration {
+        self.spec
+            .termination_grace_period
+            .unwrap_or(self.host.config.default_grace_period)
+    }
+
+    /// Records an event about the pod (or one of its containers).
+    pub fn event(&self, kind: EventType, reason: &str, container: Option<&str>, message: String) {
+        let now = self.host.clock.now();
+        let event = Event {
+            kind,
+            reason: reason.into(),
+            object: format!("pod/{}", self.spec.name),
+            container: container.map(str::to_string),
+            message,
+            age: now.saturating_duration_since(self.started),
+            time: self.host.clock.wall_time(),
+        };
+        tracing::debug!(?event, "event");
+        self.hub.publish(PodUpdate::Event(event));
+    }
+
+    /// Changes one container's status and recomputes the pod phase.
+    pub fn update_container(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
+        self.status.send_modify(|status| {
+            if let Some(container) = status
+                .container_statuses
+                .as_mut()
+                .and_then(|all| all.get_mut(index))
+            {
+                change(container);
+            }
+            status.phase = Some(phase(status).into());
+        });
+    }
+
+    pub fn now_time(&self) -> Time {
+        time(self.host.clock.wall_time())
+    }
+}
+
+/// The pod phase Kubernetes derives from container states.
+fn phase(status: &PodStatus) -> &'static str {
+    let containers: Vec<_> = status.container_statuses.iter().flatten().collect();
+    let terminated: Vec<_> = containers
+        .iter()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .collect();
+    if !containers.is_empty() && terminated.len() == containers.len() {
+        if terminated
+            .iter()
+            .all(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"))
+        {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if containers
+        .iter()
+        .any(|c| c.state.as_ref().is_some_and(|s| s.waiting.is_some()))
+    {
+        "Pending"
+    } else {
+        "Running"
+    }
+}
+
+pub(crate) fn time(at: SystemTime) -> Time {
+    use k8s_openapi::jiff::Timestamp;
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let timestamp = Timestamp::new(
+        since_epoch.as_secs() as i64,
+        since_epoch.subsec_nanos() as i32,
+    );
+    Time(timestamp.unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn round_ms(duration: Duration) -> Duration {
+    Duration::from_millis(duration.as_millis() as u64)
+}
