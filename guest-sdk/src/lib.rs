@@ -1,9 +1,10 @@
 //! The guest side of wasmlet: write an application that wasmlet runs with Kubernetes-style
 //! lifecycle management.
 //!
-//! Implement [`App`] for a type and call [`export!`] once; build the crate as a `cdylib` for
-//! `wasm32-wasip2`. The result is a component that exports `wasi:cli/run` (your [`App::run`]) and
-//! the `wasmlet:lifecycle/hooks` interface ([`App::post_start`], [`App::pre_stop`]), and imports
+//! Implement [`App`] (and the hooks you want: [`PostStart`], [`PreStop`]) for a type and call
+//! [`export!`] once; build the crate as a `cdylib` for `wasm32-wasip2`. The result is a component
+//! that exports `wasi:cli/run` (your [`App::run`]) and the `wasmlet:lifecycle/hooks` interface,
+//! and imports
 //! `wasmlet:lifecycle/control`, which the helpers of this crate wrap:
 //!
 //! - [`termination_requested`] — has terminate (SIGTERM) been delivered, why, how much grace is left;
@@ -14,7 +15,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use wasmlet_sdk::{App, export};
+//! use wasmlet_sdk::{App, PreStop, export};
 //!
 //! struct Worker;
 //!
@@ -28,14 +29,16 @@
 //!             }
 //!         }
 //!     }
+//! }
 //!
+//! impl PreStop for Worker {
 //!     fn pre_stop() -> Result<(), String> {
 //!         println!("draining before terminate");
 //!         Ok(())
 //!     }
 //! }
 //!
-//! export!(Worker);
+//! export!(Worker, PreStop);
 //! ```
 //!
 //! Depend on this crate alone: it re-exports [`wit_bindgen`] and the generated [`bindings`].
@@ -63,37 +66,42 @@ pub mod bindings {
     });
 }
 
+pub use bindings::exports::wasmlet::lifecycle::hooks::HookOutcome;
 pub use bindings::wasi::io::poll::Pollable;
 use bindings::wasmlet::lifecycle::control;
 pub use bindings::wasmlet::lifecycle::types::{Event, TerminationReason};
 
-/// An application wasmlet can run. Implement it and call [`export!`].
+/// An application wasmlet can run. Implement it (and any hooks) and call [`export!`].
 ///
 /// Every function runs in an instance of its own (like a process in a container): `run` in the
 /// main instance, each hook in a new, short-lived instance of the same component. They share the
 /// container's files, env and args, but not memory.
 pub trait App {
     /// The main process. `Ok` ends the container with exit code 0 (`Completed`); `Err` prints the
-    /// message to stderr and ends it with exit code 1 (`Error`). `std::process::exit(n)` ends it
-    /// with code `n`.
+    /// message to stderr and ends it with exit code 1 (`Error`).
     fn run() -> Result<(), String>;
-
-    /// The postStart hook: runs beside `run` right after start; the container is `Waiting` until
-    /// it returns. An `Err` fails the hook, and the container is stopped with reason
-    /// `PostStartHookError`. A manifest `lifecycle.postStart` handler replaces this one.
-    fn post_start() -> Result<(), String> {
-        Ok(())
-    }
-
-    /// The preStop hook: runs before terminate, inside the grace budget. An `Err` is reported as
-    /// a `FailedPreStopHook` event; the stop continues either way. A manifest `lifecycle.preStop`
-    /// handler replaces this one.
-    fn pre_stop() -> Result<(), String> {
-        Ok(())
-    }
 }
 
-/// Exports an [`App`] as a wasmlet component. Call it once, at the crate's top level.
+/// The postStart hook: runs beside `run` right after start; the container is `Waiting` until
+/// it returns. An `Err` fails the hook, and the container is stopped with reason
+/// `PostStartHookError`. A manifest `lifecycle.postStart` handler replaces it. Name it in
+/// [`export!`].
+pub trait PostStart {
+    /// Runs the hook.
+    fn post_start() -> Result<(), String>;
+}
+
+/// The preStop hook: runs before terminate, inside the grace budget. An `Err` is reported as a
+/// `FailedPreStopHook` event; the stop continues either way. A manifest `lifecycle.preStop`
+/// handler replaces it. Name it in [`export!`].
+pub trait PreStop {
+    /// Runs the hook.
+    fn pre_stop() -> Result<(), String>;
+}
+
+/// Exports an [`App`] as a wasmlet component, with the hooks it implements listed after it
+/// (`PostStart`, `PreStop`). Call it once, at the crate's top level. A hook that is not listed
+/// does not exist for wasmlet: no instance, no event, no grace-period minimum after it.
 ///
 /// ```no_run
 /// struct Hello;
@@ -103,12 +111,26 @@ pub trait App {
 ///         Ok(())
 ///     }
 /// }
-/// wasmlet_sdk::export!(Hello);
+/// impl wasmlet_sdk::PreStop for Hello {
+///     fn pre_stop() -> Result<(), String> {
+///         println!("goodbye");
+///         Ok(())
+///     }
+/// }
+/// wasmlet_sdk::export!(Hello, PreStop);
 /// ```
 #[macro_export]
 macro_rules! export {
-    ($app:ty) => {
+    ($app:ty $(, $hook:ident)* $(,)?) => {
         const _: () = {
+            // A listed hook must be one of the SDK's hook traits, implemented by the app.
+            $(
+                const _: fn() = || {
+                    fn implements<T: $crate::$hook>() {}
+                    implements::<$app>();
+                };
+            )*
+
             struct WasmletExports;
 
             impl $crate::bindings::exports::wasi::cli::run::Guest for WasmletExports {
@@ -118,22 +140,50 @@ macro_rules! export {
             }
 
             impl $crate::bindings::exports::wasmlet::lifecycle::hooks::Guest for WasmletExports {
-                fn post_start() -> ::core::result::Result<(), ::std::string::String> {
-                    <$app as $crate::App>::post_start()
+                fn post_start() -> $crate::HookOutcome {
+                    $crate::__post_start!($app; $($hook)*)
                 }
-                fn pre_stop() -> ::core::result::Result<(), ::std::string::String> {
-                    <$app as $crate::App>::pre_stop()
+                fn pre_stop() -> $crate::HookOutcome {
+                    $crate::__pre_stop!($app; $($hook)*)
                 }
             }
 
-    $crate::bindings::export_container!(WasmletExports with_types_in $crate::bindings);
+            $crate::bindings::export_container!(WasmletExports with_types_in $crate::bindings);
         };
     };
 }
 
 #[doc(hidden)]
+#[macro_export]
+macro_rules! __post_start {
+    ($app:ty;) => { $crate::HookOutcome::NotImplemented };
+    ($app:ty; PostStart $($rest:ident)*) => {
+        $crate::__outcome(<$app as $crate::PostStart>::post_start())
+    };
+    ($app:ty; $other:ident $($rest:ident)*) => { $crate::__post_start!($app; $($rest)*) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pre_stop {
+    ($app:ty;) => { $crate::HookOutcome::NotImplemented };
+    ($app:ty; PreStop $($rest:ident)*) => {
+        $crate::__outcome(<$app as $crate::PreStop>::pre_stop())
+    };
+    ($app:ty; $other:ident $($rest:ident)*) => { $crate::__pre_stop!($app; $($rest)*) };
+}
+
+#[doc(hidden)]
 pub fn __report(result: Result<(), String>) -> Result<(), ()> {
     result.map_err(|message| eprintln!("Error: {message}"))
+}
+
+#[doc(hidden)]
+pub fn __outcome(result: Result<(), String>) -> HookOutcome {
+    match result {
+        Ok(()) => HookOutcome::Done,
+        Err(message) => HookOutcome::Failed(message),
+    }
 }
 
 /// What the platform said when it asked the application to stop (terminate, i.e. SIGTERM).

@@ -13,14 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
-use tokio::task::JoinHandle;
 
 use crate::bindings::TerminationReason;
 use crate::clock::{CancelOnDrop, sleep};
 use crate::events::{EventType, LogSource, PodUpdate};
 use crate::guest::{
-    ContainerContext, Entry, InstanceEnd, InstanceIo, KillSwitch, LogTarget, spawn_instance,
-    spawn_task,
+    ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LogTarget,
+    spawn_instance, spawn_task,
 };
 use crate::manifest::{ContainerSpec, Handler};
 use crate::pod::{LoadedContainer, PodShared};
@@ -51,7 +50,7 @@ impl Instances {
 /// A hook in progress: an instance (exec or the component's own export) or a sleep.
 struct HookRun {
     switch: KillSwitch,
-    end: JoinHandle<InstanceEnd>,
+    end: InstanceDone,
     logs: LogTarget,
     description: String,
 }
@@ -165,10 +164,7 @@ impl Supervisor {
 
         let main_end = loop {
             tokio::select! {
-                end = &mut main => break end.unwrap_or_else(|panic| InstanceEnd::Trapped {
-                    message: format!("wasmlet failed while running the instance: {panic}"),
-                    out_of_memory: false,
-                }),
+                end = &mut main => break end.unwrap_or_else(|_| lost()),
                 end = finish(&mut post_start) => {
                     let hook = post_start.take().expect("finish resolves only for a hook");
                     match HookFailure::of(&end, &hook) {
@@ -204,7 +200,7 @@ impl Supervisor {
                             failure.with_output(),
                         );
                     }
-                    self.terminate_after_pre_stop();
+                    self.terminate_after_pre_stop(end != InstanceEnd::NotImplemented);
                 }
                 changed = stop_requests.changed() => {
                     if changed.is_err() {
@@ -358,8 +354,9 @@ impl Supervisor {
     }
 
     /// preStop is over (returned, failed, or killed at the deadline): deliver terminate and
-    /// give `run` the rest of the grace period, at least the configured minimum.
-    fn terminate_after_pre_stop(&mut self) {
+    /// give `run` the rest of the grace period — at least the configured minimum if a preStop
+    /// really ran (`ran` is false when the component turned out to have none).
+    fn terminate_after_pre_stop(&mut self, ran: bool) {
         let Stopping::PreStop {
             deadline,
             grace_period,
@@ -368,7 +365,11 @@ impl Supervisor {
             return;
         };
         let now = self.pod.host.clock.now();
-        let deadline = deadline.max(now + self.pod.host.config.min_grace_after_pre_stop);
+        let deadline = if ran {
+            deadline.max(now + self.pod.host.config.min_grace_after_pre_stop)
+        } else {
+            deadline
+        };
         self.context.set_deadline(grace_period, deadline);
         self.stopping = Stopping::Terminating { deadline };
         self.deliver_terminate();
@@ -461,7 +462,8 @@ impl Supervisor {
             InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) => {
                 (0, "Completed".to_string(), None)
             }
-            InstanceEnd::Returned(Err(_)) => {
+            // `run` has no not-implemented answer; a component that gives one failed.
+            InstanceEnd::Returned(Err(_)) | InstanceEnd::NotImplemented => {
                 (1, "Error".into(), Some("run returned an error".to_string()))
             }
             InstanceEnd::Exited(code) => (code, "Error".into(), None),
@@ -561,13 +563,16 @@ impl Supervisor {
 /// Resolves when the hook in `slot` ends; never, if there is none.
 async fn finish(slot: &mut Option<HookRun>) -> InstanceEnd {
     match slot {
-        Some(hook) => (&mut hook.end)
-            .await
-            .unwrap_or_else(|panic| InstanceEnd::Trapped {
-                message: format!("wasmlet failed while running the hook: {panic}"),
-                out_of_memory: false,
-            }),
+        Some(hook) => (&mut hook.end).await.unwrap_or_else(|_| lost()),
         None => std::future::pending().await,
+    }
+}
+
+/// The end of an instance whose task went away without reporting (the host is shutting down).
+fn lost() -> InstanceEnd {
+    InstanceEnd::Trapped {
+        message: "the instance was dropped without finishing (is the host shutting down?)".into(),
+        out_of_memory: false,
     }
 }
 
@@ -581,7 +586,11 @@ impl HookFailure {
     /// `None` if the hook succeeded.
     fn of(end: &InstanceEnd, hook: &HookRun) -> Option<HookFailure> {
         let what = match end {
-            InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) => return None,
+            InstanceEnd::Returned(Ok(()))
+            | InstanceEnd::Exited(0)
+            | InstanceEnd::NotImplemented => {
+                return None;
+            }
             InstanceEnd::Returned(Err(message)) if message.is_empty() => "returned an error".into(),
             InstanceEnd::Returned(Err(message)) => format!("returned an error: {message}"),
             InstanceEnd::Exited(code) => format!("exited with code {code}"),

@@ -394,7 +394,26 @@ pub(crate) enum InstanceEnd {
     },
     /// wasmlet killed the instance; `location` says where it was.
     Killed { location: String },
+    /// The hook export answered that the application has no such hook.
+    NotImplemented,
 }
+
+/// `wasmlet:lifecycle/hooks.hook-outcome`.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(variant)]
+enum HookOutcome {
+    #[component(name = "done")]
+    Done,
+    #[component(name = "failed")]
+    Failed(String),
+    #[component(name = "not-implemented")]
+    NotImplemented,
+}
+
+/// How an instance's end reaches its supervisor: sent by the instance's task when it finishes,
+/// or by the kill itself when it takes the instance away, so that reporting a kill never waits
+/// for the guest runtime to schedule anything.
+pub(crate) type InstanceDone = tokio::sync::oneshot::Receiver<InstanceEnd>;
 
 /// Starts one instance of `component` calling `entry`, on `runtime`. The instance is
 /// registered nowhere: the caller keeps the returned [`KillSwitch`].
@@ -406,7 +425,7 @@ pub(crate) fn spawn_instance(
     entry: Entry,
     container: Arc<ContainerContext>,
     io: InstanceIo,
-) -> (KillSwitch, tokio::task::JoinHandle<InstanceEnd>) {
+) -> (KillSwitch, InstanceDone) {
     let kill = KillState::new(engine.clone(), runtime.clone());
     let event = match entry {
         Entry::Run => None,
@@ -475,9 +494,11 @@ async fn run_instance(
     // After a kill the same check traps instead.
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|context| {
-        if context.data().kill.is_killed() {
+        let kill = &context.data().kill;
+        if kill.is_killed() {
             Err(killed_here(&context))
         } else {
+            kill.preempted.store(true, Ordering::Relaxed);
             Ok(UpdateDeadline::Yield(1))
         }
     });
@@ -488,6 +509,13 @@ async fn run_instance(
             transition,
             CallHook::CallingHost | CallHook::ReturningFromHost
         );
+        if matches!(transition, CallHook::CallingHost) {
+            context
+                .data()
+                .kill
+                .preempted
+                .store(false, Ordering::Relaxed);
+        }
         if host_call && context.data().kill.is_killed() {
             Err(killed_here(&context))
         } else {
@@ -508,9 +536,12 @@ async fn run_instance(
             InstanceEnd::Returned(result.map_err(|()| String::new()))
         }
         Entry::PostStart | Entry::PreStop => {
-            let hook = instance.get_typed_func::<(), (Result<(), String>,)>(&mut store, export)?;
-            let (result,) = hook.call_async(&mut store, ()).await?;
-            InstanceEnd::Returned(result)
+            let hook = instance.get_typed_func::<(), (HookOutcome,)>(&mut store, export)?;
+            match hook.call_async(&mut store, ()).await? {
+                (HookOutcome::Done,) => InstanceEnd::Returned(Ok(())),
+                (HookOutcome::Failed(message),) => InstanceEnd::Returned(Err(message)),
+                (HookOutcome::NotImplemented,) => InstanceEnd::NotImplemented,
+            }
         }
     })
 }
@@ -564,7 +595,7 @@ pub(crate) fn spawn_task(
     runtime: &tokio::runtime::Handle,
     engine: &Engine,
     future: impl Future<Output = InstanceEnd> + Send + 'static,
-) -> (KillSwitch, tokio::task::JoinHandle<InstanceEnd>) {
+) -> (KillSwitch, InstanceDone) {
     let kill = KillState::new(engine.clone(), runtime.clone());
     spawn_killable(runtime, kill, Box::pin(future))
 }
@@ -575,9 +606,13 @@ type GuestFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// instance's future.
 struct KillState {
     killed: AtomicBool,
+    /// Set when the guest yields at a time slice, cleared when it calls the host: says where a
+    /// guest taken out of its slot was.
+    preempted: AtomicBool,
     engine: Engine,
     reaper: tokio::runtime::Handle,
     slot: Mutex<Slot>,
+    done: Mutex<Option<tokio::sync::oneshot::Sender<InstanceEnd>>>,
 }
 
 enum Slot {
@@ -595,14 +630,23 @@ impl KillState {
     fn new(engine: Engine, reaper: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(KillState {
             killed: AtomicBool::new(false),
+            preempted: AtomicBool::new(false),
             engine,
             reaper,
             slot: Mutex::new(Slot::Empty),
+            done: Mutex::new(None),
         })
     }
 
     fn is_killed(&self) -> bool {
         self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Reports the instance's end (once; later reports are dropped).
+    fn report(&self, end: InstanceEnd) {
+        if let Some(done) = self.done.lock().unwrap().take() {
+            let _ = done.send(end);
+        }
     }
 }
 
@@ -624,6 +668,14 @@ impl KillSwitch {
         match std::mem::replace(&mut *slot, Slot::Killed) {
             Slot::Running { future, waker } => {
                 drop(slot);
+                let location = if state.preempted.load(Ordering::Relaxed) {
+                    "while waiting for its next time slice (CPU-bound)"
+                } else {
+                    "while blocked in a host call"
+                };
+                state.report(InstanceEnd::Killed {
+                    location: location.into(),
+                });
                 if let Some(waker) = waker {
                     waker.wake();
                 }
@@ -642,7 +694,9 @@ fn spawn_killable(
     runtime: &tokio::runtime::Handle,
     kill: Arc<KillState>,
     future: GuestFuture<InstanceEnd>,
-) -> (KillSwitch, tokio::task::JoinHandle<InstanceEnd>) {
+) -> (KillSwitch, InstanceDone) {
+    let (done, receiver) = tokio::sync::oneshot::channel();
+    *kill.done.lock().unwrap() = Some(done);
     {
         let mut slot = kill.slot.lock().unwrap();
         if matches!(*slot, Slot::Empty) {
@@ -652,35 +706,51 @@ fn spawn_killable(
             };
         }
     }
-    let handle = runtime.spawn(Killable(kill.clone()));
-    (KillSwitch(kill), handle)
+    runtime.spawn(Killable(kill.clone()));
+    (KillSwitch(kill), receiver)
 }
 
 /// Polls an instance's future from its slot, so that a kill can take the future away.
 struct Killable(Arc<KillState>);
 
 impl Future for Killable {
-    type Output = InstanceEnd;
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<InstanceEnd> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut slot = self.0.slot.lock().unwrap();
-        match &mut *slot {
-            Slot::Running { future, waker } => match future.as_mut().poll(cx) {
-                Poll::Ready(end) => {
-                    *slot = Slot::Finished;
-                    Poll::Ready(end)
-                }
-                Poll::Pending => {
-                    *waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
+        let Slot::Running { future, waker } = &mut *slot else {
+            // Killed (the kill reported it) or finished.
+            return Poll::Ready(());
+        };
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        let end = match polled {
+            Ok(Poll::Pending) => {
+                *waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Ok(Poll::Ready(end)) => end,
+            Err(panic) => InstanceEnd::Trapped {
+                message: format!(
+                    "wasmlet failed while running the instance: {}",
+                    panic_text(panic.as_ref())
+                ),
+                out_of_memory: false,
             },
-            Slot::Killed => Poll::Ready(InstanceEnd::Killed {
-                location: "while blocked in a host call".into(),
-            }),
-            Slot::Empty | Slot::Finished => Poll::Pending,
-        }
+        };
+        *slot = Slot::Finished;
+        drop(slot);
+        self.0.report(end);
+        Poll::Ready(())
     }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic")
 }
 
 /// Where an instance's output goes: the pod's log stream, and for hooks a bounded capture of the

@@ -5,7 +5,7 @@
 //! this long; `CLEANUP_MS` — how long shutdown takes after terminate.
 
 use std::time::{Duration, Instant};
-use wasmlet_sdk::{App, export};
+use wasmlet_sdk::{App, PostStart, PreStop, export};
 
 struct Cooperative;
 
@@ -34,6 +34,10 @@ impl App for Cooperative {
                     stop.grace_remaining.as_millis(),
                     stop.grace_period.as_millis()
                 );
+                // Hook instances share the container's /tmp, not its memory.
+                if std::fs::metadata("/tmp/postStart_done").is_ok() {
+                    println!("run: /tmp/postStart_done is there");
+                }
                 if let Some(cleanup) = millis_from_env("CLEANUP_MS") {
                     std::thread::sleep(cleanup);
                 }
@@ -42,7 +46,9 @@ impl App for Cooperative {
             }
         }
     }
+}
 
+impl PostStart for Cooperative {
     fn post_start() -> Result<(), String> {
         println!("postStart: warming up");
         if let Some(warm_up) = millis_from_env("POST_START_MS") {
@@ -52,7 +58,9 @@ impl App for Cooperative {
         println!("postStart: done");
         Ok(())
     }
+}
 
+impl PreStop for Cooperative {
     fn pre_stop() -> Result<(), String> {
         let left = wasmlet_sdk::grace_remaining().unwrap_or_default();
         println!("preStop: draining, {} ms of grace left", left.as_millis());
@@ -60,4 +68,4 @@ impl App for Cooperative {
     }
 }
 
-export!(Cooperative);
+export!(Cooperative, PostStart, PreStop);

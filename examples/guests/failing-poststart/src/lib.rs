@@ -2,7 +2,7 @@
 //! terminate, kill if needed) and reports `PostStartHookError`.
 
 use std::time::Duration;
-use wasmlet_sdk::{App, export};
+use wasmlet_sdk::{App, PostStart, PreStop, export};
 
 struct FailingPostStart;
 
@@ -13,17 +13,21 @@ impl App for FailingPostStart {
         println!("run: terminate received ({:?}: {})", stop.reason, stop.message);
         Ok(())
     }
+}
 
+impl PostStart for FailingPostStart {
     fn post_start() -> Result<(), String> {
         println!("postStart: checking the configuration");
         std::thread::sleep(Duration::from_millis(100));
         Err("configuration check failed: /etc/app.toml not found".to_string())
     }
+}
 
+impl PreStop for FailingPostStart {
     fn pre_stop() -> Result<(), String> {
         println!("preStop: nothing to drain");
         Ok(())
     }
 }
 
-export!(FailingPostStart);
+export!(FailingPostStart, PostStart, PreStop);

@@ -3,7 +3,7 @@
 //! cleanly.
 
 use std::time::Duration;
-use wasmlet_sdk::{App, export};
+use wasmlet_sdk::{App, PreStop, export};
 
 struct SlowPreStop;
 
@@ -17,7 +17,9 @@ impl App for SlowPreStop {
         );
         Ok(())
     }
+}
 
+impl PreStop for SlowPreStop {
     fn pre_stop() -> Result<(), String> {
         println!("preStop: flushing a very large cache (this takes an hour)");
         std::thread::sleep(Duration::from_secs(3600));
@@ -25,4 +27,4 @@ impl App for SlowPreStop {
     }
 }
 
-export!(SlowPreStop);
+export!(SlowPreStop, PreStop);

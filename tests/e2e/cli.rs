@@ -1,0 +1,185 @@
+//! The `wasmlet` binary: exit codes, events on stderr, output on stdout, JSON status, signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn wasmlet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmlet"));
+    command.current_dir(workspace());
+    command
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    wasmlet().args(args).output().expect("running wasmlet")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_prints_output_on_stdout_and_events_on_stderr() {
+    let out = run(&["run", "examples/pods/hello.yaml"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("[hello] Hi from a plain wasi:cli command!"),
+        "{stdout}"
+    );
+    for column in ["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"] {
+        assert!(stderr.contains(column), "{stderr}");
+    }
+    for reason in ["Pulled", "Created", "Started", "Completed"] {
+        assert!(stderr.contains(reason), "{stderr}");
+    }
+}
+
+#[test]
+fn json_output_is_a_kubernetes_pod_status() {
+    let out = run(&[
+        "run",
+        "examples/pods/stubborn.yaml",
+        "--stop-after",
+        "100ms",
+        "--grace-period",
+        "300ms",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(status["phase"], "Failed");
+    let container = &status["containerStatuses"][0];
+    assert_eq!(container["name"], "app");
+    assert_eq!(container["restartCount"], 0);
+    let terminated = &container["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 137);
+    assert_eq!(terminated["reason"], "Killed");
+    assert!(
+        terminated["message"].as_str().unwrap().contains("300ms"),
+        "{terminated}"
+    );
+    assert!(terminated["startedAt"].is_string() && terminated["finishedAt"].is_string());
+    // Container output went to stderr, so stdout stays parseable.
+    assert!(text(&out.stderr).contains("[app] run: sleeping for an hour"));
+}
+
+#[test]
+fn a_component_runs_directly_with_args() {
+    let components = wasmlet_examples::components::HELLO;
+    let out = run(&["run", components, "--", "one", "two"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("[hello] arg: one") && stdout.contains("[hello] arg: two"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn failures_exit_non_zero() {
+    let out = run(&["run", "examples/pods/memory-hog.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(137));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "OOMKilled"
+    );
+
+    let out = run(&["run", "examples/pods/failing-poststart.yaml"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("FailedPostStartHook"));
+}
+
+#[test]
+fn a_bad_manifest_is_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("bad.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  containers:\n    - name: app\n      image: nowhere.wasm\n      lifecycle:\n        preStop:\n          tcpSocket: {port: 80}\n",
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = run(&[command, manifest.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("bad.yaml"), "{stderr}");
+        assert!(
+            stderr.contains("spec.containers[0].image: component `nowhere.wasm` not found"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("spec.containers[0].lifecycle.preStop.tcpSocket: deprecated"),
+            "{stderr}"
+        );
+    }
+    let out = run(&["validate", "examples/pods/lifecycle-demo.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn sigterm_deletes_gracefully_and_a_second_signal_kills() {
+    // Graceful: the cooperative app completes after one SIGTERM.
+    let (code, stderr) = signal_run("examples/pods/cooperative.yaml", 1);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Killing") && stderr.contains("Completed"),
+        "{stderr}"
+    );
+
+    // Forced: the stubborn app would take 30 s; the second SIGTERM kills it at once.
+    let started = Instant::now();
+    let (code, stderr) = signal_run("examples/pods/stubborn.yaml", 2);
+    assert_eq!(code, Some(137), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Runs a pod with a 30 s grace period, waits until it is started, sends `signals` SIGTERMs.
+fn signal_run(manifest: &str, signals: usize) -> (Option<i32>, String) {
+    let mut child = wasmlet()
+        .args(["run", manifest, "--grace-period", "30s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Started") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "wasmlet ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    // Let postStart finish, then signal.
+    std::thread::sleep(Duration::from_millis(400));
+    for _ in 0..signals {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    (child.wait().unwrap().code(), seen)
+}

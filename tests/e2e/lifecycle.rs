@@ -1,0 +1,466 @@
+//! The lifecycle of one container, through the library: hooks, terminate, grace, kill, and how
+//! each example ends.
+
+use std::time::{Duration, Instant};
+
+use wasmlet::EventType;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn cooperative_runs_its_hooks_in_order_and_completes_on_terminate() {
+    let pod = start(single("cooperative", "cooperative", 5, "")).await;
+    let running = pod.wait_running().await;
+    assert_eq!(running.phase.as_deref(), Some("Running"));
+    pod.delete(None);
+    let status = finished(&pod).await;
+    let history = history(&pod).await;
+    let lines = lines(&history);
+
+    let done = terminated(&status, 0);
+    assert_eq!(
+        (done.exit_code, done.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+
+    // postStart ran in its own instance; preStop before terminate; terminate carried the grace.
+    let post_start = position(&lines, "[app:postStart] postStart: done");
+    let pre_stop = position(&lines, "[app:preStop] preStop: draining");
+    let terminate = position(
+        &lines,
+        "[app] run: terminate received (TerminationReason::PodDeleted)",
+    );
+    assert!(post_start < pre_stop && pre_stop < terminate, "{lines:#?}");
+    assert!(
+        lines[terminate].contains("of 5000 ms grace left"),
+        "{lines:#?}"
+    );
+    // Hook instances share the container's /tmp.
+    position(&lines, "[app] run: /tmp/postStart_done is there");
+
+    assert_eq!(
+        reasons(&history),
+        ["Pulled", "Created", "Started", "Killing", "Completed"]
+    );
+}
+
+#[tokio::test]
+async fn container_is_waiting_until_post_start_returns() {
+    let pod = start(single(
+        "slow-warm-up",
+        "cooperative",
+        5,
+        "env:\n  - name: POST_START_MS\n    value: \"600\"",
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = pod.status();
+    let container = &status.container_statuses.as_ref().unwrap()[0];
+    let waiting = container.state.as_ref().unwrap().waiting.as_ref();
+    assert_eq!(
+        waiting.and_then(|w| w.reason.as_deref()),
+        Some("ContainerCreating"),
+        "{status:#?}"
+    );
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert!(!container.ready);
+
+    let status = pod.wait_running().await;
+    let container = &status.container_statuses.as_ref().unwrap()[0];
+    assert!(container.state.as_ref().unwrap().running.is_some());
+    assert!(container.ready && container.started == Some(true));
+    pod.delete(None);
+    assert_eq!(
+        terminated(&finished(&pod).await, 0).reason.as_deref(),
+        Some("Completed")
+    );
+}
+
+#[tokio::test]
+async fn stubborn_guest_blocked_in_a_host_call_is_killed_at_the_deadline() {
+    let pod = start(single("stubborn", "stubborn", 1, "")).await;
+    pod.wait_running().await;
+    let deleted = Instant::now();
+    pod.delete(None);
+    let status = finished(&pod).await;
+    let elapsed = deleted.elapsed();
+
+    let killed = terminated(&status, 0);
+    assert_eq!(
+        (killed.exit_code, killed.reason.as_deref()),
+        (137, Some("Killed"))
+    );
+    assert_eq!(killed.signal, Some(9));
+    assert!(
+        killed
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("blocked in a host call"),
+        "{killed:?}"
+    );
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    // Generous bounds: the precise overshoot is measured by the benchmark.
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "killed early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "killed late: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn spinning_guest_is_killed_at_the_deadline_and_the_status_names_its_function() {
+    let pod = start(single("spinner", "spinner", 1, "")).await;
+    pod.wait_running().await;
+    let deleted = Instant::now();
+    pod.delete(None);
+    let status = finished(&pod).await;
+    let elapsed = deleted.elapsed();
+
+    let killed = terminated(&status, 0);
+    assert_eq!(
+        (killed.exit_code, killed.reason.as_deref()),
+        (137, Some("Killed"))
+    );
+    assert!(
+        killed
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("in `spinner::main`"),
+        "{killed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "killed early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "killed late: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn pre_stop_outlasting_the_grace_period_is_killed_and_run_still_gets_terminate() {
+    let pod = start(single("slow-prestop", "slow-prestop", 1, "")).await;
+    pod.wait_running().await;
+    let deleted = Instant::now();
+    pod.delete(None);
+    let status = finished(&pod).await;
+    let elapsed = deleted.elapsed();
+    let history = history(&pod).await;
+    let lines = lines(&history);
+
+    // preStop was killed at the 1 s deadline; run got terminate with the 2 s minimum and exited.
+    let done = terminated(&status, 0);
+    assert_eq!(
+        (done.exit_code, done.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    let failed = events(&history)
+        .into_iter()
+        .find(|e| e.reason == "FailedPreStopHook")
+        .expect("a FailedPreStopHook event");
+    assert_eq!(failed.kind, EventType::Warning);
+    assert!(
+        failed
+            .message
+            .contains("killed when the grace period ran out"),
+        "{failed:?}"
+    );
+    // The hook's output is shown with its event.
+    assert!(
+        failed.message.contains("flushing a very large cache"),
+        "{failed:?}"
+    );
+    let terminate = &lines[position(&lines, "[app] run: terminate received")];
+    let left: u64 = terminate
+        .split(", ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no grace in {terminate:?}"));
+    assert!((1800..=2000).contains(&left), "{terminate}");
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn failing_post_start_stops_the_container_with_post_start_hook_error() {
+    let pod = start(single("failing-poststart", "failing-poststart", 5, "")).await;
+    let status = finished(&pod).await;
+    let history = history(&pod).await;
+    let lines = lines(&history);
+
+    let done = terminated(&status, 0);
+    assert_eq!(done.reason.as_deref(), Some("PostStartHookError"));
+    assert!(
+        done.message
+            .as_deref()
+            .unwrap()
+            .contains("/etc/app.toml not found")
+    );
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    // The container never became Running, and the stop ran preStop, then terminate.
+    assert_eq!(
+        reasons(&history),
+        [
+            "Pulled",
+            "Created",
+            "Started",
+            "FailedPostStartHook",
+            "Killing",
+            "PostStartHookError"
+        ]
+    );
+    let failed = &events(&history)[3];
+    assert!(
+        failed
+            .message
+            .contains("postStart: checking the configuration"),
+        "{failed:?}"
+    );
+    let pre_stop = position(&lines, "[app:preStop] preStop: nothing to drain");
+    let terminate = position(
+        &lines,
+        "[app] run: terminate received (TerminationReason::PostStartHookFailed",
+    );
+    assert!(pre_stop < terminate);
+}
+
+#[tokio::test]
+async fn a_container_that_exits_on_its_own_skips_its_pre_stop() {
+    let pod = start(single(
+        "exits-early",
+        "cooperative",
+        5,
+        "env:\n  - name: WORK_MS\n    value: \"100\"\nlifecycle:\n  preStop:\n    sleep:\n      seconds: 3",
+    ))
+    .await;
+    let status = finished(&pod).await;
+    let history = history(&pod).await;
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    assert!(!reasons(&history).contains(&"Killing".to_string()));
+    // A delete after the end changes nothing.
+    pod.delete(None);
+    assert_eq!(
+        terminated(&pod.status(), 0).reason.as_deref(),
+        Some("Completed")
+    );
+}
+
+#[tokio::test]
+async fn pre_stop_sleep_runs_inside_the_grace_budget_before_terminate() {
+    let pod = start(single(
+        "prestop-sleep",
+        "cooperative",
+        5,
+        "lifecycle:\n  preStop:\n    sleep:\n      seconds: 1",
+    ))
+    .await;
+    pod.wait_running().await;
+    let deleted = Instant::now();
+    pod.delete(None);
+    let status = finished(&pod).await;
+    let elapsed = deleted.elapsed();
+    let lines = lines(&history(&pod).await);
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    // The manifest's preStop replaces the component's own.
+    assert!(
+        !lines.iter().any(|l| l.contains("preStop: draining")),
+        "{lines:#?}"
+    );
+    let terminate = &lines[position(&lines, "run: terminate received")];
+    assert!(terminate.contains("of 5000 ms grace left"), "{terminate}");
+    let left: u64 = terminate
+        .split(", ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (3800..=4000).contains(&left),
+        "the sleep should use ~1 s of the grace: {terminate}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn exec_hook_runs_a_command_component_with_the_container_env() {
+    let pod = start(single(
+        "exec-hook",
+        "cooperative",
+        5,
+        "env:\n  - name: GREETING\n    value: Howdy\nlifecycle:\n  postStart:\n    exec:\n      \
+         command: [\"../../target/components/hello.wasm\", \"from-exec\"]",
+    ))
+    .await;
+    pod.wait_running().await;
+    pod.delete(None);
+    finished(&pod).await;
+    let lines = lines(&history(&pod).await);
+    position(
+        &lines,
+        "[app:postStart] Howdy from a plain wasi:cli command!",
+    );
+    position(&lines, "[app:postStart] arg: from-exec");
+    // The component's own post-start was replaced by the manifest's exec.
+    assert!(
+        !lines.iter().any(|l| l.contains("postStart: warming up")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn failing_exec_post_start_reports_the_exit_code_and_output() {
+    let pod = start(single(
+        "exec-fails",
+        "cooperative",
+        2,
+        "lifecycle:\n  postStart:\n    exec:\n      \
+         command: [\"../../target/components/hello.wasm\", \"--exit\", \"3\"]",
+    ))
+    .await;
+    let status = finished(&pod).await;
+    let history = history(&pod).await;
+    assert_eq!(
+        terminated(&status, 0).reason.as_deref(),
+        Some("PostStartHookError")
+    );
+    let failed = events(&history)
+        .into_iter()
+        .find(|e| e.reason == "FailedPostStartHook")
+        .unwrap();
+    assert!(failed.message.contains("exited with code"), "{failed:?}");
+    assert!(
+        failed
+            .message
+            .contains("Hello from a plain wasi:cli command!"),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test]
+async fn plain_command_completes_with_its_args_and_env() {
+    let pod = start(spec(include_str!("../../examples/pods/hello.yaml"))).await;
+    let status = finished(&pod).await;
+    let lines = lines(&history(&pod).await);
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    assert_eq!(
+        lines,
+        [
+            "[hello] Hi from a plain wasi:cli command!",
+            "[hello] arg: from",
+            "[hello] arg: the",
+            "[hello] arg: manifest"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn plain_command_cannot_see_terminate_so_it_is_killed() {
+    let pod = start(single(
+        "plain-sleeper",
+        "hello",
+        1,
+        "args: [\"--sleep\", \"60\"]",
+    ))
+    .await;
+    pod.wait_running().await;
+    pod.delete(None);
+    let killed = terminated(&finished(&pod).await, 0);
+    assert_eq!(
+        (killed.exit_code, killed.reason.as_deref()),
+        (137, Some("Killed"))
+    );
+}
+
+#[tokio::test]
+async fn non_zero_exit_is_an_error() {
+    let pod = start(single("exit-code", "hello", 1, "args: [\"--exit\", \"3\"]")).await;
+    let done = terminated(&finished(&pod).await, 0);
+    assert_eq!(done.reason.as_deref(), Some("Error"));
+    assert_ne!(done.exit_code, 0);
+}
+
+#[tokio::test]
+async fn memory_past_the_limit_is_oom_killed() {
+    let pod = start(spec(include_str!("../../examples/pods/memory-hog.yaml"))).await;
+    let done = terminated(&finished(&pod).await, 0);
+    assert_eq!(
+        (done.exit_code, done.reason.as_deref()),
+        (137, Some("OOMKilled"))
+    );
+    assert!(
+        done.message.as_deref().unwrap().contains("33554432 bytes"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn kill_skips_pre_stop_and_ends_at_once() {
+    let pod = start(single("killed", "slow-prestop", 30, "")).await;
+    pod.wait_running().await;
+    let killed_at = Instant::now();
+    pod.kill();
+    let status = finished(&pod).await;
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
+    let lines = lines(&history(&pod).await);
+    assert!(!lines.iter().any(|l| l.contains("preStop")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn a_second_delete_with_a_shorter_grace_period_shortens_the_stop() {
+    let pod = start(single("shortened", "stubborn", 30, "")).await;
+    pod.wait_running().await;
+    let first = Instant::now();
+    pod.delete(None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pod.delete(Some(Duration::from_millis(300)));
+    // A longer one afterwards never lengthens it.
+    pod.delete(Some(Duration::from_secs(60)));
+    let status = finished(&pod).await;
+    let elapsed = first.elapsed();
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(900),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn containers_of_a_pod_stop_in_parallel_within_the_shared_grace_period() {
+    let pod = start(spec(include_str!(
+        "../../examples/pods/lifecycle-demo.yaml"
+    )))
+    .await;
+    pod.wait_running().await;
+    let deleted = Instant::now();
+    pod.delete(Some(Duration::from_secs(2)));
+    let status = finished(&pod).await;
+    let elapsed = deleted.elapsed();
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    assert_eq!(terminated(&status, 1).reason.as_deref(), Some("Killed"));
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+}

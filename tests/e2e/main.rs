@@ -1,0 +1,8 @@
+//! wasmlet's end-to-end tests: real components built from `examples/guests`, real clocks, the
+//! library and the `wasmlet` binary. One test binary, a module per area.
+
+mod cli;
+mod lifecycle;
+mod manifest;
+mod preemption;
+mod support;

@@ -1,0 +1,157 @@
+//! Manifest validation: every problem at once, each with its field path and what is accepted.
+
+use wasmlet::PodSpec;
+
+fn problems(yaml: &str) -> Vec<(String, String)> {
+    let error = PodSpec::from_yaml(yaml, &wasmlet_examples::pods_dir(), "bad.yaml")
+        .expect_err("the manifest should be rejected");
+    assert_eq!(error.file, "bad.yaml");
+    error
+        .problems
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect()
+}
+
+fn has(problems: &[(String, String)], path: &str, words: &str) {
+    assert!(
+        problems.iter().any(|(p, m)| p == path && m.contains(words)),
+        "no problem at {path} mentioning {words:?} in {problems:#?}"
+    );
+}
+
+#[test]
+fn the_example_pods_are_valid() {
+    for entry in std::fs::read_dir(wasmlet_examples::pods_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        PodSpec::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let found = problems(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: Bad_Name
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: app
+      image: ../../target/components/cooperative.wasm
+      ports: [{containerPort: 8080}]
+      resources:
+        limits:
+          memory: lots
+      lifecycle:
+        preStop:
+          tcpSocket:
+            port: 8080
+        postStart:
+          httpGet:
+            port: 8080
+            path: /ready
+    - name: app
+      image: missing.wasm
+      colour: blue
+      lifecycle:
+        preStop:
+          sleep:
+            seconds: 60
+"#,
+    );
+    has(&found, "metadata.name", "not a valid name");
+    has(
+        &found,
+        "spec.containers[0].ports",
+        "not supported by wasmlet yet",
+    );
+    has(
+        &found,
+        "spec.containers[0].resources.limits.memory",
+        "`lots` is not a memory quantity",
+    );
+    has(
+        &found,
+        "spec.containers[0].lifecycle.preStop.tcpSocket",
+        "deprecated, not supported",
+    );
+    has(
+        &found,
+        "spec.containers[0].lifecycle.postStart.httpGet",
+        "not supported yet",
+    );
+    has(
+        &found,
+        "spec.containers[1].name",
+        "duplicate container name",
+    );
+    has(
+        &found,
+        "spec.containers[1].image",
+        "component `missing.wasm` not found",
+    );
+    has(&found, "spec.containers[1].colour", "unknown field");
+    has(
+        &found,
+        "spec.containers[1].lifecycle.preStop.sleep.seconds",
+        "longer than the grace period",
+    );
+}
+
+#[test]
+fn wrong_types_and_bad_yaml_name_the_place() {
+    let found = problems(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n    - name: app\n      args: 5\n",
+    );
+    has(&found, "spec.containers[0].args", "invalid type");
+    let found = problems("spec: [unclosed");
+    assert!(found[0].1.contains("not valid YAML"), "{found:?}");
+    let found = problems(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  terminationGracePeriodSeconds: -1\n  containers: []\n",
+    );
+    has(&found, "spec.terminationGracePeriodSeconds", "0 or more");
+    has(&found, "spec.containers", "at least one container");
+}
+
+#[test]
+fn handlers_need_exactly_one_action_and_a_real_component() {
+    let found = problems(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: handlers}
+spec:
+  containers:
+    - name: app
+      image: ../../target/components/cooperative.wasm
+      lifecycle:
+        postStart:
+          exec:
+            command: ["sh", "-c", "sleep 30 && echo 'Wake up!' > /tmp/postStart_done"]
+        preStop:
+          exec: {command: ["../../target/components/hello.wasm"]}
+          sleep: {seconds: 1}
+"#,
+    );
+    has(
+        &found,
+        "spec.containers[0].lifecycle.postStart.exec.command[0]",
+        "component `sh` not found",
+    );
+    has(
+        &found,
+        "spec.containers[0].lifecycle.preStop",
+        "more than one handler",
+    );
+}
+
+#[test]
+fn restart_policies_other_than_never_are_refused_for_now() {
+    let found = problems(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  restartPolicy: Always\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n",
+    );
+    has(&found, "spec.restartPolicy", "use `Never`");
+}

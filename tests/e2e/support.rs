@@ -1,0 +1,100 @@
+//! What the tests share: one host (components compile once), pods from inline YAML, and readers
+//! for statuses, events and output.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmlet::k8s_openapi::api::core::v1::{ContainerStateTerminated, PodStatus};
+use wasmlet::{Event, Host, HostConfig, Pod, PodSpec, PodUpdate};
+
+/// One host for the whole test binary, like one wasmlet process running many pods.
+pub fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| Host::new(HostConfig::default()).expect("creating the host"))
+}
+
+/// Parses a manifest as if it were a file in `examples/pods/` (so images are
+/// `../../target/components/NAME.wasm`).
+pub fn spec(yaml: &str) -> PodSpec {
+    PodSpec::from_yaml(yaml, &wasmlet_examples::pods_dir(), "<test>")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A one-container pod running `component` (an example name) with extra container YAML.
+pub fn single(name: &str, component: &str, grace_seconds: u64, extra: &str) -> PodSpec {
+    let extra = extra
+        .lines()
+        .map(|line| format!("      {line}\n"))
+        .collect::<String>();
+    spec(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  \
+         terminationGracePeriodSeconds: {grace_seconds}\n  containers:\n    - name: app\n      \
+         image: ../../target/components/{component}.wasm\n{extra}"
+    ))
+}
+
+pub async fn start(spec: PodSpec) -> Pod {
+    host().start_pod(spec).await.expect("starting the pod")
+}
+
+/// Waits for the pod to end (bounded, so a hang fails the test instead of the run).
+pub async fn finished(pod: &Pod) -> PodStatus {
+    tokio::time::timeout(Duration::from_secs(60), pod.wait())
+        .await
+        .expect("the pod should end within 60 s")
+}
+
+/// Everything the pod reported, after it ended.
+pub async fn history(pod: &Pod) -> Vec<PodUpdate> {
+    let mut watch = pod.watch();
+    let mut updates = Vec::new();
+    while let Some(update) = tokio::time::timeout(Duration::from_secs(60), watch.next())
+        .await
+        .expect("the pod's stream should end")
+    {
+        updates.push(update);
+    }
+    updates
+}
+
+/// The output lines of the pod, as `[container] line` / `[container:preStop] line`.
+pub fn lines(history: &[PodUpdate]) -> Vec<String> {
+    history
+        .iter()
+        .filter_map(|update| match update {
+            PodUpdate::Log(line) => Some(format!("{} {}", line.prefix(), line.line)),
+            PodUpdate::Event(_) => None,
+        })
+        .collect()
+}
+
+/// The events, in order.
+pub fn events(history: &[PodUpdate]) -> Vec<Event> {
+    history
+        .iter()
+        .filter_map(|update| match update {
+            PodUpdate::Event(event) => Some(event.clone()),
+            PodUpdate::Log(_) => None,
+        })
+        .collect()
+}
+
+pub fn reasons(history: &[PodUpdate]) -> Vec<String> {
+    events(history).into_iter().map(|e| e.reason).collect()
+}
+
+/// The position of the first item of `items` containing `needle`.
+pub fn position(items: &[String], needle: &str) -> usize {
+    items
+        .iter()
+        .position(|item| item.contains(needle))
+        .unwrap_or_else(|| panic!("no line contains {needle:?} in {items:#?}"))
+}
+
+pub fn terminated(status: &PodStatus, container: usize) -> ContainerStateTerminated {
+    status.container_statuses.as_ref().unwrap()[container]
+        .state
+        .as_ref()
+        .and_then(|state| state.terminated.clone())
+        .unwrap_or_else(|| panic!("container {container} has not terminated: {status:#?}"))
+}
