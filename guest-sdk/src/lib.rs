@@ -174,6 +174,7 @@ macro_rules! __pre_stop {
 }
 
 #[doc(hidden)]
+#[allow(clippy::result_unit_err)] // `wasi:cli/run` returns `result` with no error payload.
 pub fn __report(result: Result<(), String>) -> Result<(), ()> {
     result.map_err(|message| eprintln!("Error: {message}"))
 }

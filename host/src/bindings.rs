@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use wasmlet::lifecycle::control;
-pub use wasmlet::lifecycle::types::{Event, Termination, TerminationReason};
+pub use self::wasmlet::lifecycle::control;
+pub use self::wasmlet::lifecycle::types::{Event, Termination, TerminationReason};

@@ -246,10 +246,11 @@ impl Supervisor {
             Some(Handler::Sleep(duration)) => {
                 let clock = host.clock.clone();
                 let logs = self.io(source, Vec::new(), true).logs;
-                let (switch, end) = spawn_task(&host.guests, &host.engine, async move {
-                    sleep(&clock, duration).await;
-                    InstanceEnd::Returned(Ok(()))
-                });
+                let (switch, end) =
+                    spawn_task(&host.guests, &host.engine, clock.clone(), async move {
+                        sleep(&clock, duration).await;
+                        InstanceEnd::Returned(Ok(()))
+                    });
                 HookRun {
                     switch,
                     end,
@@ -329,9 +330,9 @@ impl Supervisor {
         self.context.set_deadline(grace_period, deadline);
         let now = self.pod.host.clock.now();
         if deadline <= now {
-            // Grace 0: straight to the kill, no preStop.
+            // Grace 0: straight to the kill — no preStop, and no terminate (Kubernetes sends no
+            // SIGTERM either), so the guest cannot race the kill to a clean exit.
             self.stopping = Stopping::Terminating { deadline };
-            self.deliver_terminate();
             self.instances.kill_all();
             return None;
         }
@@ -390,7 +391,6 @@ impl Supervisor {
                     self.stopping = Stopping::Terminating {
                         deadline: requested,
                     };
-                    self.deliver_terminate();
                     self.instances.kill_all();
                 } else {
                     self.stopping = Stopping::PreStop {
@@ -458,6 +458,11 @@ impl Supervisor {
 
     /// Records how the container ended.
     fn finish(&mut self, end: InstanceEnd) {
+        // A kill is dated when the guest stopped executing, not when the supervisor noticed.
+        let ended_at = match &end {
+            InstanceEnd::Killed { at, .. } => *at,
+            _ => self.pod.host.clock.now(),
+        };
         let (exit_code, mut reason, mut message) = match end {
             InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) => {
                 (0, "Completed".to_string(), None)
@@ -483,7 +488,7 @@ impl Supervisor {
                 "Error".into(),
                 Some(format!("wasm trap: {message}")),
             ),
-            InstanceEnd::Killed { location } => {
+            InstanceEnd::Killed { location, .. } => {
                 let grace = match self.context.grace_period() {
                     Some(grace) => format!(
                         " after a grace period of {}",
@@ -508,7 +513,8 @@ impl Supervisor {
             EventType::Warning
         };
         let name = self.spec.name.clone();
-        self.pod.event(
+        self.pod.event_at(
+            ended_at,
             event_type,
             &reason,
             Some(&name),

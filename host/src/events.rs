@@ -3,7 +3,7 @@
 //! watcher can join at any time without missing what came before.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -40,6 +40,10 @@ pub struct Event {
     /// Wall-clock time of the event.
     #[serde(skip)]
     pub time: SystemTime,
+    /// When it happened on the host's monotonic clock. For a `Killed` event: the moment the
+    /// guest stopped executing.
+    #[serde(skip)]
+    pub at: Instant,
 }
 
 /// Which instance of a container printed a line.
@@ -193,6 +197,7 @@ impl Watch {
                 message: format!("this watcher fell behind and skipped {skipped} updates"),
                 age: Duration::ZERO,
                 time: SystemTime::now(),
+                at: Instant::now(),
             })),
         }
     }

@@ -392,8 +392,9 @@ pub(crate) enum InstanceEnd {
         message: String,
         out_of_memory: bool,
     },
-    /// wasmlet killed the instance; `location` says where it was.
-    Killed { location: String },
+    /// wasmlet killed the instance at `at` (when it stopped executing); `location` says where
+    /// it was.
+    Killed { location: String, at: Instant },
     /// The hook export answered that the application has no such hook.
     NotImplemented,
 }
@@ -426,7 +427,7 @@ pub(crate) fn spawn_instance(
     container: Arc<ContainerContext>,
     io: InstanceIo,
 ) -> (KillSwitch, InstanceDone) {
-    let kill = KillState::new(engine.clone(), runtime.clone());
+    let kill = KillState::new(engine.clone(), runtime.clone(), container.clock.clone());
     let event = match entry {
         Entry::Run => None,
         Entry::PostStart => Some(Event::PostStart),
@@ -549,6 +550,8 @@ async fn run_instance(
 /// The trap that ends a killed instance, with where the guest was: captured at the kill, while
 /// its frames still exist.
 fn killed_here(context: &wasmtime::StoreContextMut<'_, GuestState>) -> wasmtime::Error {
+    let kill = &context.data().kill;
+    kill.mark_stopped();
     wasmtime::Error::new(KilledTrap).context(WasmBacktrace::force_capture(context))
 }
 
@@ -561,6 +564,7 @@ fn classify_error(error: wasmtime::Error, kill: &KillState, memory: &MemoryBudge
     if kill.is_killed() {
         return InstanceEnd::Killed {
             location: location.unwrap_or_else(|| "in wasm".into()),
+            at: kill.stopped_at(),
         };
     }
     let cause = error.root_cause().to_string();
@@ -594,9 +598,10 @@ fn describe_location(backtrace: &WasmBacktrace) -> Option<String> {
 pub(crate) fn spawn_task(
     runtime: &tokio::runtime::Handle,
     engine: &Engine,
+    clock: Arc<dyn Clock>,
     future: impl Future<Output = InstanceEnd> + Send + 'static,
 ) -> (KillSwitch, InstanceDone) {
-    let kill = KillState::new(engine.clone(), runtime.clone());
+    let kill = KillState::new(engine.clone(), runtime.clone(), clock);
     spawn_killable(runtime, kill, Box::pin(future))
 }
 
@@ -611,6 +616,9 @@ struct KillState {
     preempted: AtomicBool,
     engine: Engine,
     reaper: tokio::runtime::Handle,
+    clock: Arc<dyn Clock>,
+    /// When the killed instance stopped executing: its trap, or the kill taking it away.
+    stopped_at: Mutex<Option<Instant>>,
     slot: Mutex<Slot>,
     done: Mutex<Option<tokio::sync::oneshot::Sender<InstanceEnd>>>,
 }
@@ -627,12 +635,14 @@ enum Slot {
 }
 
 impl KillState {
-    fn new(engine: Engine, reaper: tokio::runtime::Handle) -> Arc<Self> {
+    fn new(engine: Engine, reaper: tokio::runtime::Handle, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(KillState {
             killed: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
             engine,
             reaper,
+            clock,
+            stopped_at: Mutex::new(None),
             slot: Mutex::new(Slot::Empty),
             done: Mutex::new(None),
         })
@@ -640,6 +650,21 @@ impl KillState {
 
     fn is_killed(&self) -> bool {
         self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Records that the killed instance stopped executing now (the first time counts).
+    fn mark_stopped(&self) {
+        self.stopped_at
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| self.clock.now());
+    }
+
+    fn stopped_at(&self) -> Instant {
+        self.stopped_at
+            .lock()
+            .unwrap()
+            .unwrap_or_else(|| self.clock.now())
     }
 
     /// Reports the instance's end (once; later reports are dropped).
@@ -673,8 +698,10 @@ impl KillSwitch {
                 } else {
                     "while blocked in a host call"
                 };
+                state.mark_stopped();
                 state.report(InstanceEnd::Killed {
                     location: location.into(),
+                    at: state.stopped_at(),
                 });
                 if let Some(waker) = waker {
                     waker.wake();

@@ -251,9 +251,20 @@ impl PodShared {
             .unwrap_or(self.host.config.default_grace_period)
     }
 
-    /// Records an event about the pod (or one of its containers).
+    /// Records an event about the pod (or one of its containers), happening now.
     pub fn event(&self, kind: EventType, reason: &str, container: Option<&str>, message: String) {
-        let now = self.host.clock.now();
+        self.event_at(self.host.clock.now(), kind, reason, container, message);
+    }
+
+    /// Records an event that happened at `now` on the host's clock.
+    pub fn event_at(
+        &self,
+        now: Instant,
+        kind: EventType,
+        reason: &str,
+        container: Option<&str>,
+        message: String,
+    ) {
         let event = Event {
             kind,
             reason: reason.into(),
@@ -261,6 +272,7 @@ impl PodShared {
             container: container.map(str::to_string),
             message,
             age: now.saturating_duration_since(self.started),
+            at: now,
             time: self.host.clock.wall_time(),
         };
         tracing::debug!(?event, "event");

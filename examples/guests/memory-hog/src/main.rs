@@ -5,7 +5,7 @@ fn main() {
     let mut held: Vec<Vec<u8>> = Vec::new();
     loop {
         held.push(vec![1u8; 1 << 20]);
-        if held.len() % 8 == 0 {
+        if held.len().is_multiple_of(8) {
             println!("memory-hog: holding {} MiB", held.len());
         }
     }
