@@ -60,10 +60,7 @@ enum Stopping {
     /// No stop requested.
     No,
     /// preStop is running; the grace period ends at `deadline`.
-    PreStop {
-        deadline: Instant,
-        grace_period: Duration,
-    },
+    PreStop { deadline: Instant },
     /// Terminate was delivered; the kill comes at `deadline`.
     Terminating { deadline: Instant },
 }
@@ -327,7 +324,8 @@ impl Supervisor {
             ),
         );
         self.stop_reason = Some((reason, message));
-        self.context.set_deadline(grace_period, deadline);
+        let began = deadline.checked_sub(grace_period).unwrap_or(deadline);
+        self.context.start_grace(began, deadline);
         let now = self.pod.host.clock.now();
         if deadline <= now {
             // Grace 0: straight to the kill — no preStop, and no terminate (Kubernetes sends no
@@ -338,10 +336,7 @@ impl Supervisor {
         }
         match self.start_hook(LogSource::PreStop) {
             Some(hook) => {
-                self.stopping = Stopping::PreStop {
-                    deadline,
-                    grace_period,
-                };
+                self.stopping = Stopping::PreStop { deadline };
                 self.schedule_kill_of(deadline, hook.switch.clone());
                 Some(hook)
             }
@@ -358,11 +353,7 @@ impl Supervisor {
     /// give `run` the rest of the grace period — at least the configured minimum if a preStop
     /// really ran (`ran` is false when the component turned out to have none).
     fn terminate_after_pre_stop(&mut self, ran: bool) {
-        let Stopping::PreStop {
-            deadline,
-            grace_period,
-        } = self.stopping
-        else {
+        let Stopping::PreStop { deadline } = self.stopping else {
             return;
         };
         let now = self.pod.host.clock.now();
@@ -371,7 +362,7 @@ impl Supervisor {
         } else {
             deadline
         };
-        self.context.set_deadline(grace_period, deadline);
+        self.context.move_deadline(deadline);
         self.stopping = Stopping::Terminating { deadline };
         self.deliver_terminate();
         self.schedule_kill_all(deadline);
@@ -382,11 +373,8 @@ impl Supervisor {
         let now = self.pod.host.clock.now();
         match self.stopping {
             Stopping::No => {}
-            Stopping::PreStop {
-                deadline,
-                grace_period,
-            } if requested < deadline => {
-                self.context.set_deadline(grace_period, requested);
+            Stopping::PreStop { deadline } if requested < deadline => {
+                self.context.move_deadline(requested);
                 if requested <= now {
                     self.stopping = Stopping::Terminating {
                         deadline: requested,
@@ -395,7 +383,6 @@ impl Supervisor {
                 } else {
                     self.stopping = Stopping::PreStop {
                         deadline: requested,
-                        grace_period,
                     };
                     if let Some(hook) = pre_stop {
                         self.schedule_kill_of(requested, hook.switch.clone());
@@ -403,7 +390,7 @@ impl Supervisor {
                 }
             }
             Stopping::Terminating { deadline } if requested < deadline => {
-                self.context.set_deadline(Duration::ZERO, requested);
+                self.context.move_deadline(requested);
                 self.stopping = Stopping::Terminating {
                     deadline: requested,
                 };

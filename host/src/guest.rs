@@ -49,8 +49,16 @@ pub(crate) struct ContainerContext {
 /// The grace clock of a stop in progress.
 #[derive(Clone, Copy)]
 struct StopClock {
-    grace_period: Duration,
+    began: Instant,
     deadline: Instant,
+}
+
+impl StopClock {
+    /// The whole time from the start of the stop to the kill: the grace period as given, or
+    /// more after the minimum that follows a preStop, or less after a shortening delete.
+    fn grace_period(&self) -> Duration {
+        self.deadline.saturating_duration_since(self.began)
+    }
 }
 
 /// What the guest is told when terminate is delivered.
@@ -71,14 +79,16 @@ impl ContainerContext {
         })
     }
 
-    /// Starts (or moves) the grace clock: `grace-remaining` counts down to `deadline`.
-    pub fn set_deadline(&self, grace_period: Duration, deadline: Instant) {
-        let mut stop = self.stop.lock().unwrap();
-        let grace_period = stop.map_or(grace_period, |s| s.grace_period);
-        *stop = Some(StopClock {
-            grace_period,
-            deadline,
-        });
+    /// Starts the grace clock: the stop began at `began` and the kill comes at `deadline`.
+    pub fn start_grace(&self, began: Instant, deadline: Instant) {
+        *self.stop.lock().unwrap() = Some(StopClock { began, deadline });
+    }
+
+    /// Moves the kill to `deadline` (`grace-remaining` counts down to it).
+    pub fn move_deadline(&self, deadline: Instant) {
+        if let Some(stop) = self.stop.lock().unwrap().as_mut() {
+            stop.deadline = deadline;
+        }
     }
 
     /// Delivers terminate: wakes every termination pollable of every instance.
@@ -99,7 +109,7 @@ impl ContainerContext {
 
     /// The grace period of the stop in progress, if one began.
     pub fn grace_period(&self) -> Option<Duration> {
-        self.stop.lock().unwrap().map(|stop| stop.grace_period)
+        self.stop.lock().unwrap().map(|stop| stop.grace_period())
     }
 
     /// What the guest reported through `set-ready`, if it did.
@@ -118,7 +128,7 @@ impl ContainerContext {
         Some(Termination {
             reason: notice.reason,
             message: notice.message,
-            grace_period: nanos(stop.grace_period),
+            grace_period: nanos(stop.grace_period()),
             grace_remaining: nanos(stop.deadline.saturating_duration_since(self.clock.now())),
         })
     }
