@@ -123,6 +123,14 @@ pub(crate) async fn supervise(
     supervisor.run().await;
 }
 
+impl Drop for Supervisor {
+    /// If the supervising task is dropped before the container ended (its runtime shut down),
+    /// nothing of the container may keep running unsupervised.
+    fn drop(&mut self) {
+        self.instances.kill_all();
+    }
+}
+
 impl Supervisor {
     async fn run(&mut self) {
         let name = self.spec.name.clone();

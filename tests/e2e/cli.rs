@@ -183,3 +183,56 @@ fn signal_run(manifest: &str, signals: usize) -> (Option<i32>, String) {
     seen.push_str(&rest);
     (child.wait().unwrap().code(), seen)
 }
+
+#[test]
+fn every_example_pod_ends_as_documented_through_the_binary() {
+    // (pod, how long after Running to delete it, reason of each container, exit code)
+    let cases: &[(&str, &str, &[&str], i32)] = &[
+        ("cooperative", "200ms", &["Completed"], 0),
+        ("stubborn", "200ms", &["Killed"], 137),
+        ("spinner", "200ms", &["Killed"], 137),
+        ("slow-prestop", "200ms", &["Completed"], 0),
+        ("failing-poststart", "10s", &["PostStartHookError"], 1),
+        ("hello", "10s", &["Completed"], 0),
+        ("memory-hog", "10s", &["OOMKilled"], 137),
+        ("lifecycle-demo", "200ms", &["Completed", "Killed"], 137),
+    ];
+    let runs: Vec<_> = cases
+        .iter()
+        .map(|(pod, stop_after, reasons, code)| {
+            let child = wasmlet()
+                .args([
+                    "run",
+                    &format!("examples/pods/{pod}.yaml"),
+                    "--stop-after",
+                    stop_after,
+                    "-o",
+                    "json",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (pod, reasons, code, child)
+        })
+        .collect();
+    for (pod, reasons, code, child) in runs {
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{pod}: {stderr}");
+        let status: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{pod}: {e}"));
+        let ended: Vec<_> = status["containerStatuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c["state"]["terminated"]["reason"]
+                    .as_str()
+                    .unwrap_or("not terminated")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ended, *reasons, "{pod}: {stderr}");
+    }
+}
