@@ -65,7 +65,14 @@ pub fn sleep(
     clock: &Arc<dyn Clock>,
     duration: Duration,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    sleep_until(clock, clock.now() + duration)
+    sleep_until(clock, after(clock.now(), duration))
+}
+
+/// `start + duration`, saturating at a century from `start` instead of overflowing: a grace
+/// period of `i64::MAX` seconds is a manifest's right, and means "never".
+pub fn after(start: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    start.checked_add(duration.min(CENTURY)).unwrap_or(start)
 }
 
 /// Cancels a timer when dropped.
@@ -125,8 +132,16 @@ impl SystemClock {
     }
 }
 
+impl TimerShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TimerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 fn run_timers(shared: &TimerShared) {
-    let mut state = shared.state.lock().unwrap();
+    let mut state = shared.lock();
     loop {
         if state.shutdown {
             return;
@@ -136,16 +151,28 @@ fn run_timers(shared: &TimerShared) {
             Some(Reverse((at, id))) if at <= now => {
                 state.queue.pop();
                 if let Some(action) = state.actions.remove(&id) {
-                    // Run without the lock: the action may schedule or cancel timers.
+                    // Run without the lock: the action may schedule or cancel timers. A panic
+                    // must not take the thread down, or no deadline would fire again.
                     drop(state);
-                    action();
-                    state = shared.state.lock().unwrap();
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(action)).is_err() {
+                        tracing::error!("a timer action panicked; the deadline thread goes on");
+                    }
+                    state = shared.lock();
                 }
             }
             Some(Reverse((at, _))) => {
-                state = shared.wake.wait_timeout(state, at - now).unwrap().0;
+                state = shared
+                    .wake
+                    .wait_timeout(state, at - now)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
             }
-            None => state = shared.wake.wait(state).unwrap(),
+            None => {
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            }
         }
     }
 }
@@ -160,7 +187,7 @@ impl Clock for SystemClock {
     }
 
     fn call_at(&self, at: Instant, action: TimerAction) -> TimerId {
-        let mut state = self.shared.state.lock().unwrap();
+        let mut state = self.shared.lock();
         let id = TimerId(state.next_id);
         state.next_id += 1;
         let earliest = state
@@ -177,14 +204,16 @@ impl Clock for SystemClock {
     }
 
     fn cancel(&self, id: TimerId) {
-        // The queue entry stays until its time comes; without an action it is skipped.
-        self.shared.state.lock().unwrap().actions.remove(&id);
+        // The queue entry stays until its time comes; without an action it is skipped. The
+        // action is dropped after unlocking: it may own things that take time to drop.
+        let action = self.shared.lock().actions.remove(&id);
+        drop(action);
     }
 }
 
 impl Drop for SystemClock {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap().shutdown = true;
+        self.shared.lock().shutdown = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -217,6 +246,29 @@ mod tests {
         assert_eq!(order, ["a", "b", "c"]);
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_panicking_action_does_not_stop_later_timers() {
+        let clock: Arc<dyn Clock> = SystemClock::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let start = clock.now();
+        clock.call_at(start, Box::new(|| panic!("an action fails")));
+        clock.call_at(
+            start + Duration::from_millis(5),
+            Box::new(move || tx.send("still ticking").unwrap()),
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok("still ticking"));
+    }
+
+    #[test]
+    fn far_deadlines_saturate_instead_of_overflowing() {
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(3600 * 24 * 365 * 99));
+        assert_eq!(
+            after(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
     }
 
     #[tokio::test]

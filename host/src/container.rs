@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
 
 use crate::bindings::TerminationReason;
-use crate::clock::{CancelOnDrop, sleep};
+use crate::clock::{CancelOnDrop, after, sleep};
 use crate::events::{EventType, LogSource, PodUpdate};
 use crate::guest::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LogTarget,
     spawn_instance, spawn_task,
 };
 use crate::manifest::{ContainerSpec, Handler};
-use crate::pod::{LoadedContainer, PodShared};
+use crate::pod::{LoadedContainer, PodShared, StopRequest};
 
 /// Exit code of a killed container: 128 + SIGKILL.
 pub const EXIT_KILLED: i32 = 137;
@@ -167,11 +167,42 @@ impl Supervisor {
         // A delete may have come before this container started.
         stop_requests.mark_changed();
 
+        let mut ready_reports = self.context.ready_reports();
+        let mut requests_open = true;
+
         let main_end = loop {
             tokio::select! {
-                end = &mut main => break end.unwrap_or_else(|_| lost()),
+                // First: a container that has ended gets no preStop, even if a stop request
+                // arrived in the same instant.
+                biased;
+                end = &mut main => break end.unwrap_or_else(|_| InstanceEnd::lost()),
+                changed = stop_requests.changed(), if requests_open => {
+                    if changed.is_err() {
+                        requests_open = false;
+                        continue;
+                    }
+                    let request = stop_requests.borrow_and_update().clone();
+                    if let Some(request) = request {
+                        match self.stopping {
+                            Stopping::No => {
+                                pre_stop = self.begin_stop(
+                                    request.grace_period,
+                                    request.deadline,
+                                    request.reason,
+                                    request.message,
+                                );
+                            }
+                            _ => self.shorten(&request, &pre_stop),
+                        }
+                    }
+                }
                 end = finish(&mut post_start) => {
                     let hook = post_start.take().expect("finish resolves only for a hook");
+                    let stopping = !matches!(self.stopping, Stopping::No);
+                    if stopping && matches!(end, InstanceEnd::Killed { .. }) {
+                        // Killed by the stop itself: not a failure of the hook.
+                        continue;
+                    }
                     match HookFailure::of(&end, &hook) {
                         None => self.mark_running(),
                         Some(failure) => {
@@ -182,12 +213,12 @@ impl Supervisor {
                                 failure.with_output(),
                             );
                             self.failure = Some(failure.with_output());
-                            let grace = self.pod.grace_period();
-                            let now = self.pod.host.clock.now();
-                            if matches!(self.stopping, Stopping::No) {
+                            if !stopping {
+                                let grace = self.pod.grace_period();
+                                let now = self.pod.host.clock.now();
                                 pre_stop = self.begin_stop(
                                     grace,
-                                    now + grace,
+                                    after(now, grace),
                                     TerminationReason::PostStartHookFailed,
                                     format!("postStart hook failed: {}", failure.summary),
                                 );
@@ -207,23 +238,15 @@ impl Supervisor {
                     }
                     self.terminate_after_pre_stop(end != InstanceEnd::NotImplemented);
                 }
-                changed = stop_requests.changed() => {
-                    if changed.is_err() {
-                        continue;
-                    }
-                    let request = stop_requests.borrow_and_update().clone();
-                    if let Some(request) = request {
-                        match self.stopping {
-                            Stopping::No => {
-                                pre_stop = self.begin_stop(
-                                    request.grace_period,
-                                    request.deadline,
-                                    request.reason,
-                                    request.message,
-                                );
+                Ok(()) = ready_reports.changed() => {
+                    let reported = *ready_reports.borrow_and_update();
+                    if let Some(ready) = reported {
+                        let ready = ready && !self.context.terminating();
+                        self.pod.update_container(self.index, |status| {
+                            if status.state.as_ref().is_some_and(|s| s.running.is_some()) {
+                                status.ready = ready;
                             }
-                            _ => self.shorten(request.deadline, &pre_stop),
-                        }
+                        });
                     }
                 }
             }
@@ -366,7 +389,7 @@ impl Supervisor {
         };
         let now = self.pod.host.clock.now();
         let deadline = if ran {
-            deadline.max(now + self.pod.host.config.min_grace_after_pre_stop)
+            deadline.max(after(now, self.pod.host.config.min_grace_after_pre_stop))
         } else {
             deadline
         };
@@ -376,9 +399,18 @@ impl Supervisor {
         self.schedule_kill_all(deadline);
     }
 
-    /// A later delete with a shorter grace period: move the deadline earlier, never later.
-    fn shorten(&mut self, requested: Instant, pre_stop: &Option<HookRun>) {
+    /// A later delete: a kill ends everything now; a shorter grace period moves the deadline
+    /// earlier, never later.
+    fn shorten(&mut self, request: &StopRequest, pre_stop: &Option<HookRun>) {
         let now = self.pod.host.clock.now();
+        let requested = request.deadline;
+        if request.is_kill() {
+            self.context.move_deadline(now);
+            self.stopping = Stopping::Terminating { deadline: now };
+            self.deadline_timer = None;
+            self.instances.kill_all();
+            return;
+        }
         match self.stopping {
             Stopping::No => {}
             Stopping::PreStop { deadline } if requested < deadline => {
@@ -438,7 +470,8 @@ impl Supervisor {
 
     fn mark_running(&mut self) {
         let started_at = self.started_at.clone();
-        let ready = self.context.reported_ready().unwrap_or(true);
+        // Ready unless the guest said otherwise, and never while it is being stopped.
+        let ready = self.context.reported_ready().unwrap_or(true) && !self.context.terminating();
         self.pod.update_container(self.index, |status| {
             status.state = Some(ContainerState {
                 running: Some(ContainerStateRunning {
@@ -458,6 +491,14 @@ impl Supervisor {
             InstanceEnd::Killed { at, .. } => *at,
             _ => self.pod.host.clock.now(),
         };
+        let killed_by_wasmlet = matches!(
+            end,
+            InstanceEnd::Killed { .. }
+                | InstanceEnd::Trapped {
+                    out_of_memory: true,
+                    ..
+                }
+        );
         let (exit_code, mut reason, mut message) = match end {
             InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) => {
                 (0, "Completed".to_string(), None)
@@ -530,7 +571,8 @@ impl Supervisor {
                     message,
                     started_at: Some(started_at),
                     finished_at: Some(finished_at),
-                    signal: (exit_code == EXIT_KILLED).then_some(9),
+                    // Only wasmlet's own kills are a SIGKILL; a guest may exit with 137 itself.
+                    signal: killed_by_wasmlet.then_some(9),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -564,16 +606,10 @@ impl Supervisor {
 /// Resolves when the hook in `slot` ends; never, if there is none.
 async fn finish(slot: &mut Option<HookRun>) -> InstanceEnd {
     match slot {
-        Some(hook) => (&mut hook.end).await.unwrap_or_else(|_| lost()),
+        Some(hook) => (&mut hook.end)
+            .await
+            .unwrap_or_else(|_| InstanceEnd::lost()),
         None => std::future::pending().await,
-    }
-}
-
-/// The end of an instance whose task went away without reporting (the host is shutting down).
-fn lost() -> InstanceEnd {
-    InstanceEnd::Trapped {
-        message: "the instance was dropped without finishing (is the host shutting down?)".into(),
-        out_of_memory: false,
     }
 }
 

@@ -99,62 +99,70 @@ pub enum PodUpdate {
     Log(LogLine),
 }
 
-/// Keeps a pod's history and fans it out to watchers. A new watcher first gets everything
-/// so far, then live updates, with nothing missed or repeated in between.
+/// Keeps a pod's history and fans it out to watchers. A new watcher first gets the history, then
+/// live updates, with nothing missed or repeated in between. The history keeps every event and
+/// the latest lines of output (bounded, so a chatty guest cannot grow the host without end).
 pub(crate) struct UpdateHub {
     inner: Mutex<HubInner>,
 }
 
 struct HubInner {
-    history: Vec<PodUpdate>,
+    /// Orders events and log lines against each other in the history.
+    next: u64,
+    events: Vec<(u64, Event)>,
+    logs: std::collections::VecDeque<(u64, LogLine)>,
+    log_bytes: usize,
     /// `None` once the pod has ended: watchers then see the end of the stream.
     live: Option<broadcast::Sender<PodUpdate>>,
-    /// Log lines kept in the history at most; older ones are dropped (events are always kept).
-    log_budget: usize,
 }
 
-/// Lines of output kept in a pod's history for late watchers.
+/// Lines of output kept in a pod's history for late watchers: the latest this many…
 const HISTORY_LOG_LINES: usize = 10_000;
+/// …and no more than this many bytes of them.
+const HISTORY_LOG_BYTES: usize = 4 << 20;
 
 impl UpdateHub {
     pub fn new() -> Self {
         UpdateHub {
             inner: Mutex::new(HubInner {
-                history: Vec::new(),
+                next: 0,
+                events: Vec::new(),
+                logs: std::collections::VecDeque::new(),
+                log_bytes: 0,
                 live: Some(broadcast::Sender::new(4096)),
-                log_budget: HISTORY_LOG_LINES,
             }),
         }
     }
 
     pub fn publish(&self, update: PodUpdate) {
         let mut inner = self.inner.lock().unwrap();
-        let keep = match &update {
-            PodUpdate::Event(_) => true,
-            PodUpdate::Log(_) if inner.log_budget > 0 => {
-                inner.log_budget -= 1;
-                true
-            }
-            PodUpdate::Log(_) => false,
-        };
         if let Some(live) = &inner.live {
             // No receiver is fine: nobody is watching live.
             let _ = live.send(update.clone());
         }
-        if keep {
-            inner.history.push(update);
+        let order = inner.next;
+        inner.next += 1;
+        match update {
+            PodUpdate::Event(event) => inner.events.push((order, event)),
+            PodUpdate::Log(line) => {
+                inner.log_bytes += line.line.len();
+                inner.logs.push_back((order, line));
+                while inner.logs.len() > HISTORY_LOG_LINES || inner.log_bytes > HISTORY_LOG_BYTES {
+                    let Some((_, oldest)) = inner.logs.pop_front() else {
+                        break;
+                    };
+                    inner.log_bytes -= oldest.line.len();
+                }
+            }
         }
     }
 
     pub fn events(&self) -> Vec<Event> {
         let inner = self.inner.lock().unwrap();
         inner
-            .history
+            .events
             .iter()
-            .filter_map(|update| match update {
-                PodUpdate::Event(event) => Some(event.clone()),
-                PodUpdate::Log(_) => None,
-            })
+            .map(|(_, event)| event.clone())
             .collect()
     }
 
@@ -165,8 +173,24 @@ impl UpdateHub {
 
     pub fn watch(&self) -> Watch {
         let inner = self.inner.lock().unwrap();
+        let mut events = inner.events.iter().peekable();
+        let mut logs = inner.logs.iter().peekable();
+        let mut replay = std::collections::VecDeque::new();
+        loop {
+            let next_is_event = match (events.peek(), logs.peek()) {
+                (Some((e, _)), Some((l, _))) => e < l,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            replay.push_back(if next_is_event {
+                PodUpdate::Event(events.next().unwrap().1.clone())
+            } else {
+                PodUpdate::Log(logs.next().unwrap().1.clone())
+            });
+        }
         Watch {
-            replay: inner.history.clone().into(),
+            replay,
             live: inner.live.as_ref().map(broadcast::Sender::subscribe),
         }
     }
@@ -210,5 +234,71 @@ mod humantime_serde_duration {
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&humantime::format_duration(*duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(reason: &str) -> PodUpdate {
+        PodUpdate::Event(Event {
+            kind: EventType::Normal,
+            reason: reason.into(),
+            object: "pod/test".into(),
+            container: None,
+            message: String::new(),
+            age: Duration::ZERO,
+            time: SystemTime::now(),
+            at: Instant::now(),
+        })
+    }
+
+    fn log(line: &str) -> PodUpdate {
+        PodUpdate::Log(LogLine {
+            container: "app".into(),
+            source: LogSource::Main,
+            stream: LogStream::Stdout,
+            line: line.into(),
+        })
+    }
+
+    fn text(update: &PodUpdate) -> String {
+        match update {
+            PodUpdate::Event(event) => event.reason.clone(),
+            PodUpdate::Log(line) => line.line.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_watcher_gets_every_event_and_the_latest_lines_in_order() {
+        let hub = UpdateHub::new();
+        hub.publish(event("Created"));
+        for index in 0..HISTORY_LOG_LINES + 5 {
+            hub.publish(log(&format!("line {index}")));
+        }
+        hub.publish(event("Completed"));
+        hub.close();
+        let mut watch = hub.watch();
+        let mut seen = Vec::new();
+        while let Some(update) = watch.next().await {
+            seen.push(text(&update));
+        }
+        assert_eq!(seen.len(), HISTORY_LOG_LINES + 2);
+        assert_eq!(seen[0], "Created");
+        assert_eq!(seen[1], "line 5", "the oldest lines are the ones dropped");
+        assert_eq!(seen.last().unwrap(), "Completed");
+    }
+
+    #[test]
+    fn history_holds_a_bounded_number_of_bytes() {
+        let hub = UpdateHub::new();
+        let big = "x".repeat(16 * 1024);
+        for _ in 0..1000 {
+            hub.publish(log(&big));
+        }
+        let inner = hub.inner.lock().unwrap();
+        assert!(inner.log_bytes <= HISTORY_LOG_BYTES);
+        assert_eq!(inner.logs.len(), HISTORY_LOG_BYTES / big.len());
     }
 }

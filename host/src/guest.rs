@@ -42,7 +42,7 @@ pub(crate) struct ContainerContext {
     pub clock: Arc<dyn Clock>,
     termination: watch::Sender<Option<TerminationNotice>>,
     stop: Mutex<Option<StopClock>>,
-    ready: Mutex<Option<bool>>,
+    ready: watch::Sender<Option<bool>>,
     pub memory: Arc<MemoryBudget>,
 }
 
@@ -74,7 +74,7 @@ impl ContainerContext {
             clock,
             termination: watch::Sender::new(None),
             stop: Mutex::new(None),
-            ready: Mutex::new(None),
+            ready: watch::Sender::new(None),
             memory: Arc::new(MemoryBudget::new(memory_limit)),
         })
     }
@@ -114,7 +114,12 @@ impl ContainerContext {
 
     /// What the guest reported through `set-ready`, if it did.
     pub fn reported_ready(&self) -> Option<bool> {
-        *self.ready.lock().unwrap()
+        *self.ready.borrow()
+    }
+
+    /// Every `set-ready` report, for the supervisor to publish in the status.
+    pub fn ready_reports(&self) -> watch::Receiver<Option<bool>> {
+        self.ready.subscribe()
     }
 
     fn grace_remaining(&self) -> Option<Duration> {
@@ -143,7 +148,6 @@ fn nanos(duration: Duration) -> u64 {
 pub(crate) struct MemoryBudget {
     limit: Option<u64>,
     used: AtomicU64,
-    exceeded: AtomicBool,
 }
 
 impl MemoryBudget {
@@ -151,13 +155,7 @@ impl MemoryBudget {
         MemoryBudget {
             limit,
             used: AtomicU64::new(0),
-            exceeded: AtomicBool::new(false),
         }
-    }
-
-    /// Whether an instance of the container was refused memory because of the limit.
-    pub fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::SeqCst)
     }
 
     fn try_charge(&self, bytes: u64) -> bool {
@@ -165,16 +163,11 @@ impl MemoryBudget {
             self.used.fetch_add(bytes, Ordering::SeqCst);
             return true;
         };
-        let charged = self
-            .used
+        self.used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 used.checked_add(bytes).filter(|total| *total <= limit)
             })
-            .is_ok();
-        if !charged {
-            self.exceeded.store(true, Ordering::SeqCst);
-        }
-        charged
+            .is_ok()
     }
 }
 
@@ -182,6 +175,7 @@ impl MemoryBudget {
 struct MemoryLimiter {
     budget: Arc<MemoryBudget>,
     charged: u64,
+    refused: Arc<AtomicBool>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -195,6 +189,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         let granted = self.budget.try_charge(growth);
         if granted {
             self.charged += growth;
+        } else {
+            self.refused.store(true, Ordering::SeqCst);
         }
         Ok(granted)
     }
@@ -268,7 +264,7 @@ impl control::Host for GuestState {
     }
 
     fn set_ready(&mut self, ready: bool) -> wasmtime::Result<()> {
-        *self.container.ready.lock().unwrap() = Some(ready);
+        self.container.ready.send_replace(Some(ready));
         Ok(())
     }
 }
@@ -409,6 +405,18 @@ pub(crate) enum InstanceEnd {
     NotImplemented,
 }
 
+impl InstanceEnd {
+    /// The end of an instance whose task went away without finishing (the host is shutting
+    /// down).
+    pub fn lost() -> InstanceEnd {
+        InstanceEnd::Trapped {
+            message: "the instance was dropped before it finished (is the host shutting down?)"
+                .into(),
+            out_of_memory: false,
+        }
+    }
+}
+
 /// `wasmlet:lifecycle/hooks.hook-outcome`.
 #[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
 #[component(variant)]
@@ -449,34 +457,34 @@ pub(crate) fn spawn_instance(
         // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
         let _alive = alive;
         let kill = instance_kill;
-        let memory = container.memory.clone();
-        match run_instance(
-            &engine,
-            &component,
-            entry,
-            container,
-            kill.clone(),
-            event,
-            io,
-        )
-        .await
-        {
+        // Whether this instance (not another of the container) was refused memory.
+        let refused = Arc::new(AtomicBool::new(false));
+        let limiter = MemoryLimiter {
+            budget: container.memory.clone(),
+            charged: 0,
+            refused: refused.clone(),
+        };
+        let result = match new_store(&engine, container, kill.clone(), event, limiter, io) {
+            Ok(store) => run_instance(&component, entry, store).await,
+            Err(error) => Err(error),
+        };
+        match result {
             Ok(end) => end,
-            Err(error) => classify_error(error, &kill, &memory),
+            Err(error) => classify_error(error, &kill, refused.load(Ordering::SeqCst)),
         }
     };
     spawn_killable(runtime, kill, Box::pin(future))
 }
 
-async fn run_instance(
+/// A store for one instance: its WASI context, the time slice and kill checks, the memory limit.
+fn new_store(
     engine: &Engine,
-    component: &LoadedComponent,
-    entry: Entry,
     container: Arc<ContainerContext>,
     kill: Arc<KillState>,
     event: Option<Event>,
+    limiter: MemoryLimiter,
     io: InstanceIo,
-) -> wasmtime::Result<InstanceEnd> {
+) -> wasmtime::Result<Store<GuestState>> {
     let mut wasi = WasiCtx::builder();
     wasi.args(&io.args)
         .envs(&io.env)
@@ -485,10 +493,6 @@ async fn run_instance(
     if let Some(tmp) = &io.tmp_dir {
         wasi.preopened_dir(tmp, "/tmp", FsPerms::ReadWrite)?;
     }
-    let limiter = MemoryLimiter {
-        budget: container.memory.clone(),
-        charged: 0,
-    };
     let mut store = Store::new(
         engine,
         GuestState {
@@ -534,6 +538,15 @@ async fn run_instance(
         }
     });
 
+    Ok(store)
+}
+
+/// Instantiates `component` in `store` and calls `entry`.
+async fn run_instance(
+    component: &LoadedComponent,
+    entry: Entry,
+    mut store: Store<GuestState>,
+) -> wasmtime::Result<InstanceEnd> {
     let instance = component.pre.instantiate_async(&mut store).await?;
     let Some(export) = component.export(entry) else {
         return Err(wasmtime::format_err!(
@@ -565,7 +578,8 @@ fn killed_here(context: &wasmtime::StoreContextMut<'_, GuestState>) -> wasmtime:
     wasmtime::Error::new(KilledTrap).context(WasmBacktrace::force_capture(context))
 }
 
-fn classify_error(error: wasmtime::Error, kill: &KillState, memory: &MemoryBudget) -> InstanceEnd {
+/// How an instance that ended with `error` ended; `refused_memory`: it was denied memory growth.
+fn classify_error(error: wasmtime::Error, kill: &KillState, refused_memory: bool) -> InstanceEnd {
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return InstanceEnd::Exited(exit.0);
     }
@@ -584,7 +598,7 @@ fn classify_error(error: wasmtime::Error, kill: &KillState, memory: &MemoryBudge
     };
     InstanceEnd::Trapped {
         message,
-        out_of_memory: memory.exceeded(),
+        out_of_memory: refused_memory,
     }
 }
 
@@ -679,7 +693,12 @@ impl KillState {
 
     /// Reports the instance's end (once; later reports are dropped).
     fn report(&self, end: InstanceEnd) {
-        if let Some(done) = self.done.lock().unwrap().take() {
+        let done = self
+            .done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(done) = done {
             let _ = done.send(end);
         }
     }
@@ -698,32 +717,59 @@ impl KillSwitch {
         }
         // Wasm that is running reaches its next epoch check and traps.
         state.engine.increment_epoch();
-        // Waits only for a poll in progress, which the trap above ends promptly.
-        let mut slot = state.slot.lock().unwrap();
-        match std::mem::replace(&mut *slot, Slot::Killed) {
-            Slot::Running { future, waker } => {
-                drop(slot);
-                let location = if state.preempted.load(Ordering::Relaxed) {
-                    "while waiting for its next time slice (CPU-bound)"
-                } else {
-                    "while blocked in a host call"
-                };
-                state.mark_stopped();
-                state.report(InstanceEnd::Killed {
-                    location: location.into(),
-                    at: state.stopped_at(),
-                });
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                // Unwinding a fiber and freeing a large memory can take a while: not here,
-                // this may be the deadline thread.
-                state.reaper.spawn_blocking(move || drop(future));
+        // Never wait for a poll in progress (this may be the deadline thread, with other kills
+        // due): if the slot is busy, that poll sees the flag when it returns and finishes the
+        // kill itself.
+        let taken = match state.slot.try_lock() {
+            Ok(mut slot) => state.take_away(&mut slot),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                state.take_away(&mut poisoned.into_inner())
             }
-            Slot::Finished => *slot = Slot::Finished,
-            Slot::Empty | Slot::Killed => {}
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some((future, waker)) = taken {
+            state.finish_kill(future, waker);
         }
         true
+    }
+}
+
+impl KillState {
+    /// Takes the future out of its slot if it is still there: it will never be polled again.
+    fn take_away(&self, slot: &mut Slot) -> Option<(GuestFuture<InstanceEnd>, Option<Waker>)> {
+        match std::mem::replace(slot, Slot::Killed) {
+            Slot::Running { future, waker } => Some((future, waker)),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Reports the kill of a future taken away, and drops it off this thread.
+    fn finish_kill(&self, future: GuestFuture<InstanceEnd>, waker: Option<Waker>) {
+        let location = if self.preempted.load(Ordering::Relaxed) {
+            "while waiting for its next time slice (CPU-bound)"
+        } else {
+            "while blocked in a host call"
+        };
+        self.mark_stopped();
+        self.report(InstanceEnd::Killed {
+            location: location.into(),
+            at: self.stopped_at(),
+        });
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        // Unwinding a fiber and freeing a large memory can take a while: not on the deadline
+        // thread.
+        self.reaper.spawn_blocking(move || drop(future));
+    }
+
+    fn lock_slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -754,7 +800,8 @@ impl Future for Killable {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut slot = self.0.slot.lock().unwrap();
+        let state = &self.0;
+        let mut slot = state.lock_slot();
         let Slot::Running { future, waker } = &mut *slot else {
             // Killed (the kill reported it) or finished.
             return Poll::Ready(());
@@ -764,6 +811,15 @@ impl Future for Killable {
         let end = match polled {
             Ok(Poll::Pending) => {
                 *waker = Some(cx.waker().clone());
+                drop(slot);
+                // A kill that found the slot busy left the rest to this poll. (Checked after
+                // unlocking, so that one of the two always sees the other.)
+                if state.is_killed() {
+                    if let Some((future, waker)) = state.take_away(&mut state.lock_slot()) {
+                        state.finish_kill(future, waker);
+                    }
+                    return Poll::Ready(());
+                }
                 return Poll::Pending;
             }
             Ok(Poll::Ready(end)) => end,
@@ -775,10 +831,22 @@ impl Future for Killable {
                 out_of_memory: false,
             },
         };
-        *slot = Slot::Finished;
+        // Drop the finished future (and its store) after unlocking: freeing memory takes time.
+        let finished = std::mem::replace(&mut *slot, Slot::Finished);
         drop(slot);
-        self.0.report(end);
+        state.report(end);
+        drop(finished);
         Poll::Ready(())
+    }
+}
+
+impl Drop for Killable {
+    /// A task dropped before its instance ended (its runtime shut down) still reports, so that
+    /// no supervisor waits forever.
+    fn drop(&mut self) {
+        let taken = self.0.take_away(&mut self.0.lock_slot());
+        self.0.report(InstanceEnd::lost());
+        drop(taken);
     }
 }
 

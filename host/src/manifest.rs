@@ -386,6 +386,16 @@ fn container_spec(
         }
         env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
     }
+    // Requests reserve nothing in wasmlet, but a malformed one is still an error.
+    if let Some(request) = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|requests| requests.get("memory"))
+        && let Err(why) = parse_memory(&request.0)
+    {
+        problem(format!("{at}.resources.requests.memory"), why);
+    }
     let memory_limit = container
         .resources
         .as_ref()
@@ -609,7 +619,7 @@ fn check_fields(
                 let pattern = pattern_of(path);
                 if let Some((_, why)) = EXPLAINED.iter().find(|(p, _)| matches(p, &pattern)) {
                     problems.push(Problem {
-                        path: display_path(&path.join(".")),
+                        path: path.join("."),
                         message: why.to_string(),
                     });
                 } else if !SUPPORTED.iter().any(|p| is_prefix(&pattern, p)) {
@@ -619,7 +629,7 @@ fn check_fields(
                         "not supported by wasmlet yet"
                     };
                     problems.push(Problem {
-                        path: display_path(&path.join(".")),
+                        path: path.join("."),
                         message: message.into(),
                     });
                 } else {
@@ -642,8 +652,9 @@ fn check_fields(
     }
 }
 
-/// `spec.containers[3].args[0]` → `spec.containers[].args[]`.
-fn pattern_of(path: &[String]) -> String {
+/// `spec.containers[3].args[0]` → `spec`, `containers[]`, `args[]`. Segments are kept apart (never
+/// joined and split again): a label key such as `app.kubernetes.io/name` is one segment.
+fn pattern_of(path: &[String]) -> Vec<String> {
     path.iter()
         .map(|segment| match segment.find('[') {
             Some(bracket) => {
@@ -653,23 +664,21 @@ fn pattern_of(path: &[String]) -> String {
             }
             None => segment.clone(),
         })
-        .collect::<Vec<_>>()
-        .join(".")
+        .collect()
 }
 
-/// Whether `pattern` (from [`SUPPORTED`]) matches `path` segment by segment, `*` matching any key.
-fn matches(pattern: &str, path: &str) -> bool {
+/// Whether `pattern` (from [`EXPLAINED`]) matches `path` segment by segment, `*` matching any one
+/// segment.
+fn matches(pattern: &str, path: &[String]) -> bool {
     let pattern: Vec<_> = pattern.split('.').collect();
-    let path: Vec<_> = path.split('.').collect();
-    pattern.len() == path.len() && pattern.iter().zip(&path).all(|(p, s)| *p == "*" || p == s)
+    pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, s)| *p == "*" || p == s)
 }
 
-/// Whether `path` is `pattern` or leads to it.
-fn is_prefix(path: &str, pattern: &str) -> bool {
+/// Whether `path` is the [`SUPPORTED`] `pattern` or leads to it.
+fn is_prefix(path: &[String], pattern: &str) -> bool {
     let pattern: Vec<_> = pattern.split('.').collect();
-    let path: Vec<_> = path.split('.').collect();
     path.len() <= pattern.len()
-        && pattern.iter().zip(&path).all(|(p, s)| {
+        && pattern.iter().zip(path).all(|(p, s)| {
             *p == "*" || p == s || p.trim_end_matches("[]") == s.trim_end_matches("[]")
         })
 }
@@ -718,11 +727,18 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(pattern_of(&path), "spec.containers[].args[]");
-        assert!(is_prefix("spec.containers[]", "spec.containers[].name"));
-        assert!(is_prefix("metadata.labels.app", "metadata.labels.*"));
+        assert_eq!(pattern_of(&path), ["spec", "containers[]", "args[]"]);
+        let segments = |path: &[&str]| path.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_prefix(
+            &segments(&["spec", "containers[]"]),
+            "spec.containers[].name"
+        ));
+        assert!(is_prefix(
+            &segments(&["metadata", "labels", "app.kubernetes.io/name"]),
+            "metadata.labels.*"
+        ));
         assert!(!is_prefix(
-            "spec.containers[].ports",
+            &segments(&["spec", "containers[]", "ports"]),
             "spec.containers[].name"
         ));
     }

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
@@ -28,6 +28,13 @@ pub(crate) struct StopRequest {
     pub deadline: Instant,
     pub reason: TerminationReason,
     pub message: String,
+}
+
+impl StopRequest {
+    /// Grace 0: the kill, with no preStop and no terminate.
+    pub fn is_kill(&self) -> bool {
+        self.grace_period.is_zero()
+    }
 }
 
 /// The compiled components of a pod, loaded before anything starts.
@@ -53,7 +60,7 @@ pub(crate) struct PodShared {
     pub hub: UpdateHub,
     pub stop: watch::Sender<Option<StopRequest>>,
     status: watch::Sender<PodStatus>,
-    contexts: Mutex<Vec<Arc<ContainerContext>>>,
+
     started: Instant,
 }
 
@@ -93,7 +100,7 @@ impl Pod {
             hub: UpdateHub::new(),
             stop: watch::Sender::new(None),
             status: watch::Sender::new(status),
-            contexts: Mutex::new(Vec::new()),
+
             started: clock.now(),
         });
         let mut supervisors = Vec::new();
@@ -110,7 +117,7 @@ impl Pod {
                 ),
             );
             let context = ContainerContext::new(clock.clone(), spec.memory_limit);
-            shared.contexts.lock().unwrap().push(context.clone());
+
             supervisors.push(tokio::spawn(container::supervise(
                 shared.clone(),
                 index,
@@ -121,9 +128,31 @@ impl Pod {
         let pod = Pod { shared };
         let finisher = pod.shared.clone();
         tokio::spawn(async move {
-            for supervisor in supervisors {
-                if let Err(panic) = supervisor.await {
-                    tracing::error!("a container supervisor failed: {panic}");
+            for (index, supervisor) in supervisors.into_iter().enumerate() {
+                if let Err(failure) = supervisor.await {
+                    // The supervisor killed the container's instances as it unwound; what is
+                    // left is to say so, or the pod would never end.
+                    tracing::error!("the supervisor of container {index} failed: {failure}");
+                    let finished_at = finisher.now_time();
+                    finisher.update_container(index, |status| {
+                        if status
+                            .state
+                            .as_ref()
+                            .is_some_and(|s| s.terminated.is_none())
+                        {
+                            status.state = Some(ContainerState {
+                                terminated: Some(ContainerStateTerminated {
+                                    exit_code: 1,
+                                    reason: Some("Error".into()),
+                                    message: Some(format!("wasmlet failed: {failure}")),
+                                    finished_at: Some(finished_at),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            });
+                            status.ready = false;
+                        }
+                    });
                 }
             }
             finisher.hub.close();
@@ -154,24 +183,7 @@ impl Pod {
 
     /// The pod's status now.
     pub fn status(&self) -> PodStatus {
-        let mut status = self.shared.status.borrow().clone();
-        // Readiness is whatever the guest reported last, while it is running.
-        let contexts = self.shared.contexts.lock().unwrap();
-        for (container, context) in status
-            .container_statuses
-            .iter_mut()
-            .flatten()
-            .zip(contexts.iter())
-        {
-            let running = container
-                .state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some());
-            if running && let Some(ready) = context.reported_ready() {
-                container.ready = ready && !context.terminating();
-            }
-        }
-        status
+        self.shared.status.borrow().clone()
     }
 
     /// Status changes as they happen.
@@ -184,26 +196,48 @@ impl Pod {
     /// the host's default) runs out. Deleting again with a shorter grace period shortens a
     /// stop in progress; it never lengthens one. Returns at once; see [`Pod::wait`].
     pub fn delete(&self, grace_period: Option<Duration>) {
-        let grace_period = grace_period.unwrap_or_else(|| self.shared.grace_period());
-        let now = self.shared.host.clock.now();
-        let deadline = now + grace_period;
-        self.shared.stop.send_if_modified(|current| match current {
-            Some(existing) if existing.deadline <= deadline => false,
-            _ => {
-                *current = Some(StopRequest {
-                    grace_period,
-                    deadline,
-                    reason: TerminationReason::PodDeleted,
-                    message: "pod deleted".into(),
-                });
-                true
-            }
-        });
+        self.stop(grace_period, TerminationReason::PodDeleted, "pod deleted");
     }
 
-    /// Kills every container now: a delete with a grace period of zero (no preStop).
+    /// Kills every container now: a delete with a grace period of zero — no preStop, no
+    /// terminate, whatever stop is already in progress.
     pub fn kill(&self) {
         self.delete(Some(Duration::ZERO));
+    }
+
+    /// Stops the pod like [`Pod::delete`], telling the guests `reason` and `message` with
+    /// terminate (for example [`TerminationReason::HostShutdown`] when the embedding process is
+    /// going away).
+    pub fn stop(
+        &self,
+        grace_period: Option<Duration>,
+        reason: TerminationReason,
+        message: impl Into<String>,
+    ) {
+        let grace_period = grace_period.unwrap_or_else(|| self.shared.grace_period());
+        let now = self.shared.host.clock.now();
+        let deadline = crate::clock::after(now, grace_period);
+        let request = StopRequest {
+            grace_period,
+            deadline,
+            reason,
+            message: message.into(),
+        };
+        self.shared.stop.send_if_modified(|current| {
+            let supersedes = match current {
+                None => true,
+                // A kill always goes through (a running stop's deadline may have been extended
+                // past the first request's, after a preStop); otherwise only an earlier deadline.
+                Some(existing) => {
+                    (request.is_kill() && !existing.is_kill())
+                        || request.deadline < existing.deadline
+                }
+            };
+            if supersedes {
+                *current = Some(request);
+            }
+            supersedes
+        });
     }
 
     /// Waits until every container has terminated and returns the final status.
@@ -221,15 +255,15 @@ impl Pod {
         status.unwrap_or_else(|_| self.status())
     }
 
-    /// Waits until every container is `Running` (postStart done), or the pod has ended.
+    /// Waits until every container is `Running` (postStart done) or has already ended.
     pub async fn wait_running(&self) -> PodStatus {
         self.wait_until(|status| {
-            all_terminated(status)
-                || status
-                    .container_statuses
-                    .iter()
-                    .flatten()
-                    .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            // A container that already ended will not be Running: it does not hold this up.
+            status.container_statuses.iter().flatten().all(|c| {
+                c.state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            })
         })
         .await
     }

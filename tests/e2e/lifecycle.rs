@@ -464,3 +464,107 @@ async fn containers_of_a_pod_stop_in_parallel_within_the_shared_grace_period() {
         "{elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_kill_during_the_minimum_after_pre_stop_ends_the_container_at_once() {
+    // preStop sleeps through the 1 s grace; terminate then gets 2 s more, which the stubborn
+    // guest ignores. A kill in that window must not wait for them.
+    let pod = start(single(
+        "kill-in-minimum",
+        "stubborn",
+        1,
+        "lifecycle:\n  preStop:\n    sleep:\n      seconds: 1",
+    ))
+    .await;
+    pod.wait_running().await;
+    let deleted = Instant::now();
+    pod.delete(None);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pod.kill();
+    let status = finished(&pod).await;
+    let elapsed = deleted.elapsed();
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
+    assert!(
+        elapsed < Duration::from_millis(2000),
+        "the kill waited: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn wait_running_does_not_wait_for_a_container_that_already_ended() {
+    let pod = start(spec(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job-and-server}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+    - name: job
+      image: ../../target/components/hello.wasm
+    - name: server
+      image: ../../target/components/cooperative.wasm
+      env: [{name: POST_START_MS, value: "300"}]
+"#,
+    ))
+    .await;
+    let status = tokio::time::timeout(Duration::from_secs(10), pod.wait_running())
+        .await
+        .expect("wait_running should return once the server is Running");
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    pod.delete(None);
+    assert_eq!(
+        terminated(&finished(&pod).await, 1).reason.as_deref(),
+        Some("Completed")
+    );
+}
+
+#[tokio::test]
+async fn readiness_reported_by_the_guest_is_published_in_the_status() {
+    let pod = start(single(
+        "warming",
+        "cooperative",
+        2,
+        "env: [{name: NOT_READY_MS, value: \"400\"}]",
+    ))
+    .await;
+    let running = pod.wait_running().await;
+    assert!(
+        !running.container_statuses.unwrap()[0].ready,
+        "not ready while warming up"
+    );
+    let ready = tokio::time::timeout(
+        Duration::from_secs(10),
+        pod.wait_until(|status| status.container_statuses.as_ref().unwrap()[0].ready),
+    )
+    .await
+    .expect("the container should report ready");
+    assert!(ready.container_statuses.unwrap()[0].ready);
+    pod.delete(None);
+    let status = finished(&pod).await;
+    assert!(!status.container_statuses.unwrap()[0].ready);
+}
+
+#[tokio::test]
+async fn a_post_start_killed_by_the_stop_is_not_a_hook_failure() {
+    let pod = start(single(
+        "hung-post-start",
+        "stubborn",
+        1,
+        "lifecycle:\n  postStart:\n    exec:\n      \
+         command: [\"../../target/components/hello.wasm\", \"--sleep\", \"60\"]",
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = pod.status();
+    assert_eq!(
+        waiting.phase.as_deref(),
+        Some("Pending"),
+        "a hung postStart holds the pod"
+    );
+    pod.delete(None);
+    let status = finished(&pod).await;
+    let history = history(&pod).await;
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
+    assert!(!reasons(&history).contains(&"FailedPostStartHook".to_string()));
+}

@@ -155,3 +155,36 @@ fn restart_policies_other_than_never_are_refused_for_now() {
     );
     has(&found, "spec.restartPolicy", "use `Never`");
 }
+
+#[test]
+fn dotted_label_and_annotation_keys_are_accepted() {
+    let spec = PodSpec::from_yaml(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: labelled
+  labels:
+    app.kubernetes.io/name: demo
+  annotations:
+    kubectl.kubernetes.io/default-container: app
+spec:
+  containers:
+    - name: app
+      image: ../../target/components/hello.wasm
+"#,
+        &wasmlet_examples::pods_dir(),
+        "labelled.yaml",
+    );
+    assert!(spec.is_ok(), "{}", spec.unwrap_err());
+}
+
+#[test]
+fn huge_grace_periods_are_accepted_and_mean_never() {
+    let spec = PodSpec::from_yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: patient}\nspec:\n  terminationGracePeriodSeconds: 9223372036854775807\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n",
+        &wasmlet_examples::pods_dir(),
+        "patient.yaml",
+    );
+    assert!(spec.is_ok(), "{}", spec.unwrap_err());
+}

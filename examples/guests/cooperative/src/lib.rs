@@ -2,7 +2,8 @@
 //! as soon as terminate arrives.
 //!
 //! Knobs (env): `POST_START_MS` — how long postStart takes; `WORK_MS` — exit on its own after
-//! this long; `CLEANUP_MS` — how long shutdown takes after terminate.
+//! this long; `CLEANUP_MS` — how long shutdown takes after terminate; `NOT_READY_MS` — report
+//! not-ready for this long after start, then ready.
 
 use std::time::{Duration, Instant};
 use wasmlet_sdk::{App, PostStart, PreStop, export};
@@ -15,9 +16,13 @@ fn millis_from_env(name: &str) -> Option<Duration> {
 
 impl App for Cooperative {
     fn run() -> Result<(), String> {
-        println!("run: started, working until terminated");
+                println!("run: started, working until terminated");
         let started = Instant::now();
         let work = millis_from_env("WORK_MS");
+        let mut warming = millis_from_env("NOT_READY_MS");
+        if warming.is_some() {
+            wasmlet_sdk::set_ready(false);
+        }
         loop {
             let wait = match work {
                 Some(work) if started.elapsed() >= work => {
@@ -25,7 +30,17 @@ impl App for Cooperative {
                     return Ok(());
                 }
                 Some(work) => (work - started.elapsed()).min(Duration::from_millis(500)),
-                None => Duration::from_millis(500),
+                                None => Duration::from_millis(500),
+            };
+            let wait = match warming {
+                Some(until) if started.elapsed() >= until => {
+                    wasmlet_sdk::set_ready(true);
+                    println!("run: ready");
+                    warming = None;
+                    wait
+                }
+                Some(until) => wait.min(until - started.elapsed()),
+                None => wait,
             };
             if let Some(stop) = wasmlet_sdk::wait_for_termination(wait) {
                 println!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use wasmlet::k8s_openapi::api::core::v1::PodStatus;
-use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate};
+use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate, TerminationReason};
 
 /// Run a pod (Pod YAML) or a single component (.wasm) until every container has ended.
 ///
@@ -63,6 +63,10 @@ impl RunCommand {
         if let Some(grace) = self.grace_period {
             spec.termination_grace_period = Some(grace);
         }
+        // Listen before anything starts: a signal during compilation must still mean "stop
+        // gracefully", not the default action.
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         let host = Host::new(HostConfig::default())?;
         let pod = host
             .start_pod(spec)
@@ -83,20 +87,23 @@ impl RunCommand {
         }
 
         let mut interrupts = 0;
-        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         let status = loop {
             tokio::select! {
                 status = pod.wait() => break status,
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
             interrupts += 1;
             if interrupts == 1 {
                 eprintln!(
-                    "wasmlet: deleting pod {} gracefully; signal again to kill it now",
+                    "wasmlet: stopping pod {} gracefully; signal again to kill it now",
                     pod.name()
                 );
-                pod.delete(None);
+                pod.stop(
+                    None,
+                    TerminationReason::HostShutdown,
+                    "wasmlet is shutting down",
+                );
             } else {
                 eprintln!("wasmlet: killing pod {}", pod.name());
                 pod.kill();
