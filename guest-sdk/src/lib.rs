@@ -101,7 +101,8 @@ pub trait PreStop {
 
 /// Exports an [`App`] as a wasmlet component, with the hooks it implements listed after it
 /// (`PostStart`, `PreStop`). Call it once, at the crate's top level. A hook that is not listed
-/// does not exist for wasmlet: no instance, no event, no grace-period minimum after it.
+/// answers `not-implemented`, which wasmlet treats as no hook at all: no event, no grace-period
+/// minimum after it.
 ///
 /// ```no_run
 /// struct Hello;
@@ -123,6 +124,15 @@ pub trait PreStop {
 macro_rules! export {
     ($app:ty $(, $hook:ident)* $(,)?) => {
         const _: () = {
+                        // Which hooks exist, for wasmlet to read when it loads the component: it then starts
+            // no instance for a hook that is not there. (One byte each: postStart, preStop.)
+            #[unsafe(link_section = "wasmlet-hooks")]
+            #[used]
+            static WASMLET_HOOKS: [u8; 2] = [
+                $crate::__has_post_start!($($hook)*) as u8,
+                $crate::__has_pre_stop!($($hook)*) as u8,
+            ];
+
             // A listed hook must be one of the SDK's hook traits, implemented by the app.
             $(
                 const _: fn() = || {
@@ -171,6 +181,22 @@ macro_rules! __pre_stop {
         $crate::__outcome(<$app as $crate::PreStop>::pre_stop())
     };
     ($app:ty; $other:ident $($rest:ident)*) => { $crate::__pre_stop!($app; $($rest)*) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __has_post_start {
+    () => { false };
+    (PostStart $($rest:ident)*) => { true };
+    ($other:ident $($rest:ident)*) => { $crate::__has_post_start!($($rest)*) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __has_pre_stop {
+    () => { false };
+    (PreStop $($rest:ident)*) => { true };
+    ($other:ident $($rest:ident)*) => { $crate::__has_pre_stop!($($rest)*) };
 }
 
 #[doc(hidden)]

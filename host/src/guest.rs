@@ -350,10 +350,15 @@ impl LoadedComponent {
             let interface = component.get_export_index(None, name)?;
             component.get_export_index(Some(&interface), function)
         };
+        // A component built with wasmlet-sdk says which hooks it implements; one that does not
+        // say is asked at each hook, and may answer not-implemented.
+        let (has_post_start, has_pre_stop) = declared_hooks(&bytes).unwrap_or((true, true));
         Ok(LoadedComponent {
             run: export_of("wasi:cli/run@0.2.", "run"),
-            post_start: export_of("wasmlet:lifecycle/hooks@0.1.", "post-start"),
-            pre_stop: export_of("wasmlet:lifecycle/hooks@0.1.", "pre-stop"),
+            post_start: export_of("wasmlet:lifecycle/hooks@0.1.", "post-start")
+                .filter(|_| has_post_start),
+            pre_stop: export_of("wasmlet:lifecycle/hooks@0.1.", "pre-stop")
+                .filter(|_| has_pre_stop),
             pre,
         })
     }
@@ -363,6 +368,17 @@ impl LoadedComponent {
         self.export(entry).is_some()
     }
 
+    /// Whether the component has a postStart hook of its own (one it implements, as far as
+    /// wasmlet can tell before calling it).
+    pub fn has_post_start(&self) -> bool {
+        self.post_start.is_some()
+    }
+
+    /// Whether the component has a preStop hook of its own.
+    pub fn has_pre_stop(&self) -> bool {
+        self.pre_stop.is_some()
+    }
+
     fn export(&self, entry: Entry) -> Option<&ComponentExportIndex> {
         match entry {
             Entry::Run => self.run.as_ref(),
@@ -370,6 +386,23 @@ impl LoadedComponent {
             Entry::PreStop => self.pre_stop.as_ref(),
         }
     }
+}
+
+/// The hooks a component built with wasmlet-sdk declares in its `wasmlet-hooks` custom section
+/// (postStart, preStop), wherever in the component's modules the section is.
+fn declared_hooks(bytes: &[u8]) -> Option<(bool, bool)> {
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .filter_map(Result::ok)
+        .find_map(|payload| match payload {
+            wasmparser::Payload::CustomSection(section) if section.name() == "wasmlet-hooks" => {
+                match section.data() {
+                    [post_start, pre_stop, ..] => Some((*post_start != 0, *pre_stop != 0)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
 }
 
 /// A core module starts with the magic and version 1; a component has the same magic and a

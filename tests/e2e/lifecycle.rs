@@ -568,3 +568,19 @@ async fn a_post_start_killed_by_the_stop_is_not_a_hook_failure() {
     assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
     assert!(!reasons(&history).contains(&"FailedPostStartHook".to_string()));
 }
+
+#[test]
+fn sdk_components_declare_the_hooks_they_implement() {
+    use wasmlet_examples::components::*;
+    let load = |path: &str| host().load_component(path.as_ref()).unwrap();
+    let cooperative = load(COOPERATIVE);
+    assert!(cooperative.has_post_start() && cooperative.has_pre_stop());
+    let slow = load(SLOW_PRESTOP);
+    assert!(!slow.has_post_start() && slow.has_pre_stop());
+    // No hooks listed in export!: wasmlet starts no hook instance for it.
+    let stubborn = load(STUBBORN);
+    assert!(!stubborn.has_post_start() && !stubborn.has_pre_stop());
+    // A plain command has no hooks interface at all.
+    let hello = load(HELLO);
+    assert!(!hello.has_post_start() && !hello.has_pre_stop());
+}
