@@ -528,11 +528,15 @@ async fn readiness_reported_by_the_guest_is_published_in_the_status() {
         "env: [{name: NOT_READY_MS, value: \"400\"}]",
     ))
     .await;
-    let running = pod.wait_running().await;
-    assert!(
-        !running.container_statuses.unwrap()[0].ready,
-        "not ready while warming up"
-    );
+    pod.wait_running().await;
+    // postStart (its own instance) may return before run reports not-ready, so the container
+    // can be ready by default for a moment; what matters is that each report is published.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        pod.wait_until(|status| !status.container_statuses.as_ref().unwrap()[0].ready),
+    )
+    .await
+    .expect("the not-ready report should be published");
     let ready = tokio::time::timeout(
         Duration::from_secs(10),
         pod.wait_until(|status| status.container_statuses.as_ref().unwrap()[0].ready),
