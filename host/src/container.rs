@@ -18,8 +18,8 @@ use crate::bindings::TerminationReason;
 use crate::clock::{CancelOnDrop, after, sleep};
 use crate::events::{EventType, LogSource, PodUpdate};
 use crate::guest::{
-    ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LogTarget,
-    spawn_instance, spawn_task,
+    ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LoadedComponent,
+    LogTarget, spawn_instance, spawn_task,
 };
 use crate::manifest::{ContainerSpec, Handler};
 use crate::pod::{LoadedContainer, PodShared, StopRequest};
@@ -140,15 +140,8 @@ impl Supervisor {
             Some(&name),
             format!("Created container {name}"),
         );
-        let (switch, mut main) = spawn_instance(
-            &self.pod.host.guests,
-            &self.pod.host.engine,
-            self.pod.host.ticker.instance_alive(),
-            self.loaded.main.clone(),
-            Entry::Run,
-            self.context.clone(),
-            self.io(LogSource::Main, self.argv(), false),
-        );
+        let io = self.io(LogSource::Main, self.argv(), false);
+        let (switch, mut main) = self.spawn(self.loaded.main.clone(), Entry::Run, io);
         self.instances.add(switch);
         self.started_at = self.pod.now_time();
         self.pod.event(
@@ -261,6 +254,25 @@ impl Supervisor {
         self.finish(main_end);
     }
 
+    /// Starts an instance of `component` calling `entry`, as part of this container.
+    fn spawn(
+        &self,
+        component: Arc<LoadedComponent>,
+        entry: Entry,
+        io: InstanceIo,
+    ) -> (KillSwitch, InstanceDone) {
+        let host = &self.pod.host;
+        spawn_instance(
+            &host.guests,
+            &host.engine,
+            host.ticker.instance_alive(),
+            component,
+            entry,
+            self.context.clone(),
+            io,
+        )
+    }
+
     /// Starts the postStart or preStop handler: the manifest's, else the component's own
     /// export, else none.
     fn start_hook(&mut self, source: LogSource) -> Option<HookRun> {
@@ -291,15 +303,7 @@ impl Supervisor {
                 // The command is the instance's whole argv, as exec in a container.
                 let io = self.io(source, command.clone(), true);
                 let logs = io.logs.clone();
-                let (switch, end) = spawn_instance(
-                    &host.guests,
-                    &host.engine,
-                    host.ticker.instance_alive(),
-                    component,
-                    Entry::Run,
-                    self.context.clone(),
-                    io,
-                );
+                let (switch, end) = self.spawn(component, Entry::Run, io);
                 HookRun {
                     switch,
                     end,
@@ -310,15 +314,7 @@ impl Supervisor {
             None if self.loaded.main.exports(entry) => {
                 let io = self.io(source, self.argv(), true);
                 let logs = io.logs.clone();
-                let (switch, end) = spawn_instance(
-                    &host.guests,
-                    &host.engine,
-                    host.ticker.instance_alive(),
-                    self.loaded.main.clone(),
-                    entry,
-                    self.context.clone(),
-                    io,
-                );
+                let (switch, end) = self.spawn(self.loaded.main.clone(), entry, io);
                 let export = match entry {
                     Entry::PostStart => "post-start",
                     _ => "pre-stop",

@@ -81,11 +81,7 @@ async fn container_is_waiting_until_post_start_returns() {
 #[tokio::test]
 async fn stubborn_guest_blocked_in_a_host_call_is_killed_at_the_deadline() {
     let pod = start(single("stubborn", "stubborn", 1, "")).await;
-    pod.wait_running().await;
-    let deleted = Instant::now();
-    pod.delete(None);
-    let status = finished(&pod).await;
-    let elapsed = deleted.elapsed();
+    let (status, elapsed) = delete_when_running(&pod, None).await;
 
     let killed = terminated(&status, 0);
     assert_eq!(
@@ -103,24 +99,13 @@ async fn stubborn_guest_blocked_in_a_host_call_is_killed_at_the_deadline() {
     );
     assert_eq!(status.phase.as_deref(), Some("Failed"));
     // Generous bounds: the precise overshoot is measured by the benchmark.
-    assert!(
-        elapsed >= Duration::from_secs(1),
-        "killed early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(1500),
-        "killed late: {elapsed:?}"
-    );
+    assert_within(elapsed, Duration::from_secs(1), Duration::from_millis(1500));
 }
 
 #[tokio::test]
 async fn spinning_guest_is_killed_at_the_deadline_and_the_status_names_its_function() {
     let pod = start(single("spinner", "spinner", 1, "")).await;
-    pod.wait_running().await;
-    let deleted = Instant::now();
-    pod.delete(None);
-    let status = finished(&pod).await;
-    let elapsed = deleted.elapsed();
+    let (status, elapsed) = delete_when_running(&pod, None).await;
 
     let killed = terminated(&status, 0);
     assert_eq!(
@@ -135,24 +120,13 @@ async fn spinning_guest_is_killed_at_the_deadline_and_the_status_names_its_funct
             .contains("in `spinner::main`"),
         "{killed:?}"
     );
-    assert!(
-        elapsed >= Duration::from_secs(1),
-        "killed early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(1500),
-        "killed late: {elapsed:?}"
-    );
+    assert_within(elapsed, Duration::from_secs(1), Duration::from_millis(1500));
 }
 
 #[tokio::test]
 async fn pre_stop_outlasting_the_grace_period_is_killed_and_run_still_gets_terminate() {
     let pod = start(single("slow-prestop", "slow-prestop", 1, "")).await;
-    pod.wait_running().await;
-    let deleted = Instant::now();
-    pod.delete(None);
-    let status = finished(&pod).await;
-    let elapsed = deleted.elapsed();
+    let (status, elapsed) = delete_when_running(&pod, None).await;
     let history = history(&pod).await;
     let lines = lines(&history);
 
@@ -186,10 +160,7 @@ async fn pre_stop_outlasting_the_grace_period_is_killed_and_run_still_gets_termi
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("no grace in {terminate:?}"));
     assert!((1800..=2000).contains(&left), "{terminate}");
-    assert!(
-        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(3),
-        "{elapsed:?}"
-    );
+    assert_within(elapsed, Duration::from_secs(1), Duration::from_secs(3));
 }
 
 #[tokio::test]
@@ -265,11 +236,7 @@ async fn pre_stop_sleep_runs_inside_the_grace_budget_before_terminate() {
         "lifecycle:\n  preStop:\n    sleep:\n      seconds: 1",
     ))
     .await;
-    pod.wait_running().await;
-    let deleted = Instant::now();
-    pod.delete(None);
-    let status = finished(&pod).await;
-    let elapsed = deleted.elapsed();
+    let (status, elapsed) = delete_when_running(&pod, None).await;
     let lines = lines(&history(&pod).await);
     assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
     // The manifest's preStop replaces the component's own.
@@ -292,10 +259,7 @@ async fn pre_stop_sleep_runs_inside_the_grace_budget_before_terminate() {
         (3800..=4000).contains(&left),
         "the sleep should use ~1 s of the grace: {terminate}"
     );
-    assert!(
-        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(2),
-        "{elapsed:?}"
-    );
+    assert_within(elapsed, Duration::from_secs(1), Duration::from_secs(2));
 }
 
 #[tokio::test]
@@ -440,9 +404,10 @@ async fn a_second_delete_with_a_shorter_grace_period_shortens_the_stop() {
     let status = finished(&pod).await;
     let elapsed = first.elapsed();
     assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
-    assert!(
-        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(900),
-        "{elapsed:?}"
+    assert_within(
+        elapsed,
+        Duration::from_millis(400),
+        Duration::from_millis(900),
     );
 }
 
@@ -452,17 +417,10 @@ async fn containers_of_a_pod_stop_in_parallel_within_the_shared_grace_period() {
         "../../examples/pods/lifecycle-demo.yaml"
     )))
     .await;
-    pod.wait_running().await;
-    let deleted = Instant::now();
-    pod.delete(Some(Duration::from_secs(2)));
-    let status = finished(&pod).await;
-    let elapsed = deleted.elapsed();
+    let (status, elapsed) = delete_when_running(&pod, Some(Duration::from_secs(2))).await;
     assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
     assert_eq!(terminated(&status, 1).reason.as_deref(), Some("Killed"));
-    assert!(
-        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_millis(2500),
-        "{elapsed:?}"
-    );
+    assert_within(elapsed, Duration::from_secs(2), Duration::from_millis(2500));
 }
 
 #[tokio::test]

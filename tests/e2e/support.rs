@@ -98,3 +98,20 @@ pub fn terminated(status: &PodStatus, container: usize) -> ContainerStateTermina
         .and_then(|state| state.terminated.clone())
         .unwrap_or_else(|| panic!("container {container} has not terminated: {status:#?}"))
 }
+
+/// Waits until every container is Running, deletes the pod with `grace` (`None`: its own), and
+/// returns the final status and how long the stop took.
+pub async fn delete_when_running(pod: &Pod, grace: Option<Duration>) -> (PodStatus, Duration) {
+    pod.wait_running().await;
+    let deleted = std::time::Instant::now();
+    pod.delete(grace);
+    let status = finished(pod).await;
+    (status, deleted.elapsed())
+}
+
+/// Asserts `from <= elapsed < until`: generous bounds for wall-clock behaviour (the precise
+/// figures are the benchmark's).
+pub fn assert_within(elapsed: Duration, from: Duration, until: Duration) {
+    assert!(elapsed >= from, "too early: {elapsed:?} < {from:?}");
+    assert!(elapsed < until, "too late: {elapsed:?} >= {until:?}");
+}
