@@ -507,7 +507,7 @@ fn lifecycle_handler(
 }
 
 fn component_path(base: &Path, image: &str) -> Result<PathBuf, String> {
-    let path = base.join(image);
+    let path = lexically_normal(&base.join(image));
     if path.is_file() {
         Ok(path)
     } else {
@@ -517,6 +517,30 @@ fn component_path(base: &Path, image: &str) -> Result<PathBuf, String> {
             path.display()
         ))
     }
+}
+
+/// `examples/pods/../../target/x.wasm` → `target/x.wasm`, without touching the filesystem (so
+/// symlinks are not resolved; `..` at the start of a relative path is kept).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match normal.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    normal.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => normal.push(".."),
+            },
+            other => normal.push(other.as_os_str()),
+        }
+    }
+    if normal.as_os_str().is_empty() {
+        normal.push(".");
+    }
+    normal
 }
 
 /// Bytes in a Kubernetes quantity: `128Mi`, `1Gi`, `500M`, `64e6`, `1048576`.
@@ -741,6 +765,16 @@ mod tests {
             &segments(&["spec", "containers[]", "ports"]),
             "spec.containers[].name"
         ));
+    }
+
+    #[test]
+    fn component_paths_are_shown_without_detours() {
+        assert_eq!(
+            lexically_normal(Path::new("examples/pods/../../target/components/x.wasm")),
+            Path::new("target/components/x.wasm")
+        );
+        assert_eq!(lexically_normal(Path::new("../a/./b")), Path::new("../a/b"));
+        assert_eq!(lexically_normal(Path::new("/a/../../b")), Path::new("/b"));
     }
 
     #[test]

@@ -236,3 +236,15 @@ fn every_example_pod_ends_as_documented_through_the_binary() {
         assert_eq!(ended, *reasons, "{pod}: {stderr}");
     }
 }
+
+#[test]
+fn a_component_is_recognised_by_its_contents_not_its_name() {
+    // Test binaries that cargo and rustdoc build for wasm32-wasip2 have no extension; wasmlet
+    // runs them (it is the runner for the SDK's doc examples in CI).
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("rust_out");
+    std::fs::copy(wasmlet_examples::components::HELLO, &binary).unwrap();
+    let out = run(&["run", binary.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Hello from a plain wasi:cli command!"));
+}

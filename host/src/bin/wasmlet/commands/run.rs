@@ -17,7 +17,7 @@ use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate, Terminatio
 /// goes to stdout prefixed with `[container]`.
 #[derive(clap::Args)]
 pub struct RunCommand {
-    /// A Pod manifest (.yaml, .yml) or a component (.wasm).
+    /// A Pod manifest (YAML) or a component (any WebAssembly component file).
     target: PathBuf,
 
     /// Grace period for stopping, overriding the manifest's terminationGracePeriodSeconds
@@ -34,7 +34,7 @@ pub struct RunCommand {
     #[arg(long, short, value_enum, default_value_t = Output::Text)]
     output: Output,
 
-    /// Arguments for the component, when TARGET is a .wasm file.
+    /// Arguments for the component, when TARGET is a component.
     #[arg(last = true)]
     args: Vec<String>,
 }
@@ -47,16 +47,13 @@ enum Output {
 
 impl RunCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
-        let is_component = self
-            .target
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm"));
+        let is_component = is_webassembly(&self.target);
         let mut spec = if is_component {
             PodSpec::for_component(&self.target, self.args.clone())
         } else {
             anyhow::ensure!(
                 self.args.is_empty(),
-                "arguments after `--` are for a .wasm target; a manifest gives them in `args`"
+                "arguments after `--` are for a component target; a manifest gives them in `args`"
             );
             PodSpec::from_file(&self.target)?
         };
@@ -114,6 +111,21 @@ impl RunCommand {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         Ok(exit_code(&status))
+    }
+}
+
+/// Whether `path` holds WebAssembly (by its magic bytes, whatever its name: rustdoc's and
+/// cargo's test binaries have none), rather than a manifest.
+fn is_webassembly(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic));
+    match read {
+        Ok(()) => magic == *b"\0asm",
+        // Unreadable: let the extension decide which error the user gets.
+        Err(_) => path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm")),
     }
 }
 
