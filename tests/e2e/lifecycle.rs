@@ -268,8 +268,10 @@ async fn exec_hook_runs_a_command_component_with_the_container_env() {
         "exec-hook",
         "cooperative",
         5,
-        "env:\n  - name: GREETING\n    value: Howdy\nlifecycle:\n  postStart:\n    exec:\n      \
-         command: [\"../../target/components/hello.wasm\", \"from-exec\"]",
+        &format!(
+            "env:\n  - name: GREETING\n    value: Howdy\n{}",
+            post_start_exec_hello(&["from-exec"])
+        ),
     ))
     .await;
     pod.wait_running().await;
@@ -294,8 +296,7 @@ async fn failing_exec_post_start_reports_the_exit_code_and_output() {
         "exec-fails",
         "cooperative",
         2,
-        "lifecycle:\n  postStart:\n    exec:\n      \
-         command: [\"../../target/components/hello.wasm\", \"--exit\", \"3\"]",
+        &post_start_exec_hello(&["--exit", "3"]),
     ))
     .await;
     let status = finished(&pod).await;
@@ -513,8 +514,7 @@ async fn a_post_start_killed_by_the_stop_is_not_a_hook_failure() {
         "hung-post-start",
         "stubborn",
         1,
-        "lifecycle:\n  postStart:\n    exec:\n      \
-         command: [\"../../target/components/hello.wasm\", \"--sleep\", \"60\"]",
+        &post_start_exec_hello(&["--sleep", "60"]),
     ))
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -115,3 +115,15 @@ pub fn assert_within(elapsed: Duration, from: Duration, until: Duration) {
     assert!(elapsed >= from, "too early: {elapsed:?} < {from:?}");
     assert!(elapsed < until, "too late: {elapsed:?} >= {until:?}");
 }
+
+/// Container YAML for a postStart hook that execs the `hello` command component with `args`.
+pub fn post_start_exec_hello(args: &[&str]) -> String {
+    let command: Vec<String> = std::iter::once("../../target/components/hello.wasm")
+        .chain(args.iter().copied())
+        .map(|arg| format!("{arg:?}"))
+        .collect();
+    format!(
+        "lifecycle:\n  postStart:\n    exec:\n      command: [{}]",
+        command.join(", ")
+    )
+}
