@@ -322,6 +322,13 @@ impl LoadedComponent {
         use anyhow::Context as _;
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
+        if !bytes.starts_with(b"\0asm") {
+            anyhow::bail!(
+                "`{}` is not WebAssembly (it does not start with the `\\0asm` magic); expected a \
+                 component built for wasm32-wasip2",
+                path.display()
+            );
+        }
         if wasmparser_is_core_module(&bytes) {
             anyhow::bail!(
                 "`{}` is a core WebAssembly module, not a component; build it for \

@@ -248,3 +248,35 @@ fn a_component_is_recognised_by_its_contents_not_its_name() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Hello from a plain wasi:cli command!"));
 }
+
+#[test]
+fn bad_components_get_a_clear_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("notes.wasm", b"hello, not wasm", "is not WebAssembly"),
+        // The smallest core module: magic and version 1.
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "is a core WebAssembly module, not a component",
+        ),
+        // The smallest component: magic, version 0x0d, layer 1. It exports nothing.
+        (
+            "empty.wasm",
+            b"\0asm\x0d\0\x01\0",
+            "exports no `wasi:cli/run`",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = run(&["run", path.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{name}: the error should name the file: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}

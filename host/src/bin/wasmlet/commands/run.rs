@@ -114,19 +114,19 @@ impl RunCommand {
     }
 }
 
-/// Whether `path` holds WebAssembly (by its magic bytes, whatever its name: rustdoc's and
-/// cargo's test binaries have none), rather than a manifest.
+/// Whether `path` is meant as a component rather than a manifest: named `.wasm` (so a broken one
+/// gets a component's error, not a YAML one), or starting with the wasm magic bytes whatever its
+/// name (rustdoc's and cargo's test binaries have no extension).
 fn is_webassembly(path: &std::path::Path) -> bool {
     use std::io::Read;
+    let named_wasm = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm"));
     let mut magic = [0u8; 4];
-    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic));
-    match read {
-        Ok(()) => magic == *b"\0asm",
-        // Unreadable: let the extension decide which error the user gets.
-        Err(_) => path
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm")),
-    }
+    let has_magic = std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"\0asm");
+    named_wasm || has_magic
 }
 
 async fn print_updates(mut updates: wasmlet::Watch, output: Output) {
