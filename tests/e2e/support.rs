@@ -127,3 +127,16 @@ pub fn post_start_exec_hello(args: &[&str]) -> String {
         command.join(", ")
     )
 }
+
+/// Asserts that container `index` was killed by wasmlet (137, `Killed`, signal 9) and that its
+/// message says it was killed `location` (for example "in `spinner::main`").
+pub fn assert_killed(status: &PodStatus, index: usize, location: &str) {
+    let killed = terminated(status, index);
+    assert_eq!(
+        (killed.exit_code, killed.reason.as_deref(), killed.signal),
+        (137, Some("Killed"), Some(9)),
+        "{killed:?}"
+    );
+    let message = killed.message.as_deref().unwrap_or_default();
+    assert!(message.contains(location), "{killed:?}");
+}
