@@ -6,6 +6,10 @@
 //! earliest deadline and runs the action there, on that thread, not on an async runtime: a kill
 //! must land at its deadline even when every runtime worker is busy running guests, so deadline
 //! actions never wait for a scheduler.
+//!
+//! [`VirtualClock`] is the clock of deterministic mode ([`crate::testing`]): time stands still
+//! until something moves it — a guest's CPU time (fuel) or a jump to the next timer when nothing
+//! else can run — and timers fire in a fixed order.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -221,6 +225,124 @@ impl Drop for SystemClock {
     }
 }
 
+/// Virtual time: it moves only when told to, and its timers fire only when it is told to fire
+/// them, in a fixed order — by deadline, then in the order they were set. Nothing here runs by
+/// itself; deterministic mode ([`crate::testing`]) drives it from its one thread.
+pub struct VirtualClock {
+    origin: Instant,
+    wall_origin: SystemTime,
+    state: Mutex<VirtualState>,
+}
+
+#[derive(Default)]
+struct VirtualState {
+    elapsed: Duration,
+    queue: BinaryHeap<Reverse<(Instant, TimerId)>>,
+    actions: HashMap<TimerId, TimerAction>,
+    next_id: u64,
+}
+
+impl VirtualClock {
+    /// A clock at virtual zero, whose wall time starts at `wall_origin`.
+    pub fn new(wall_origin: SystemTime) -> Arc<Self> {
+        Arc::new(VirtualClock {
+            origin: Instant::now(),
+            wall_origin,
+            state: Mutex::new(VirtualState::default()),
+        })
+    }
+
+    /// Virtual time since the clock was made.
+    pub fn elapsed(&self) -> Duration {
+        self.lock().elapsed
+    }
+
+    /// The instant of virtual time zero.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Moves time forward by `by` without firing anything.
+    pub(crate) fn advance(&self, by: Duration) {
+        let mut state = self.lock();
+        state.elapsed = state.elapsed.saturating_add(by);
+    }
+
+    /// Moves time forward to `at` (never back) without firing anything.
+    pub(crate) fn advance_to(&self, at: Instant) {
+        let mut state = self.lock();
+        let target = at.saturating_duration_since(self.origin);
+        if target > state.elapsed {
+            state.elapsed = target;
+        }
+    }
+
+    /// The earliest pending deadline, if any timer is pending.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        // Cancelled timers leave their queue entry behind; skip them here.
+        while let Some(Reverse((at, id))) = state.queue.peek().copied() {
+            if state.actions.contains_key(&id) {
+                return Some(at);
+            }
+            state.queue.pop();
+        }
+        None
+    }
+
+    /// Runs every action due now, by deadline and then in the order set, including actions that
+    /// earlier ones set for now. Returns how many ran.
+    pub(crate) fn fire_due(&self) -> usize {
+        let mut fired = 0;
+        loop {
+            let mut state = self.lock();
+            let now = self.origin + state.elapsed;
+            let action = match state.queue.peek().copied() {
+                Some(Reverse((at, id))) if at <= now => {
+                    state.queue.pop();
+                    state.actions.remove(&id)
+                }
+                _ => return fired,
+            };
+            drop(state);
+            if let Some(action) = action {
+                fired += 1;
+                action();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VirtualState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Instant {
+        self.origin + self.lock().elapsed
+    }
+
+    fn wall_time(&self) -> SystemTime {
+        self.wall_origin + self.lock().elapsed
+    }
+
+    fn call_at(&self, at: Instant, action: TimerAction) -> TimerId {
+        let mut state = self.lock();
+        let id = TimerId(state.next_id);
+        state.next_id += 1;
+        state.queue.push(Reverse((at, id)));
+        state.actions.insert(id, action);
+        id
+    }
+
+    fn cancel(&self, id: TimerId) {
+        let action = self.lock().actions.remove(&id);
+        drop(action);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +391,53 @@ mod tests {
             after(now, Duration::from_secs(1)),
             now + Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn virtual_timers_fire_only_when_told_by_deadline_then_order_set() {
+        let clock = VirtualClock::new(SystemTime::UNIX_EPOCH);
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let start = clock.now();
+        for (delay_ms, label) in [(20, "b1"), (10, "a"), (20, "b2"), (30, "c")] {
+            let fired = fired.clone();
+            clock.call_at(
+                start + Duration::from_millis(delay_ms),
+                Box::new(move || fired.lock().unwrap().push(label)),
+            );
+        }
+        assert_eq!(clock.fire_due(), 0, "nothing is due at zero");
+        clock.advance(Duration::from_millis(25));
+        assert_eq!(clock.fire_due(), 3);
+        assert_eq!(*fired.lock().unwrap(), ["a", "b1", "b2"]);
+        assert_eq!(
+            clock.next_deadline(),
+            Some(start + Duration::from_millis(30))
+        );
+        assert_eq!(clock.elapsed(), Duration::from_millis(25));
+        assert_eq!(
+            clock.wall_time(),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(25)
+        );
+    }
+
+    #[test]
+    fn a_virtual_timer_set_for_now_by_an_action_fires_in_the_same_round() {
+        let clock = VirtualClock::new(SystemTime::UNIX_EPOCH);
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let (inner_clock, inner_fired) = (clock.clone(), fired.clone());
+        clock.call_at(
+            clock.now(),
+            Box::new(move || {
+                inner_fired.lock().unwrap().push("outer");
+                let fired = inner_fired.clone();
+                inner_clock.call_at(
+                    inner_clock.now(),
+                    Box::new(move || fired.lock().unwrap().push("inner")),
+                );
+            }),
+        );
+        assert_eq!(clock.fire_due(), 2);
+        assert_eq!(*fired.lock().unwrap(), ["outer", "inner"]);
     }
 
     #[tokio::test]

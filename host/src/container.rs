@@ -156,7 +156,7 @@ impl Supervisor {
             self.mark_running();
         }
         let mut pre_stop: Option<HookRun> = None;
-        let mut stop_requests = self.pod.stop.subscribe();
+        let mut stop_requests = self.pod.stops[self.index].subscribe();
         // A delete may have come before this container started.
         stop_requests.mark_changed();
 
@@ -174,7 +174,7 @@ impl Supervisor {
                         requests_open = false;
                         continue;
                     }
-                    let request = stop_requests.borrow_and_update().clone();
+                    let request = stop_requests.borrow_and_update();
                     if let Some(request) = request {
                         match self.stopping {
                             Stopping::No => {
@@ -232,7 +232,7 @@ impl Supervisor {
                     self.terminate_after_pre_stop(end != InstanceEnd::NotImplemented);
                 }
                 Ok(()) = ready_reports.changed() => {
-                    let reported = *ready_reports.borrow_and_update();
+                    let reported = ready_reports.borrow_and_update();
                     if let Some(ready) = reported {
                         let ready = ready && !self.context.terminating();
                         self.pod.update_container(self.index, |status| {
@@ -261,16 +261,7 @@ impl Supervisor {
         entry: Entry,
         io: InstanceIo,
     ) -> (KillSwitch, InstanceDone) {
-        let host = &self.pod.host;
-        spawn_instance(
-            &host.guests,
-            &host.engine,
-            host.ticker.instance_alive(),
-            component,
-            entry,
-            self.context.clone(),
-            io,
-        )
+        spawn_instance(&self.pod.host, component, entry, self.context.clone(), io)
     }
 
     /// Starts the postStart or preStop handler: the manifest's, else the component's own
@@ -286,11 +277,10 @@ impl Supervisor {
             Some(Handler::Sleep(duration)) => {
                 let clock = host.clock.clone();
                 let logs = self.io(source, Vec::new(), true).logs;
-                let (switch, end) =
-                    spawn_task(&host.guests, &host.engine, clock.clone(), async move {
-                        sleep(&clock, duration).await;
-                        InstanceEnd::Returned(Ok(()))
-                    });
+                let (switch, end) = spawn_task(host, async move {
+                    sleep(&clock, duration).await;
+                    InstanceEnd::Returned(Ok(()))
+                });
                 HookRun {
                     switch,
                     end,
@@ -594,7 +584,13 @@ impl Supervisor {
             args: argv,
             env: self.spec.env.clone(),
             tmp_dir: self.tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
-            logs: LogTarget::new(self.spec.name.as_str().into(), source, sink, capture),
+            logs: LogTarget::new(
+                self.spec.name.as_str().into(),
+                source,
+                self.pod.host.clock.clone(),
+                sink,
+                capture,
+            ),
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct LogLine {
     pub stream: LogStream,
     /// The line, without its newline.
     pub line: String,
+    /// When it was written, on the host's monotonic clock.
+    #[serde(skip)]
+    pub at: Instant,
 }
 
 impl LogLine {
@@ -260,6 +263,7 @@ mod tests {
             source: LogSource::Main,
             stream: LogStream::Stdout,
             line: line.into(),
+            at: Instant::now(),
         })
     }
 

@@ -12,6 +12,11 @@
 //!
 //! None of this depends on the guest runtime scheduling the killed task: a kill lands even
 //! when every worker is busy with spinning guests.
+//!
+//! In deterministic mode ([`crate::testing`]) fuel replaces the epoch: a guest yields after a
+//! fixed amount of fuel, its CPU time is charged to the virtual clock ([`VirtualCpu`]), and
+//! timers due by then fire before anything else runs. Guest clocks, sleeps and randomness come
+//! from the host in both modes, so that the virtual clock and a seed can stand in for them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -24,7 +29,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWrite;
-use tokio::sync::watch;
 use wasmtime::component::{ComponentExportIndex, InstancePre, Resource, ResourceTable};
 use wasmtime::{CallHook, Engine, Store, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -32,17 +36,20 @@ use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Event, Termination, TerminationReason, control};
-use crate::clock::Clock;
+use crate::clock::{Clock, VirtualClock, after, sleep_until};
 use crate::events::{LogLine, LogSource, LogStream};
-use crate::host::LiveInstance;
+use crate::host::HostInner;
+use crate::signal::{Watched, Watcher};
 
 /// What a container's instances share: how and when the container is being stopped, its
 /// readiness, and its memory budget. Owned by the container's supervisor.
 pub(crate) struct ContainerContext {
     pub clock: Arc<dyn Clock>,
-    termination: watch::Sender<Option<TerminationNotice>>,
+    /// Zero of the guests' `wasi:clocks/monotonic-clock`.
+    clock_origin: Instant,
+    termination: Watched<Option<TerminationNotice>>,
     stop: Mutex<Option<StopClock>>,
-    ready: watch::Sender<Option<bool>>,
+    ready: Watched<Option<bool>>,
     pub memory: Arc<MemoryBudget>,
 }
 
@@ -69,12 +76,17 @@ struct TerminationNotice {
 }
 
 impl ContainerContext {
-    pub fn new(clock: Arc<dyn Clock>, memory_limit: Option<u64>) -> Arc<Self> {
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        clock_origin: Instant,
+        memory_limit: Option<u64>,
+    ) -> Arc<Self> {
         Arc::new(ContainerContext {
             clock,
-            termination: watch::Sender::new(None),
+            clock_origin,
+            termination: Watched::new(None),
             stop: Mutex::new(None),
-            ready: watch::Sender::new(None),
+            ready: Watched::new(None),
             memory: Arc::new(MemoryBudget::new(memory_limit)),
         })
     }
@@ -104,7 +116,7 @@ impl ContainerContext {
 
     /// Whether terminate has been delivered.
     pub fn terminating(&self) -> bool {
-        self.termination.borrow().is_some()
+        self.termination.get().is_some()
     }
 
     /// The grace period of the stop in progress, if one began.
@@ -114,11 +126,11 @@ impl ContainerContext {
 
     /// What the guest reported through `set-ready`, if it did.
     pub fn reported_ready(&self) -> Option<bool> {
-        *self.ready.borrow()
+        self.ready.get()
     }
 
     /// Every `set-ready` report, for the supervisor to publish in the status.
-    pub fn ready_reports(&self) -> watch::Receiver<Option<bool>> {
+    pub fn ready_reports(&self) -> Watcher<Option<bool>> {
         self.ready.subscribe()
     }
 
@@ -128,7 +140,7 @@ impl ContainerContext {
     }
 
     fn termination(&self) -> Option<Termination> {
-        let notice = self.termination.borrow().clone()?;
+        let notice = self.termination.get()?;
         let stop = (*self.stop.lock().unwrap())?;
         Some(Termination {
             reason: notice.reason,
@@ -231,6 +243,8 @@ pub(crate) struct GuestState {
     kill: Arc<KillState>,
     event: Option<Event>,
     limiter: MemoryLimiter,
+    /// Deterministic mode: the fuel account that charges this guest's CPU time.
+    cpu: Option<Arc<VirtualCpu>>,
 }
 
 impl WasiView for GuestState {
@@ -270,7 +284,7 @@ impl control::Host for GuestState {
 }
 
 /// Backs the pollable of `subscribe-termination`.
-struct TerminationSignal(watch::Receiver<Option<TerminationNotice>>);
+struct TerminationSignal(Watcher<Option<TerminationNotice>>);
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for TerminationSignal {
@@ -280,11 +294,95 @@ impl Pollable for TerminationSignal {
     }
 }
 
+/// The guest's `wasi:clocks/monotonic-clock`, on the host's [`Clock`]: in deterministic mode its
+/// readings and its sleeps are virtual.
+impl wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host for GuestState {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        let since_origin = self
+            .container
+            .clock
+            .now()
+            .saturating_duration_since(self.container.clock_origin);
+        Ok(nanos(since_origin))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        Ok(1)
+    }
+
+    fn subscribe_instant(&mut self, when: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let at = after(self.container.clock_origin, Duration::from_nanos(when));
+        self.subscribe_until(at)
+    }
+
+    fn subscribe_duration(&mut self, duration: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let at = after(self.container.clock.now(), Duration::from_nanos(duration));
+        self.subscribe_until(at)
+    }
+}
+
+impl GuestState {
+    fn subscribe_until(&mut self, at: Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        let deadline = ClockDeadline {
+            clock: self.container.clock.clone(),
+            at,
+            yielded: false,
+        };
+        let deadline = self.table.push(deadline)?;
+        subscribe(&mut self.table, deadline)
+    }
+}
+
+/// Backs the pollables of the guest's monotonic clock.
+struct ClockDeadline {
+    clock: Arc<dyn Clock>,
+    at: Instant,
+    yielded: bool,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ClockDeadline {
+    async fn ready(&mut self) {
+        if self.at > self.clock.now() {
+            sleep_until(&self.clock, self.at).await;
+        } else if !self.yielded {
+            // A deadline already past is ready, but a guest polling it in a loop must still
+            // let others run (what wasmtime-wasi's own clock does too).
+            self.yielded = true;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The guest's `wasi:clocks/wall-clock`, on the host's [`Clock`].
+struct GuestWallClock(Arc<dyn Clock>);
+
+impl wasmtime_wasi::HostWallClock for GuestWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+            .wall_time()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+}
+
 /// Adds everything a guest may import to `linker`: WASI 0.2 and `wasmlet:lifecycle/control`.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<GuestState>,
 ) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // The guest's monotonic clock replaces wasmtime-wasi's, whose sleeps are tokio timers on
+    // wall time.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(linker, |state| state)?;
+    linker.allow_shadowing(false);
     control::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
     crate::bindings::wasmlet::lifecycle::types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
         linker,
@@ -474,27 +572,34 @@ enum HookOutcome {
 /// for the guest runtime to schedule anything.
 pub(crate) type InstanceDone = tokio::sync::oneshot::Receiver<InstanceEnd>;
 
-/// Starts one instance of `component` calling `entry`, on `runtime`. The instance is
-/// registered nowhere: the caller keeps the returned [`KillSwitch`].
+/// Starts one instance of `component` calling `entry`, on the host's guest runtime. The
+/// instance is registered nowhere: the caller keeps the returned [`KillSwitch`].
 pub(crate) fn spawn_instance(
-    runtime: &tokio::runtime::Handle,
-    engine: &Engine,
-    alive: LiveInstance,
+    host: &HostInner,
     component: Arc<LoadedComponent>,
     entry: Entry,
     container: Arc<ContainerContext>,
     io: InstanceIo,
 ) -> (KillSwitch, InstanceDone) {
-    let kill = KillState::new(engine.clone(), runtime.clone(), container.clock.clone());
+    let cpu = host
+        .deterministic
+        .as_ref()
+        .map(|deterministic| Arc::new(VirtualCpu::new(deterministic)));
+    let kill = KillState::new(host, container.clock.clone(), cpu.clone());
     let event = match entry {
         Entry::Run => None,
         Entry::PostStart => Some(Event::PostStart),
         Entry::PreStop => Some(Event::PreStop),
     };
-    let engine = engine.clone();
+    let engine = host.wasm.engine.clone();
+    let seed = host
+        .deterministic
+        .as_ref()
+        .map(|deterministic| deterministic.next_instance_seed());
+    // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
+    let alive = host.ticker.instance_alive();
     let instance_kill = kill.clone();
     let future = async move {
-        // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
         let _alive = alive;
         let kill = instance_kill;
         // Whether this instance (not another of the container) was refused memory.
@@ -504,8 +609,23 @@ pub(crate) fn spawn_instance(
             charged: 0,
             refused: refused.clone(),
         };
-        let result = match new_store(&engine, container, kill.clone(), event, limiter, io) {
-            Ok(store) => run_instance(&component, entry, store).await,
+        let setup = StoreSetup {
+            container,
+            kill: kill.clone(),
+            event,
+            limiter,
+            cpu,
+            seed,
+        };
+        let result = match new_store(&engine, setup, io) {
+            Ok(mut store) => {
+                let end = run_instance(&component, entry, &mut store).await;
+                // CPU time since the last host call (or the trap) counts too.
+                if let Some(cpu) = &store.data().cpu {
+                    cpu.charge_consumed(store.get_fuel().ok());
+                }
+                end
+            }
             Err(error) => Err(error),
         };
         match result {
@@ -513,50 +633,85 @@ pub(crate) fn spawn_instance(
             Err(error) => classify_error(error, &kill, refused.load(Ordering::SeqCst)),
         }
     };
-    spawn_killable(runtime, kill, Box::pin(future))
+    spawn_killable(&host.guests, kill, Box::pin(future))
 }
 
-/// A store for one instance: its WASI context, the time slice and kill checks, the memory limit.
-fn new_store(
-    engine: &Engine,
+/// What a new store is made of, apart from its I/O.
+struct StoreSetup {
     container: Arc<ContainerContext>,
     kill: Arc<KillState>,
     event: Option<Event>,
     limiter: MemoryLimiter,
+    /// Deterministic mode: the fuel account and the seed of the guest's randomness.
+    cpu: Option<Arc<VirtualCpu>>,
+    seed: Option<u64>,
+}
+
+/// Fuel a deterministic-mode store starts with: for practical purposes, never runs out.
+const UNLIMITED_FUEL: u64 = u64::MAX;
+
+/// A store for one instance: its WASI context, the time slice and kill checks, the memory limit.
+fn new_store(
+    engine: &Engine,
+    setup: StoreSetup,
     io: InstanceIo,
 ) -> wasmtime::Result<Store<GuestState>> {
+    let clock = setup.container.clock.clone();
     let mut wasi = WasiCtx::builder();
     wasi.args(&io.args)
         .envs(&io.env)
         .stdout(io.logs.stream(LogStream::Stdout))
-        .stderr(io.logs.stream(LogStream::Stderr));
+        .stderr(io.logs.stream(LogStream::Stderr))
+        .wall_clock(GuestWallClock(clock));
+    if let Some(seed) = setup.seed {
+        use rand::SeedableRng as _;
+        // Distinct, fixed streams for each purpose, all from the instance's seed.
+        wasi.secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed))
+            .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
+            // File operations on this thread: a blocking-pool thread would race the virtual
+            // clock.
+            .allow_blocking_current_thread(true);
+    }
     if let Some(tmp) = &io.tmp_dir {
         wasi.preopened_dir(tmp, "/tmp", FsPerms::ReadWrite)?;
     }
+    let fuel = setup.cpu.as_ref().map(|cpu| cpu.fuel_per_slice);
     let mut store = Store::new(
         engine,
         GuestState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            container,
-            kill,
-            event,
-            limiter,
+            container: setup.container,
+            kill: setup.kill,
+            event: setup.event,
+            limiter: setup.limiter,
+            cpu: setup.cpu,
         },
     );
     store.limiter(|state| &mut state.limiter);
-    // Every epoch tick is a time slice: yield so that one spinning guest never holds a worker.
-    // After a kill the same check traps instead.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|context| {
-        let kill = &context.data().kill;
-        if kill.is_killed() {
-            Err(killed_here(&context))
-        } else {
-            kill.preempted.store(true, Ordering::Relaxed);
-            Ok(UpdateDeadline::Yield(1))
+    match fuel {
+        // Deterministic mode: a time slice is a fixed amount of fuel, so a guest yields at the
+        // same instruction every run.
+        Some(fuel_per_slice) => {
+            store.set_fuel(UNLIMITED_FUEL)?;
+            store.fuel_async_yield_interval(Some(fuel_per_slice))?;
         }
-    });
+        // Every epoch tick is a time slice: yield so that one spinning guest never holds a
+        // worker. After a kill the same check traps instead.
+        None => {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|context| {
+                let kill = &context.data().kill;
+                if kill.is_killed() {
+                    Err(killed_here(&context))
+                } else {
+                    kill.preempted.store(true, Ordering::Relaxed);
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
+    }
     // A killed guest gets no further host call, nor back into wasm from one. (Not on the
     // way out of wasm: the trap unwinding a killed guest passes there too.)
     store.call_hook(|context, transition| {
@@ -564,6 +719,11 @@ fn new_store(
             transition,
             CallHook::CallingHost | CallHook::ReturningFromHost
         );
+        if let Some(cpu) = &context.data().cpu
+            && matches!(transition, CallHook::CallingHost)
+        {
+            cpu.charge_consumed(context.get_fuel().ok());
+        }
         if matches!(transition, CallHook::CallingHost) {
             context
                 .data()
@@ -585,7 +745,7 @@ fn new_store(
 async fn run_instance(
     component: &LoadedComponent,
     entry: Entry,
-    mut store: Store<GuestState>,
+    mut store: &mut Store<GuestState>,
 ) -> wasmtime::Result<InstanceEnd> {
     let instance = component.pre.instantiate_async(&mut store).await?;
     let Some(export) = component.export(entry) else {
@@ -660,13 +820,147 @@ fn describe_location(backtrace: &WasmBacktrace) -> Option<String> {
 
 /// Runs a host-side hook handler (such as `sleep`) so that it can be killed like an instance.
 pub(crate) fn spawn_task(
-    runtime: &tokio::runtime::Handle,
-    engine: &Engine,
-    clock: Arc<dyn Clock>,
+    host: &HostInner,
     future: impl Future<Output = InstanceEnd> + Send + 'static,
 ) -> (KillSwitch, InstanceDone) {
-    let kill = KillState::new(engine.clone(), runtime.clone(), clock);
-    spawn_killable(runtime, kill, Box::pin(future))
+    let kill = KillState::new(host, host.clock.clone(), None);
+    spawn_killable(&host.guests, kill, Box::pin(future))
+}
+
+/// What deterministic mode sets for every instance: the virtual clock, what fuel costs in
+/// virtual time, and the seed each instance's randomness derives from.
+pub(crate) struct DeterministicGuests {
+    pub clock: Arc<VirtualClock>,
+    /// Fuel (roughly, wasm instructions) a guest runs before it yields: its time slice.
+    pub fuel_per_slice: u64,
+    /// Virtual nanoseconds one unit of fuel takes.
+    pub nanos_per_fuel: u64,
+    pub seed: u64,
+    instances: AtomicU64,
+}
+
+impl DeterministicGuests {
+    pub fn new(
+        clock: Arc<VirtualClock>,
+        fuel_per_slice: u64,
+        nanos_per_fuel: u64,
+        seed: u64,
+    ) -> Self {
+        DeterministicGuests {
+            clock,
+            fuel_per_slice: fuel_per_slice.max(1),
+            nanos_per_fuel,
+            seed,
+            instances: AtomicU64::new(0),
+        }
+    }
+
+    /// The seed of the next instance: instances are created in a fixed order, so the n-th one
+    /// gets the same seed every run.
+    fn next_instance_seed(&self) -> u64 {
+        let n = self.instances.fetch_add(1, Ordering::SeqCst);
+        splitmix64(self.seed ^ splitmix64(n))
+    }
+}
+
+/// One step of SplitMix64: spreads nearby inputs over the whole range.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One guest's CPU time in deterministic mode: fuel consumed becomes virtual time, charged
+/// exactly whenever the guest leaves wasm — every host call, and every libcall, which includes
+/// the yield at the end of a time slice — and when it ends.
+pub(crate) struct VirtualCpu {
+    clock: Arc<VirtualClock>,
+    fuel_per_slice: u64,
+    nanos_per_fuel: u64,
+    account: Mutex<FuelAccount>,
+    /// The guest's own wake-ups during a poll, held back until due timers have fired.
+    wake: Arc<DeferredWake>,
+}
+
+#[derive(Default)]
+struct FuelAccount {
+    /// Fuel already turned into virtual time.
+    charged: u64,
+}
+
+impl VirtualCpu {
+    fn new(deterministic: &DeterministicGuests) -> Self {
+        VirtualCpu {
+            clock: deterministic.clock.clone(),
+            fuel_per_slice: deterministic.fuel_per_slice,
+            nanos_per_fuel: deterministic.nanos_per_fuel,
+            account: Mutex::new(FuelAccount::default()),
+            wake: Arc::new(DeferredWake::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FuelAccount> {
+        self.account
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Charges fuel up to `consumed` (in total since the store began), if not charged yet.
+    fn charge_up_to(&self, account: &mut FuelAccount, consumed: u64) {
+        if consumed > account.charged {
+            let fuel = consumed - account.charged;
+            account.charged = consumed;
+            self.clock.advance(Duration::from_nanos(
+                fuel.saturating_mul(self.nanos_per_fuel),
+            ));
+        }
+    }
+
+    /// Charges what the store has consumed, given the fuel it has `left`.
+    fn charge_consumed(&self, left: Option<u64>) {
+        if let Some(left) = left {
+            self.charge_up_to(&mut self.lock(), UNLIMITED_FUEL - left);
+        }
+    }
+
+    /// Polls the guest's future with a waker that holds back the guest's own wake-ups; returns
+    /// the poll and whether the guest woke itself.
+    fn poll_guest(
+        &self,
+        future: Pin<&mut (dyn Future<Output = InstanceEnd> + Send)>,
+        cx: &mut Context<'_>,
+    ) -> (Poll<InstanceEnd>, bool) {
+        *self.wake.real.lock().unwrap() = Some(cx.waker().clone());
+        self.wake.polling.store(true, Ordering::SeqCst);
+        let waker = Waker::from(self.wake.clone());
+        let polled = future.poll(&mut Context::from_waker(&waker));
+        self.wake.polling.store(false, Ordering::SeqCst);
+        (polled, self.wake.woken.swap(false, Ordering::SeqCst))
+    }
+}
+
+/// A waker that, while its guest is being polled, only notes a wake-up: the guest yielding its
+/// slice must queue behind whatever the timers due at the slice's end wake.
+#[derive(Default)]
+struct DeferredWake {
+    real: Mutex<Option<Waker>>,
+    polling: AtomicBool,
+    woken: AtomicBool,
+}
+
+impl std::task::Wake for DeferredWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.polling.load(Ordering::SeqCst) {
+            self.woken.store(true, Ordering::SeqCst);
+        } else if let Some(waker) = self.real.lock().unwrap().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 type GuestFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -679,8 +973,11 @@ struct KillState {
     /// guest taken out of its slot was.
     preempted: AtomicBool,
     engine: Engine,
-    reaper: tokio::runtime::Handle,
+    /// Where a killed instance is dropped; `None` (deterministic mode): at once, in place.
+    reaper: Option<tokio::runtime::Handle>,
     clock: Arc<dyn Clock>,
+    /// Deterministic mode: the instance's CPU account.
+    cpu: Option<Arc<VirtualCpu>>,
     /// When the killed instance stopped executing: its trap, or the kill taking it away.
     stopped_at: Mutex<Option<Instant>>,
     slot: Mutex<Slot>,
@@ -699,13 +996,14 @@ enum Slot {
 }
 
 impl KillState {
-    fn new(engine: Engine, reaper: tokio::runtime::Handle, clock: Arc<dyn Clock>) -> Arc<Self> {
+    fn new(host: &HostInner, clock: Arc<dyn Clock>, cpu: Option<Arc<VirtualCpu>>) -> Arc<Self> {
         Arc::new(KillState {
             killed: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
-            engine,
-            reaper,
+            engine: host.wasm.engine.clone(),
+            reaper: host.deterministic.is_none().then(|| host.guests.clone()),
             clock,
+            cpu,
             stopped_at: Mutex::new(None),
             slot: Mutex::new(Slot::Empty),
             done: Mutex::new(None),
@@ -788,22 +1086,30 @@ impl KillState {
 
     /// Reports the kill of a future taken away, and drops it off this thread.
     fn finish_kill(&self, future: GuestFuture<InstanceEnd>, waker: Option<Waker>) {
-        let location = if self.preempted.load(Ordering::Relaxed) {
-            "while waiting for its next time slice (CPU-bound)"
+        let mut location = if self.preempted.load(Ordering::Relaxed) {
+            "while waiting for its next time slice (CPU-bound)".to_string()
         } else {
-            "while blocked in a host call"
+            "while blocked in a host call".to_string()
         };
+        // Deterministic mode: the fuel it had run, the same every run.
+        if let Some(cpu) = &self.cpu {
+            location.push_str(&format!(", after {} units of fuel", cpu.lock().charged));
+        }
         self.mark_stopped();
         self.report(InstanceEnd::Killed {
-            location: location.into(),
+            location,
             at: self.stopped_at(),
         });
         if let Some(waker) = waker {
             waker.wake();
         }
         // Unwinding a fiber and freeing a large memory can take a while: not on the deadline
-        // thread.
-        self.reaper.spawn_blocking(move || drop(future));
+        // thread. (In deterministic mode there is no other thread, and what the drop prints
+        // must land at a fixed point.)
+        match &self.reaper {
+            Some(reaper) => drop(reaper.spawn_blocking(move || drop(future))),
+            None => drop(future),
+        }
     }
 
     fn lock_slot(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -846,12 +1152,30 @@ impl Future for Killable {
             // Killed (the kill reported it) or finished.
             return Poll::Ready(());
         };
-        let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        let mut woke_itself = false;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &state.cpu {
+            None => future.as_mut().poll(cx),
+            Some(cpu) => {
+                let (polled, woken) = cpu.poll_guest(future.as_mut(), cx);
+                woke_itself = woken;
+                polled
+            }
+        }));
         let end = match polled {
             Ok(Poll::Pending) => {
                 *waker = Some(cx.waker().clone());
                 drop(slot);
+                if let Some(cpu) = &state.cpu
+                    && woke_itself
+                {
+                    // A guest that wakes itself has yielded its time slice (its CPU time is
+                    // charged already). The slice's end is a moment of virtual time: what is
+                    // due by then happens now (a kill included), and the guest queues behind
+                    // what that wakes.
+                    state.preempted.store(true, Ordering::Relaxed);
+                    cpu.clock.fire_due();
+                    cx.waker().wake_by_ref();
+                }
                 // A kill that found the slot busy left the rest to this poll. (Checked after
                 // unlocking, so that one of the two always sees the other.)
                 if state.is_killed() {
@@ -904,6 +1228,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
 pub(crate) struct LogTarget {
     container: Arc<str>,
     source: LogSource,
+    clock: Arc<dyn Clock>,
     sink: Arc<dyn Fn(LogLine) + Send + Sync>,
     capture: Option<Arc<Mutex<VecDeque<String>>>>,
 }
@@ -918,12 +1243,14 @@ impl LogTarget {
     pub fn new(
         container: Arc<str>,
         source: LogSource,
+        clock: Arc<dyn Clock>,
         sink: Arc<dyn Fn(LogLine) + Send + Sync>,
         capture: bool,
     ) -> Self {
         LogTarget {
             container,
             source,
+            clock,
             sink,
             capture: capture.then(|| Arc::new(Mutex::new(VecDeque::new()))),
         }
@@ -958,6 +1285,7 @@ impl LogTarget {
             source: self.source,
             stream,
             line,
+            at: self.clock.now(),
         });
     }
 }
@@ -976,11 +1304,23 @@ impl IsTerminal for LogStdout {
 
 impl StdoutStream for LogStdout {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
+        Box::new(self.writer())
+    }
+
+    /// Written lines reach the pod at once, during the guest's write: no copying task between,
+    /// so output lands at a fixed point among events.
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.writer())
+    }
+}
+
+impl LogStdout {
+    fn writer(&self) -> LineWriter {
+        LineWriter {
             target: self.target.clone(),
             stream: self.stream,
             partial: Vec::new(),
-        })
+        }
     }
 }
 
@@ -1031,6 +1371,31 @@ impl AsyncWrite for LineWriter {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// How much a guest may write in one call: wasmlet never blocks a writer (lines go straight to
+/// the pod's bounded history), so this only sizes the guest's chunks.
+const WRITE_BUDGET: usize = 64 * 1024;
+
+impl wasmtime_wasi::p2::OutputStream for LineWriter {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.partial.extend_from_slice(&bytes);
+        self.flush_lines();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
 }
 
 impl Drop for LineWriter {

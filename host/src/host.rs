@@ -1,6 +1,6 @@
 //! The [`Host`]: one wasmtime `Engine` for everything, the linker with all that guests may
-//! import, the cache of compiled components, the guest runtime that executes wasm, and the epoch
-//! ticker that time-slices CPU-bound guests.
+//! import, the cache of compiled components ([`WasmEngine`]), the guest runtime that executes
+//! wasm, and the epoch ticker that time-slices CPU-bound guests.
 //!
 //! Two kinds of work are kept apart on purpose. Guests execute on the host's own multi-threaded
 //! tokio runtime (the *guest runtime*). Pod supervision (state machines, events, statuses) runs
@@ -18,7 +18,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use crate::clock::{Clock, SystemClock};
-use crate::guest::{self, GuestState, LoadedComponent};
+use crate::guest::{self, DeterministicGuests, GuestState, LoadedComponent};
 use crate::manifest::{DEFAULT_GRACE_PERIOD, PodSpec};
 use crate::pod::Pod;
 
@@ -58,13 +58,30 @@ pub struct Host {
 }
 
 pub(crate) struct HostInner {
-    pub engine: Engine,
-    pub linker: Linker<GuestState>,
+    pub wasm: Arc<WasmEngine>,
     pub clock: Arc<dyn Clock>,
+    /// Zero of the guests' monotonic clock.
+    pub clock_origin: std::time::Instant,
     pub guests: tokio::runtime::Handle,
     pub config: HostConfig,
     pub ticker: Arc<EpochTicker>,
+    /// Set in deterministic mode ([`crate::testing`]).
+    pub deterministic: Option<DeterministicGuests>,
     guest_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+/// How running wasm is interrupted: by the epoch ticker (real time), or after a fixed amount of
+/// fuel (deterministic mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    Epoch,
+    Fuel,
+}
+
+/// The engine, the linker and the compiled components: what hosts of one kind can share.
+pub(crate) struct WasmEngine {
+    pub engine: Engine,
+    pub linker: Linker<GuestState>,
     components: Mutex<HashMap<PathBuf, CachedComponent>>,
 }
 
@@ -74,13 +91,14 @@ struct CachedComponent {
     component: Arc<LoadedComponent>,
 }
 
-impl Host {
-    /// Creates a host: the engine, the guest runtime, the clock and the epoch ticker.
-    pub fn new(config: HostConfig) -> anyhow::Result<Host> {
+impl WasmEngine {
+    pub fn new(interruption: Interruption) -> anyhow::Result<Arc<WasmEngine>> {
         let mut engine_config = Config::new();
-        engine_config
-            .wasm_component_model(true)
-            .epoch_interruption(true);
+        engine_config.wasm_component_model(true);
+        match interruption {
+            Interruption::Epoch => engine_config.epoch_interruption(true),
+            Interruption::Fuel => engine_config.consume_fuel(true),
+        };
         #[allow(deprecated)]
         engine_config.async_support(true);
         let engine = Engine::new(&engine_config)
@@ -88,6 +106,49 @@ impl Host {
             .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
         guest::add_to_linker(&mut linker)?;
+        Ok(Arc::new(WasmEngine {
+            engine,
+            linker,
+            components: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
+    /// and checks that wasmlet provides all it imports.
+    pub fn load_component(&self, path: &Path) -> anyhow::Result<Arc<LoadedComponent>> {
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("reading component `{}`", path.display()))?;
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let modified = metadata.modified().ok();
+        if let Some(cached) = self.components.lock().unwrap().get(&key)
+            && cached.modified == modified
+            && cached.len == metadata.len()
+        {
+            return Ok(cached.component.clone());
+        }
+        let component = Arc::new(LoadedComponent::load(&self.engine, &self.linker, path)?);
+        anyhow::ensure!(
+            component.exports(guest::Entry::Run),
+            "component `{}` exports no `wasi:cli/run`: a container needs an entrypoint (build a \
+             command with `fn main`, or use wasmlet-sdk's `export!`)",
+            path.display()
+        );
+        self.components.lock().unwrap().insert(
+            key,
+            CachedComponent {
+                modified,
+                len: metadata.len(),
+                component: component.clone(),
+            },
+        );
+        Ok(component)
+    }
+}
+
+impl Host {
+    /// Creates a host: the engine, the guest runtime, the clock and the epoch ticker.
+    pub fn new(config: HostConfig) -> anyhow::Result<Host> {
+        let wasm = WasmEngine::new(Interruption::Epoch)?;
         let guest_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
             .thread_name("wasmlet-guest")
@@ -95,19 +156,42 @@ impl Host {
             .build()
             .context("starting the guest runtime")?;
         let clock = config.clock.clone().unwrap_or_else(|| SystemClock::new());
-        let ticker = EpochTicker::start(engine.clone(), config.time_slice);
+        let ticker = EpochTicker::start(wasm.engine.clone(), config.time_slice);
         Ok(Host {
             inner: Arc::new(HostInner {
                 guests: guest_runtime.handle().clone(),
                 guest_runtime: Mutex::new(Some(guest_runtime)),
-                engine,
-                linker,
+                wasm,
+                clock_origin: clock.now(),
                 clock,
                 config,
                 ticker,
-                components: Mutex::new(HashMap::new()),
+                deterministic: None,
             }),
         })
+    }
+
+    /// A host in deterministic mode: guests run on `runtime` (the caller's single thread) with
+    /// fuel-based time slices, and everything keeps time on the virtual clock.
+    pub(crate) fn deterministic(
+        wasm: Arc<WasmEngine>,
+        runtime: tokio::runtime::Handle,
+        config: HostConfig,
+        guests: DeterministicGuests,
+    ) -> Host {
+        let clock: Arc<dyn Clock> = guests.clock.clone();
+        Host {
+            inner: Arc::new(HostInner {
+                guests: runtime,
+                guest_runtime: Mutex::new(None),
+                wasm,
+                clock_origin: guests.clock.origin(),
+                clock,
+                config,
+                ticker: EpochTicker::idle(),
+                deterministic: Some(guests),
+            }),
+        }
     }
 
     /// The clock this host runs on.
@@ -118,54 +202,30 @@ impl Host {
     /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
     /// and checks that wasmlet provides all it imports.
     pub fn load_component(&self, path: &Path) -> anyhow::Result<Arc<LoadedComponent>> {
-        let metadata = std::fs::metadata(path)
-            .with_context(|| format!("reading component `{}`", path.display()))?;
-        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        let modified = metadata.modified().ok();
-        if let Some(cached) = self.inner.components.lock().unwrap().get(&key)
-            && cached.modified == modified
-            && cached.len == metadata.len()
-        {
-            return Ok(cached.component.clone());
-        }
-        let component = Arc::new(LoadedComponent::load(
-            &self.inner.engine,
-            &self.inner.linker,
-            path,
-        )?);
-        anyhow::ensure!(
-            component.exports(guest::Entry::Run),
-            "component `{}` exports no `wasi:cli/run`: a container needs an entrypoint (build a \
-             command with `fn main`, or use wasmlet-sdk's `export!`)",
-            path.display()
-        );
-        self.inner.components.lock().unwrap().insert(
-            key,
-            CachedComponent {
-                modified,
-                len: metadata.len(),
-                component: component.clone(),
-            },
-        );
-        Ok(component)
+        self.inner.wasm.load_component(path)
     }
 
     /// Starts a pod: compiles its components (an error here starts nothing), then starts every
     /// container. Supervision runs as tasks on the calling tokio runtime; the returned [`Pod`]
     /// watches, deletes and awaits it.
     pub async fn start_pod(&self, spec: PodSpec) -> anyhow::Result<Pod> {
-        let host = self.clone();
-        let spec_for_load = spec.clone();
-        let loaded = tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load))
-            .await
-            .context("loading components")??;
+        let loaded = if self.inner.deterministic.is_some() {
+            // One thread, and loading takes no virtual time.
+            self.load_pod_components(&spec)?
+        } else {
+            let host = self.clone();
+            let spec_for_load = spec.clone();
+            tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load))
+                .await
+                .context("loading components")??
+        };
         Ok(Pod::start(self.inner.clone(), spec, loaded))
     }
 
     fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<crate::pod::LoadedPod> {
         let mut containers = Vec::new();
         for container in &spec.containers {
-            let started = std::time::Instant::now();
+            let started = self.inner.clock.now();
             let main = self
                 .load_component(&container.image)
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
@@ -184,7 +244,7 @@ impl Host {
             containers.push(crate::pod::LoadedContainer {
                 main,
                 exec,
-                load_time: started.elapsed(),
+                load_time: self.inner.clock.now().saturating_duration_since(started),
             });
         }
         Ok(crate::pod::LoadedPod { containers })
@@ -216,6 +276,15 @@ struct TickerState {
 }
 
 impl EpochTicker {
+    /// A ticker with no thread, for deterministic mode (fuel slices time there).
+    fn idle() -> Arc<Self> {
+        Arc::new(EpochTicker {
+            state: Mutex::new(TickerState::default()),
+            wake: Condvar::new(),
+            thread: Mutex::new(None),
+        })
+    }
+
     fn start(engine: Engine, slice: Duration) -> Arc<Self> {
         let ticker = Arc::new(EpochTicker {
             state: Mutex::new(TickerState::default()),

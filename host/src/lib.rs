@@ -32,7 +32,8 @@
 //!
 //! Main types: [`Host`] and [`HostConfig`]; [`PodSpec`] (manifests); [`Pod`] (a running pod:
 //! watch, delete, wait); [`Event`] and [`LogLine`] (what a pod reports); [`Clock`] (the one
-//! source of time).
+//! source of time); [`testing`] (deterministic mode: virtual time, fuel, seeded randomness,
+//! traces, and the scenarios of `wasmlet test`).
 
 #![deny(missing_docs)]
 
@@ -44,9 +45,11 @@ mod guest;
 mod host;
 pub mod manifest;
 mod pod;
+mod signal;
+pub mod testing;
 
 pub use bindings::TerminationReason;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, VirtualClock};
 pub use container::{EXIT_KILLED, EXIT_TRAPPED};
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
 pub use guest::LoadedComponent;

@@ -521,7 +521,7 @@ fn component_path(base: &Path, image: &str) -> Result<PathBuf, String> {
 
 /// `examples/pods/../../target/x.wasm` → `target/x.wasm`, without touching the filesystem (so
 /// symlinks are not resolved; `..` at the start of a relative path is kept).
-fn lexically_normal(path: &Path) -> PathBuf {
+pub(crate) fn lexically_normal(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut normal = PathBuf::new();
     for component in path.components() {
@@ -708,7 +708,7 @@ fn is_prefix(path: &[String], pattern: &str) -> bool {
 }
 
 /// serde's paths write list indices as `.0`; Kubernetes users read `[0]`.
-fn display_path(path: &str) -> String {
+pub(crate) fn display_path(path: &str) -> String {
     let mut out = String::new();
     for segment in path.split('.') {
         if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {

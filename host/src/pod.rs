@@ -18,6 +18,7 @@ use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
 use crate::guest::{ContainerContext, LoadedComponent};
 use crate::host::HostInner;
 use crate::manifest::PodSpec;
+use crate::signal::Watched;
 
 /// A request to stop the pod's containers, from [`Pod::delete`].
 #[derive(Debug, Clone)]
@@ -58,7 +59,9 @@ pub(crate) struct PodShared {
     pub spec: PodSpec,
     pub host: Arc<HostInner>,
     pub hub: UpdateHub,
-    pub stop: watch::Sender<Option<StopRequest>>,
+    /// The stop request in force, one cell per container: a request reaches the containers in
+    /// manifest order.
+    pub stops: Vec<Watched<Option<StopRequest>>>,
     status: watch::Sender<PodStatus>,
 
     started: Instant,
@@ -94,11 +97,12 @@ impl Pod {
             ),
             ..Default::default()
         };
+        let stops = spec.containers.iter().map(|_| Watched::new(None)).collect();
         let shared = Arc::new(PodShared {
             spec,
             host,
             hub: UpdateHub::new(),
-            stop: watch::Sender::new(None),
+            stops,
             status: watch::Sender::new(status),
 
             started: clock.now(),
@@ -116,7 +120,8 @@ impl Pod {
                     humantime::format_duration(round_ms(loaded.load_time))
                 ),
             );
-            let context = ContainerContext::new(clock.clone(), spec.memory_limit);
+            let context =
+                ContainerContext::new(clock.clone(), shared.host.clock_origin, spec.memory_limit);
 
             supervisors.push(tokio::spawn(container::supervise(
                 shared.clone(),
@@ -223,21 +228,24 @@ impl Pod {
             reason,
             message: message.into(),
         };
-        self.shared.stop.send_if_modified(|current| {
-            let supersedes = match current {
-                None => true,
-                // A kill always goes through (a running stop's deadline may have been extended
-                // past the first request's, after a preStop); otherwise only an earlier deadline.
-                Some(existing) => {
-                    (request.is_kill() && !existing.is_kill())
-                        || request.deadline < existing.deadline
+        for stop in &self.shared.stops {
+            stop.send_if_modified(|current| {
+                let supersedes = match current {
+                    None => true,
+                    // A kill always goes through (a running stop's deadline may have been
+                    // extended past the first request's, after a preStop); otherwise only an
+                    // earlier deadline.
+                    Some(existing) => {
+                        (request.is_kill() && !existing.is_kill())
+                            || request.deadline < existing.deadline
+                    }
+                };
+                if supersedes {
+                    *current = Some(request.clone());
                 }
-            };
-            if supersedes {
-                *current = Some(request);
-            }
-            supersedes
-        });
+                supersedes
+            });
+        }
     }
 
     /// Waits until every container has terminated and returns the final status.

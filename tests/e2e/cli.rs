@@ -280,3 +280,68 @@ fn bad_components_get_a_clear_error_naming_the_file() {
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn test_passes_the_example_scenarios_and_fails_a_changed_trace() {
+    let out = run(&["test", "examples/scenarios"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("scenarios: 12 passed, 0 failed"),
+        "{stdout}"
+    );
+
+    // A copy whose golden trace is off by one line: FAIL, a diff, exit code 1.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = std::fs::read_to_string(workspace().join("examples/scenarios/hello.yaml"))
+        .unwrap()
+        .replace(
+            "../pods/hello.yaml",
+            &workspace()
+                .join("examples/pods/hello.yaml")
+                .display()
+                .to_string(),
+        );
+    std::fs::write(dir.path().join("hello.yaml"), scenario).unwrap();
+    let path = dir.path().join("hello.yaml").display().to_string();
+    let out = run(&["test", &path, "--update"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let golden = dir.path().join("hello.trace");
+    let trace = std::fs::read_to_string(&golden).unwrap();
+    std::fs::write(&golden, trace.replace("arg: the", "arg: a")).unwrap();
+    let out = run(&["test", &path]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("-   0.000010s  [hello] arg: a"), "{stdout}");
+    assert!(
+        stdout.contains("+   0.000010s  [hello] arg: the"),
+        "{stdout}"
+    );
+
+    // --repeat checks runs against each other; --seed replaces the seed in the header.
+    let out = run(&[
+        "test", &path, "--update", "--repeat", "5", "--seed", "42", "-v",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("5 runs") && stdout.contains("# seed: 42"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_reports_a_malformed_scenario_with_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "pod: nowhere.yaml\nsteps:\n  - advance: soon\n").unwrap();
+    let out = run(&["test", &file.display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("broken.yaml"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pod: invalid pod manifest"), "{stdout}");
+}

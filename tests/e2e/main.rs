@@ -2,6 +2,7 @@
 //! library and the `wasmlet` binary. One test binary, a module per area.
 
 mod cli;
+mod deterministic;
 mod lifecycle;
 mod manifest;
 mod preemption;

@@ -2,13 +2,18 @@
 //! cannot see terminate.
 //!
 //! Arguments: `--sleep SECONDS` sleeps (in a host call) before exiting; `--exit CODE` exits with
-//! that code. Everything else is printed.
+//! that code; `--random` prints a number drawn from the host's randomness (`wasi:random`);
+//! `--clock` prints the wall-clock time and how long the program has run. Everything else is
+//! printed.
 
-use std::time::Duration;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant, SystemTime};
 
 fn main() {
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello".to_string());
     println!("{greeting} from a plain wasi:cli command!");
+    let started = Instant::now();
     let mut args = std::env::args().skip(1);
     let mut exit_code = 0;
     while let Some(arg) = args.next() {
@@ -18,6 +23,18 @@ fn main() {
                 std::thread::sleep(Duration::from_secs_f64(seconds));
             }
             "--exit" => exit_code = args.next().and_then(|s| s.parse().ok()).unwrap_or(1),
+            // std seeds each RandomState from wasi:random.
+            "--random" => println!("random: {}", RandomState::new().hash_one(0u8)),
+            "--clock" => {
+                let wall = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                println!(
+                    "clock: {} ms since 1970, running for {} µs",
+                    wall.as_millis(),
+                    started.elapsed().as_micros()
+                );
+            }
             other => println!("arg: {other}"),
         }
     }

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cli.command.execute()) {
+    match cli.command.execute(&runtime) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");

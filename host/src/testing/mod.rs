@@ -1,0 +1,671 @@
+//! Deterministic mode: pods run on one thread against a virtual clock, so the same inputs give
+//! the same trace every run, and a 30 s grace period costs milliseconds.
+//!
+//! A [`Simulation`] owns the thread's runtime, the [`VirtualClock`] and a host whose guests
+//! slice time by fuel. Time moves in two ways only:
+//! - **CPU time**: a guest that runs wasm consumes fuel, and each unit costs
+//!   [`SimulationConfig::nanos_per_fuel`] of virtual time (charged at every host call, at the end
+//!   of every time slice and when the guest ends);
+//! - **jumps**: when nothing can run, the clock jumps to the next timer (a grace deadline, a
+//!   hook's sleep, a guest's own sleep or poll timeout).
+//!
+//! Order at one instant is fixed: runnable work runs first-in first-out; timers due at the same
+//! instant fire by deadline, then in the order they were set; a guest whose time slice ends
+//! queues behind whatever the timers due by then woke; a container's `run` instance starts
+//! before its postStart hook; containers start, and react to a delete, in manifest order.
+//! Guest randomness is seeded from [`SimulationConfig::seed`] (each instance gets its own stream,
+//! by creation order), and guests' clocks read virtual time.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wasmlet::PodSpec;
+//! use wasmlet::testing::{Simulation, SimulationConfig};
+//!
+//! # fn demo() -> anyhow::Result<()> {
+//! let mut sim = Simulation::new(SimulationConfig::default())?;
+//! let pod = sim.start(PodSpec::from_file("examples/pods/cooperative.yaml")?)?;
+//! sim.wait_for(&pod, |status| status.phase.as_deref() == Some("Running"), None)?;
+//! sim.advance(Duration::from_secs(5));
+//! sim.delete(&pod, Some(Duration::from_secs(30)));
+//! let status = sim.wait_for(&pod, wasmlet::all_terminated, Some(Duration::from_secs(60)))?;
+//! assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+//! println!("{}", sim.trace());
+//! # Ok(()) }
+//! ```
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::PodStatus;
+use tokio::sync::watch;
+
+use crate::clock::{Clock, VirtualClock, sleep_until};
+use crate::events::{Event, LogLine, LogStream, PodUpdate};
+use crate::guest::DeterministicGuests;
+use crate::host::{Host, HostConfig, Interruption, WasmEngine};
+use crate::manifest::{Handler, PodSpec};
+use crate::pod::Pod;
+
+pub mod scenario;
+pub use scenario::{Outcome, RunOptions, Scenario, ScenarioError};
+
+/// How a [`Simulation`] runs. The defaults are what `wasmlet test` uses.
+#[derive(Clone)]
+pub struct SimulationConfig {
+    /// The seed of every guest's `wasi:random`. Default 0.
+    pub seed: u64,
+    /// Virtual nanoseconds one unit of fuel (about one wasm instruction) costs. Default 1: a
+    /// virtual CPU of one instruction per nanosecond, near what compiled wasm does on one core.
+    pub nanos_per_fuel: u64,
+    /// How much virtual CPU time a guest runs before others get a turn. A CPU-bound guest is
+    /// killed at the end of the slice in which its deadline falls. Default 1 ms.
+    pub time_slice: Duration,
+    /// The wall-clock time at virtual zero, for timestamps and the guests' wall clock. Default
+    /// 2026-01-01T00:00:00Z.
+    pub wall_origin: SystemTime,
+    /// Grace-period defaults and the like, as for a real host. (Its `clock`, `time_slice` and
+    /// `guest_threads` do not apply.)
+    pub host: HostConfig,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        SimulationConfig {
+            seed: 0,
+            nanos_per_fuel: 1,
+            time_slice: Duration::from_millis(1),
+            wall_origin: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            host: HostConfig::default(),
+        }
+    }
+}
+
+impl SimulationConfig {
+    /// The fuel of one time slice.
+    pub fn fuel_per_slice(&self) -> u64 {
+        let nanos = u64::try_from(self.time_slice.as_nanos()).unwrap_or(u64::MAX);
+        (nanos / self.nanos_per_fuel.max(1)).max(1)
+    }
+}
+
+/// Why a wait ended without its condition.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// The deadline passed first.
+    #[error("not by {}: {state}", show_time(*.deadline))]
+    Timeout {
+        /// The deadline, as virtual time since the start.
+        deadline: Duration,
+        /// What the pod looked like then.
+        state: String,
+    },
+    /// Nothing could happen any more (nothing runnable, no timer pending).
+    #[error("it never happened: at {} nothing more could happen ({state})", show_time(*.at))]
+    Stalled {
+        /// When the simulation stalled.
+        at: Duration,
+        /// What the pod looked like then.
+        state: String,
+    },
+}
+
+/// One line of a trace.
+#[derive(Debug, Clone)]
+pub struct TraceEntry {
+    /// Virtual time since the start.
+    pub at: Duration,
+    /// What happened.
+    pub what: TraceItem,
+}
+
+/// What a trace line records.
+#[derive(Debug, Clone)]
+pub enum TraceItem {
+    /// A step of the test (a delete, an advance, a note).
+    Step(String),
+    /// A pod's event.
+    Event(Event),
+    /// A line a container printed.
+    Log(LogLine),
+}
+
+/// One pod, one thread, virtual time. See the [module docs](self).
+pub struct Simulation {
+    runtime: tokio::runtime::Runtime,
+    clock: Arc<VirtualClock>,
+    host: Host,
+    config: SimulationConfig,
+    driver: Arc<Driver>,
+    trace: Arc<Mutex<Vec<TraceEntry>>>,
+    /// Bumped whenever a pod reports anything (an event, a line, a status change).
+    progress: watch::Sender<u64>,
+    pods: Vec<Pod>,
+    /// Absolute paths shown differently in the trace (so that it does not depend on where the
+    /// checkout is).
+    path_aliases: Vec<(String, String)>,
+    paths_relative_to: Option<PathBuf>,
+}
+
+/// Moves virtual time when the runtime is idle, and says when it is idle.
+struct Driver {
+    /// While set, an idle runtime does not move time (the caller wants the current instant to
+    /// settle).
+    hold: AtomicBool,
+    /// Bumped whenever the runtime was idle and time did not move (held, or no timer left).
+    idle: watch::Sender<u64>,
+}
+
+impl Driver {
+    /// Runs for the simulation's life. tokio's own clock is paused, so this sleep ends exactly
+    /// when no task can run: the moment to jump virtual time to the next timer.
+    async fn keep_time(self: Arc<Self>, clock: Arc<VirtualClock>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if clock.fire_due() > 0 {
+                continue;
+            }
+            match clock.next_deadline() {
+                Some(at) if !self.hold.load(Ordering::SeqCst) => {
+                    clock.advance_to(at);
+                    clock.fire_due();
+                }
+                _ => {
+                    self.idle.send_modify(|n| *n += 1);
+                }
+            }
+        }
+    }
+}
+
+/// The engine all simulations of this process share, so that a component compiles once.
+fn shared_engine() -> anyhow::Result<Arc<WasmEngine>> {
+    static ENGINE: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine.clone());
+    }
+    let engine = WasmEngine::new(Interruption::Fuel)?;
+    Ok(ENGINE.get_or_init(|| engine).clone())
+}
+
+impl Simulation {
+    /// A simulation at virtual time zero, with no pod yet.
+    pub fn new(config: SimulationConfig) -> anyhow::Result<Simulation> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            // Back to the caller after every task: a step ends as soon as its condition holds,
+            // not some tasks later.
+            .event_interval(1)
+            .build()
+            .context("starting the simulation's runtime")?;
+        let clock = VirtualClock::new(config.wall_origin);
+        let guests = DeterministicGuests::new(
+            clock.clone(),
+            config.fuel_per_slice(),
+            config.nanos_per_fuel,
+            config.seed,
+        );
+        let host = Host::deterministic(
+            shared_engine()?,
+            runtime.handle().clone(),
+            config.host.clone(),
+            guests,
+        );
+        let driver = Arc::new(Driver {
+            hold: AtomicBool::new(false),
+            idle: watch::Sender::new(0),
+        });
+        runtime.spawn(driver.clone().keep_time(clock.clone()));
+        Ok(Simulation {
+            runtime,
+            clock,
+            host,
+            config,
+            driver,
+            trace: Arc::new(Mutex::new(Vec::new())),
+            progress: watch::Sender::new(0),
+            pods: Vec::new(),
+            path_aliases: Vec::new(),
+            paths_relative_to: None,
+        })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SimulationConfig {
+        &self.config
+    }
+
+    /// Shows component paths in the trace relative to `dir` (set it before starting pods), so
+    /// that a trace does not depend on where the files are.
+    pub fn show_paths_relative_to(&mut self, dir: impl AsRef<Path>) {
+        self.paths_relative_to = Some(crate::manifest::lexically_normal(&absolute(dir.as_ref())));
+    }
+
+    /// Virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    /// The virtual clock, for an embedder that schedules its own timers on it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Starts a pod now: loading its components takes no virtual time.
+    pub fn start(&mut self, spec: PodSpec) -> anyhow::Result<Pod> {
+        for container in &spec.containers {
+            self.alias_path(&container.image);
+            for handler in [&container.post_start, &container.pre_stop]
+                .into_iter()
+                .flatten()
+            {
+                if let Handler::Exec { component, .. } = handler {
+                    self.alias_path(component);
+                }
+            }
+        }
+        self.step(format!("start pod {}", spec.name));
+        let host = self.host.clone();
+        let pod = self.runtime.block_on(host.start_pod(spec))?;
+        self.record(&pod);
+        self.pods.push(pod.clone());
+        self.settle();
+        Ok(pod)
+    }
+
+    /// Deletes `pod` now, as [`Pod::delete`] does, and lets what that sets off at this instant run.
+    pub fn delete(&mut self, pod: &Pod, grace_period: Option<Duration>) {
+        self.step(match grace_period {
+            Some(grace) => format!(
+                "delete pod {} (grace period {})",
+                pod.name(),
+                show_duration(grace)
+            ),
+            None => format!("delete pod {}", pod.name()),
+        });
+        // From inside the runtime, so that what the delete wakes queues on this thread in order,
+        // not on the runtime's queue for other threads (which it reads only now and then).
+        self.runtime.block_on(async { pod.delete(grace_period) });
+        self.settle();
+    }
+
+    /// Runs everything for `by` of virtual time.
+    pub fn advance(&mut self, by: Duration) {
+        let target = crate::clock::after(self.clock.now(), by);
+        self.step(format!("advance {}", show_duration(by)));
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        self.runtime.block_on(sleep_until(&clock, target));
+        self.settle();
+    }
+
+    /// Adds a line of its own to the trace.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.step(text.into());
+    }
+
+    /// Runs until `condition` holds for the status of `pod`, or fails once virtual time reaches
+    /// `deadline` (since the start) or nothing more can happen.
+    pub fn wait_for(
+        &mut self,
+        pod: &Pod,
+        condition: impl Fn(&PodStatus) -> bool,
+        deadline: Option<Duration>,
+    ) -> Result<PodStatus, WaitError> {
+        let status = self.run_until(pod, |_, status| condition(status), deadline)?;
+        Ok(status)
+    }
+
+    /// Runs until an event of `pod` matching `matches` has been recorded (at any time so far),
+    /// and returns it.
+    pub fn wait_for_event(
+        &mut self,
+        pod: &Pod,
+        matches: impl Fn(&Event) -> bool,
+        deadline: Option<Duration>,
+    ) -> Result<Event, WaitError> {
+        let find = |trace: &[TraceEntry]| {
+            trace.iter().find_map(|entry| match &entry.what {
+                TraceItem::Event(event) if event.object == format!("pod/{}", pod.name()) => {
+                    matches(event).then(|| event.clone())
+                }
+                _ => None,
+            })
+        };
+        self.run_until(pod, |trace, _| find(trace).is_some(), deadline)?;
+        Ok(find(&self.trace.lock().unwrap()).expect("the wait ended on a match"))
+    }
+
+    /// Runs until `condition` holds for the trace so far and the status of `pod`.
+    pub fn run_until(
+        &mut self,
+        pod: &Pod,
+        condition: impl Fn(&[TraceEntry], &PodStatus) -> bool,
+        deadline: Option<Duration>,
+    ) -> Result<PodStatus, WaitError> {
+        let holds = || condition(&self.trace.lock().unwrap(), &pod.status());
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let deadline_at = deadline.map(|at| crate::clock::after(self.clock.origin(), at));
+        let mut progress = self.progress.subscribe();
+        let mut idle = self.driver.idle.subscribe();
+        let outcome = self.runtime.block_on(async {
+            let mut timeout = std::pin::pin!(async {
+                match deadline_at {
+                    Some(at) => sleep_until(&clock, at).await,
+                    None => std::future::pending().await,
+                }
+            });
+            loop {
+                if holds() {
+                    return Ok(());
+                }
+                tokio::select! {
+                    biased;
+                    _ = progress.changed() => {}
+                    _ = idle.changed() => {
+                        if !holds() {
+                            return Err(false);
+                        }
+                    }
+                    () = &mut timeout => {
+                        return if holds() { Ok(()) } else { Err(true) };
+                    }
+                }
+            }
+        });
+        // What is due at the deadline itself still counts: let it run before judging.
+        let outcome = match outcome {
+            Err(true) => {
+                self.settle();
+                if condition(&self.trace.lock().unwrap(), &pod.status()) {
+                    Ok(())
+                } else {
+                    Err(true)
+                }
+            }
+            other => other,
+        };
+        match outcome {
+            Ok(()) => {
+                self.settle();
+                Ok(pod.status())
+            }
+            Err(timed_out) => {
+                let state = describe(&pod.status());
+                Err(if timed_out {
+                    WaitError::Timeout {
+                        deadline: deadline.unwrap_or_default(),
+                        state,
+                    }
+                } else {
+                    WaitError::Stalled {
+                        at: self.now(),
+                        state,
+                    }
+                })
+            }
+        }
+    }
+
+    /// Everything recorded so far, in order of virtual time (what happened at one instant in
+    /// the order it was recorded).
+    pub fn entries(&self) -> Vec<TraceEntry> {
+        let mut entries = self.trace.lock().unwrap().clone();
+        entries.sort_by_key(|entry| entry.at);
+        entries
+    }
+
+    /// The trace so far as text: one line per step, event and line of output, each with its
+    /// virtual time in seconds; then the state of every container.
+    pub fn trace(&self) -> String {
+        let mut text = String::new();
+        for entry in &self.entries() {
+            let time = show_time(entry.at);
+            let line = match &entry.what {
+                TraceItem::Step(step) => format!("== {step}"),
+                TraceItem::Event(event) => format!(
+                    "{:<7} {} {}{}: {}",
+                    format!("{:?}", event.kind),
+                    event.reason,
+                    event.object,
+                    event
+                        .container
+                        .as_ref()
+                        .map(|c| format!("/{c}"))
+                        .unwrap_or_default(),
+                    event.message
+                ),
+                TraceItem::Log(line) => format!(
+                    "{}{} {}",
+                    line.prefix(),
+                    match line.stream {
+                        LogStream::Stdout => "",
+                        LogStream::Stderr => " (stderr)",
+                    },
+                    line.line
+                ),
+            };
+            let line = self.aliased(&line);
+            let mut lines = line.lines();
+            let _ = writeln!(text, "{time:>12}  {}", lines.next().unwrap_or_default());
+            for more in lines {
+                let _ = writeln!(text, "{:>12}  | {more}", "");
+            }
+        }
+        for pod in &self.pods {
+            let _ = writeln!(
+                text,
+                "{:>12}  == pod {}: {}",
+                show_time(self.now()),
+                pod.name(),
+                describe(&pod.status())
+            );
+        }
+        text
+    }
+
+    /// Lets everything runnable at this instant run, without moving time on (beyond what CPU
+    /// time guests use meanwhile: at most until the next time slice ends).
+    fn settle(&mut self) {
+        self.driver.hold.store(true, Ordering::SeqCst);
+        let mut idle = self.driver.idle.subscribe();
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let next_instant = crate::clock::after(self.clock.now(), Duration::from_nanos(1));
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = idle.changed() => {}
+                () = sleep_until(&clock, next_instant) => {}
+            }
+        });
+        self.driver.hold.store(false, Ordering::SeqCst);
+    }
+
+    fn step(&mut self, text: String) {
+        self.trace.lock().unwrap().push(TraceEntry {
+            at: self.now(),
+            what: TraceItem::Step(text),
+        });
+    }
+
+    /// Copies the pod's events, output and status changes into the trace as they happen.
+    fn record(&self, pod: &Pod) {
+        let origin = self.clock.origin();
+        let trace = self.trace.clone();
+        let progress = self.progress.clone();
+        let mut updates = pod.watch();
+        self.runtime.spawn(async move {
+            while let Some(update) = updates.next().await {
+                let (at, what) = match update {
+                    PodUpdate::Event(event) => (event.at, TraceItem::Event(event)),
+                    PodUpdate::Log(line) => (line.at, TraceItem::Log(line)),
+                };
+                trace.lock().unwrap().push(TraceEntry {
+                    at: at.saturating_duration_since(origin),
+                    what,
+                });
+                progress.send_modify(|n| *n += 1);
+            }
+        });
+        let progress = self.progress.clone();
+        let mut status = pod.status_updates();
+        self.runtime.spawn(async move {
+            while status.changed().await.is_ok() {
+                progress.send_modify(|n| *n += 1);
+            }
+        });
+    }
+
+    fn alias_path(&mut self, path: &Path) {
+        let Some(base) = &self.paths_relative_to else {
+            return;
+        };
+        // Messages show the path as the spec holds it (relative to the working directory if
+        // the manifest was found through a relative path).
+        let full = crate::manifest::lexically_normal(&absolute(path));
+        let shown = relative_path(&full, base).display().to_string();
+        let absolute = path.display().to_string();
+        if shown != absolute && !self.path_aliases.iter().any(|(a, _)| *a == absolute) {
+            self.path_aliases.push((absolute, shown));
+            // Longest first, so that a path is never replaced by the alias of its prefix.
+            self.path_aliases
+                .sort_by_key(|(absolute, _)| std::cmp::Reverse(absolute.len()));
+        }
+    }
+
+    fn aliased(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (absolute, shown) in &self.path_aliases {
+            if text.contains(absolute.as_str()) {
+                text = text.replace(absolute.as_str(), shown);
+            }
+        }
+        text
+    }
+
+    /// Runs `future` on the simulation's thread, with virtual time moving as it does.
+    pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+/// The phase and each container's state, in one line.
+pub fn describe(status: &PodStatus) -> String {
+    let mut text = format!("phase {}", status.phase.as_deref().unwrap_or("Unknown"));
+    for container in status.container_statuses.iter().flatten() {
+        let state = container.state.as_ref();
+        let _ = write!(text, "; {} ", container.name);
+        match (
+            state.and_then(|s| s.waiting.as_ref()),
+            state.and_then(|s| s.running.as_ref()),
+            state.and_then(|s| s.terminated.as_ref()),
+        ) {
+            (_, _, Some(terminated)) => {
+                let _ = write!(
+                    text,
+                    "Terminated exitCode={} reason={}",
+                    terminated.exit_code,
+                    terminated.reason.as_deref().unwrap_or("")
+                );
+            }
+            (_, Some(_), _) => {
+                let _ = write!(text, "Running ready={}", container.ready);
+            }
+            (Some(waiting), _, _) => {
+                let _ = write!(
+                    text,
+                    "Waiting reason={}",
+                    waiting.reason.as_deref().unwrap_or("")
+                );
+            }
+            _ => text.push_str("Unknown"),
+        }
+        if container.restart_count > 0 {
+            let _ = write!(text, " restarts={}", container.restart_count);
+        }
+    }
+    text
+}
+
+/// Virtual time as seconds with microseconds: `52.000130s`.
+pub fn show_time(at: Duration) -> String {
+    format!("{}.{:06}s", at.as_secs(), at.subsec_micros())
+}
+
+fn show_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+/// `path` as seen from `base` (both absolute and normal): `../../target/x.wasm`.
+fn relative_path(path: &Path, base: &Path) -> PathBuf {
+    let path_parts: Vec<_> = path.components().collect();
+    let base_parts: Vec<_> = base.components().collect();
+    let common = path_parts
+        .iter()
+        .zip(&base_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common == 0 {
+        return path.to_path_buf();
+    }
+    let mut relative = PathBuf::new();
+    for _ in common..base_parts.len() {
+        relative.push("..");
+    }
+    for part in &path_parts[common..] {
+        relative.push(part);
+    }
+    relative
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_shown_relative_to_a_base() {
+        let show = |path: &str, base: &str| {
+            relative_path(Path::new(path), Path::new(base))
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            show("/w/target/components/a.wasm", "/w/examples/scenarios"),
+            "../../target/components/a.wasm"
+        );
+        assert_eq!(show("/w/examples/a.wasm", "/w/examples"), "a.wasm");
+    }
+
+    #[test]
+    fn times_show_microseconds() {
+        assert_eq!(
+            show_time(Duration::from_nanos(52_000_130_999)),
+            "52.000130s"
+        );
+        assert_eq!(show_time(Duration::ZERO), "0.000000s");
+    }
+
+    #[test]
+    fn slices_are_whole_fuel() {
+        let config = SimulationConfig {
+            nanos_per_fuel: 3,
+            time_slice: Duration::from_micros(10),
+            ..SimulationConfig::default()
+        };
+        assert_eq!(config.fuel_per_slice(), 3333);
+    }
+}

@@ -1,0 +1,343 @@
+//! Deterministic mode: virtual time, fuel-sliced guests, seeded randomness, traces that are the
+//! same byte for byte on every run, and the scenarios of `wasmlet test`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmlet::all_terminated;
+use wasmlet::testing::scenario::{Condition, Step};
+use wasmlet::testing::{RunOptions, Scenario, Simulation, SimulationConfig, TraceItem};
+
+use crate::support::single;
+
+fn simulation(config: SimulationConfig) -> Simulation {
+    let mut sim = Simulation::new(config).expect("starting a simulation");
+    sim.show_paths_relative_to(wasmlet_examples::pods_dir());
+    sim
+}
+
+fn scenarios_dir() -> PathBuf {
+    wasmlet_examples::pods_dir().join("../scenarios")
+}
+
+/// Every scenario file under `dir`, sorted.
+fn scenario_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(scenario_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "yaml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The guest-visible lines of a trace.
+fn output(sim: &Simulation) -> Vec<String> {
+    sim.entries()
+        .into_iter()
+        .filter_map(|entry| match entry.what {
+            TraceItem::Log(line) => Some(line.line),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_scenario_gives_its_golden_trace_on_each_of_100_runs() {
+    let files = scenario_files(&scenarios_dir());
+    assert!(files.len() >= 12, "scenarios: {files:?}");
+    // Two threads, one simulation each at a time: like `wasmlet test`, a simulation owns its
+    // thread; spreading the runs also checks that simulations do not disturb each other.
+    let halves: Vec<Vec<PathBuf>> = vec![
+        files.iter().step_by(2).cloned().collect(),
+        files.iter().skip(1).step_by(2).cloned().collect(),
+    ];
+    let threads: Vec<_> = halves
+        .into_iter()
+        .map(|files| {
+            std::thread::spawn(move || {
+                for file in files {
+                    let scenario = Scenario::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
+                    let golden = std::fs::read_to_string(scenario.golden_file())
+                        .unwrap_or_else(|e| panic!("golden trace of {}: {e}", file.display()));
+                    for run in 1..=100 {
+                        let outcome = scenario.run(RunOptions::default()).unwrap();
+                        assert!(
+                            outcome.passed(),
+                            "{} run {run}: {:?}\n{}",
+                            file.display(),
+                            outcome.failures,
+                            outcome.trace
+                        );
+                        assert!(
+                            outcome.trace == golden,
+                            "{} run {run} differs from its golden trace:\n{}",
+                            file.display(),
+                            outcome.trace
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a scenario thread failed");
+    }
+}
+
+#[test]
+fn a_30_second_grace_period_passes_in_virtual_time() {
+    let mut sim = simulation(SimulationConfig::default());
+    let pod = sim.start(single("stubborn", "stubborn", 30, "")).unwrap();
+    sim.wait_for(&pod, |s| s.phase.as_deref() == Some("Running"), None)
+        .unwrap();
+    let real = std::time::Instant::now();
+    let deleted_at = sim.now();
+    sim.delete(&pod, None);
+    let status = sim
+        .wait_for(&pod, all_terminated, Some(Duration::from_secs(60)))
+        .unwrap();
+    let killed = sim
+        .wait_for_event(&pod, |e| e.reason == "Killed", None)
+        .unwrap();
+    let container = &status.container_statuses.unwrap()[0];
+    let terminated = container
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!(terminated.exit_code, wasmlet::EXIT_KILLED);
+    // Exactly at the deadline: nothing of the guest was running, so no slice to finish.
+    assert_eq!(sim.now() - deleted_at, Duration::from_secs(30));
+    assert_eq!(killed.age, sim.now());
+    // Generous: virtual seconds are not waited for.
+    assert!(
+        real.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        real.elapsed()
+    );
+}
+
+#[test]
+fn guest_clocks_and_sleeps_are_virtual() {
+    let config = SimulationConfig::default();
+    let origin_ms = config
+        .wall_origin
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut sim = simulation(config);
+    let pod = sim
+        .start(single(
+            "clock",
+            "hello",
+            30,
+            "args: [\"--clock\", \"--sleep\", \"45\", \"--clock\"]",
+        ))
+        .unwrap();
+    sim.wait_for(&pod, all_terminated, Some(Duration::from_secs(60)))
+        .unwrap();
+    let lines: Vec<String> = output(&sim)
+        .into_iter()
+        .filter(|line| line.starts_with("clock:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let millis = |line: &str| -> u128 { line.split(' ').nth(1).unwrap().parse().unwrap() };
+    // The guest's wall clock starts at the configured origin and moves with virtual time.
+    assert!(millis(&lines[0]) - origin_ms < 5, "{lines:?}");
+    assert_eq!(millis(&lines[1]) - millis(&lines[0]), 45_000, "{lines:?}");
+    assert!(sim.now() >= Duration::from_secs(45) && sim.now() < Duration::from_millis(45_005));
+}
+
+#[test]
+fn guest_randomness_follows_the_seed() {
+    let draw = |seed: u64| {
+        let mut sim = simulation(SimulationConfig {
+            seed,
+            ..SimulationConfig::default()
+        });
+        let pod = sim
+            .start(single(
+                "dice",
+                "hello",
+                30,
+                "args: [\"--random\", \"--random\"]",
+            ))
+            .unwrap();
+        sim.wait_for(&pod, all_terminated, Some(Duration::from_secs(1)))
+            .unwrap();
+        output(&sim)
+            .into_iter()
+            .filter(|line| line.starts_with("random:"))
+            .collect::<Vec<_>>()
+    };
+    let first = draw(7);
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0], first[1], "two draws of one run differ");
+    assert_eq!(draw(7), first, "the same seed, the same numbers");
+    assert_ne!(draw(8), first, "another seed, other numbers");
+}
+
+#[test]
+fn a_spinning_guest_dies_at_the_same_fuel_and_instant_every_run() {
+    let run = || {
+        let mut sim = simulation(SimulationConfig {
+            nanos_per_fuel: 50,
+            ..SimulationConfig::default()
+        });
+        let pod = sim.start(single("spin", "spinner", 1, "")).unwrap();
+        sim.advance(Duration::from_millis(30));
+        sim.delete(&pod, Some(Duration::from_millis(100)));
+        sim.wait_for(&pod, all_terminated, Some(Duration::from_secs(5)))
+            .unwrap();
+        let killed = sim
+            .wait_for_event(&pod, |e| e.reason == "Killed", None)
+            .unwrap();
+        (killed.message, killed.age, sim.trace())
+    };
+    let (message, age, trace) = run();
+    assert!(
+        message.contains("CPU-bound") && message.contains("units of fuel"),
+        "{message}"
+    );
+    // Killed at the end of the slice in which the deadline falls: at most one slice late.
+    let deadline = Duration::from_millis(130);
+    assert!(
+        age >= deadline && age <= deadline + Duration::from_millis(3),
+        "{age:?}\n{trace}"
+    );
+    for _ in 0..20 {
+        assert_eq!(run(), (message.clone(), age, trace.clone()));
+    }
+}
+
+#[test]
+fn a_wait_that_can_never_end_says_so_instead_of_hanging() {
+    let mut sim = simulation(SimulationConfig::default());
+    let pod = sim.start(single("done", "hello", 30, "")).unwrap();
+    let error = sim
+        .wait_for(&pod, |s| s.phase.as_deref() == Some("Running"), None)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("nothing more could happen"),
+        "{error}"
+    );
+    let error = sim
+        .wait_for_event(
+            &pod,
+            |e| e.reason == "Killing",
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("not by 5.000000s"), "{error}");
+}
+
+fn scenario_error(yaml: &str) -> String {
+    let file = scenarios_dir().join("inline-test.yaml");
+    Scenario::from_yaml(yaml, &file)
+        .map(|_| "parsed".to_string())
+        .unwrap_or_else(|e| e.to_string())
+}
+
+#[test]
+fn malformed_scenarios_name_the_step_and_field() {
+    let pod = "pod: ../pods/hello.yaml\n";
+    let cases = [
+        (
+            format!("{pod}steps:\n  - wait: {{ phase: Running }}\n  - expect: {{ container: hello, exitCode: zero }}\n"),
+            "steps[1].expect.exitCode: invalid type: string \"zero\", expected i32",
+        ),
+        (
+            format!("{pod}steps:\n  - advance: 5 parsecs\n"),
+            "steps[0].advance: `5 parsecs` is not a duration",
+        ),
+        (
+            format!("{pod}steps:\n  - wait: {{ phase: Running }}\n    advance: 1s\n"),
+            "steps[0]: a step is exactly one of `wait`, `expect`, `advance`, `delete` or `note`; this one has wait and advance",
+        ),
+        (
+            format!("{pod}steps:\n  - expect: {{ phase: Runing }}\n"),
+            "steps[0].expect.phase: unknown phase `Runing`",
+        ),
+        (
+            format!("{pod}steps:\n  - expect: {{ event: Killing, exitCode: 0 }}\n"),
+            "steps[0].expect.exitCode: belongs to a `container` condition",
+        ),
+        (
+            format!("{pod}steps:\n  - wait: {{ phase: Running, by: 3s }}\n"),
+            "steps[0].wait.by: belongs to `expect`",
+        ),
+        (
+            format!("{pod}steps:\n  - delete: {{ grace: 3s }}\n"),
+            "steps[0].delete.grace: unknown field `grace`, expected `gracePeriod`",
+        ),
+        (
+            format!("{pod}steps:\n  - expect: {{ container: hello }}\n"),
+            "steps[0].expect: a `container` condition needs",
+        ),
+        (format!("{pod}steps: []\n"), "steps: a scenario needs at least one step"),
+        (format!("{pod}cpu: {{ nanosPerFuel: 0 }}\nsteps:\n  - advance: 1s\n"), "cpu.nanosPerFuel: must be at least 1"),
+        ("pod: ../pods/missing.yaml\nsteps:\n  - advance: 1s\n".to_string(), "pod: invalid pod manifest"),
+        (
+            "pod:\n  apiVersion: v1\n  kind: Pod\n  metadata: { name: x }\n  spec:\n    containers:\n      - name: app\n        image: a.wasm\n        lifecycle:\n          preStop:\n            tcpSocket: { port: 80 }\nsteps:\n  - advance: 1s\n".to_string(),
+            "spec.containers[0].lifecycle.preStop.tcpSocket: deprecated, not supported",
+        ),
+        ("steps:\n  - advance: 1s\n".to_string(), "missing field `pod`"),
+        (format!("{pod}steps:\n  - wait: {{ phase: Running }}\nextra: 1\n"), "unknown field `extra`"),
+    ];
+    for (yaml, expected) in cases {
+        let error = scenario_error(&yaml);
+        assert!(
+            error.contains("inline-test.yaml"),
+            "names the file: {error}"
+        );
+        assert!(
+            error.contains(expected),
+            "expected {expected:?} in:\n{error}\nfor:\n{yaml}"
+        );
+    }
+}
+
+#[test]
+fn a_scenario_parses_into_its_steps() {
+    let scenario = Scenario::from_file(scenarios_dir().join("cooperative.yaml")).unwrap();
+    assert_eq!(scenario.name, "cooperative app stops cleanly on delete");
+    assert!(matches!(
+        &scenario.steps[0],
+        Step::Wait { condition: Condition::Phase(phase), .. } if phase == "Running"
+    ));
+    assert!(matches!(
+        scenario.steps[3],
+        Step::Delete { grace_period: None }
+    ));
+    assert_eq!(
+        scenario.golden_file(),
+        scenarios_dir().join("cooperative.trace")
+    );
+}
+
+#[test]
+fn a_failed_expectation_says_what_was_expected_and_what_happened() {
+    let file = scenarios_dir().join("inline-test.yaml");
+    let scenario = Scenario::from_yaml(
+        "pod: ../pods/stubborn.yaml\nsteps:\n  - wait: { phase: Running }\n  - delete: {}\n  \
+         - expect: { container: app, state: Terminated, reason: Completed, within: 10s }\n",
+        &file,
+    )
+    .unwrap();
+    let outcome = scenario.run(RunOptions::default()).unwrap();
+    assert!(!outcome.passed());
+    let failure = &outcome.failures[0];
+    assert!(
+        failure
+            .starts_with("steps[2] (expect container app Terminated reason=Completed within 10s)"),
+        "{failure}"
+    );
+    assert!(failure.contains("reason=Killed"), "{failure}");
+}
