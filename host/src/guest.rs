@@ -1112,6 +1112,14 @@ impl KillState {
         }
     }
 
+    /// Drops the deferring waker's hold on the task, which would otherwise keep the task (and
+    /// with it this state) alive forever.
+    fn forget_task(&self) {
+        if let Some(cpu) = &self.cpu {
+            cpu.wake.real.lock().unwrap().take();
+        }
+    }
+
     fn lock_slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.slot
             .lock()
@@ -1146,6 +1154,16 @@ impl Future for Killable {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let polled = self.poll_slot(cx);
+        if polled.is_ready() {
+            self.0.forget_task();
+        }
+        polled
+    }
+}
+
+impl Killable {
+    fn poll_slot(&self, cx: &mut Context<'_>) -> Poll<()> {
         let state = &self.0;
         let mut slot = state.lock_slot();
         let Slot::Running { future, waker } = &mut *slot else {
@@ -1208,6 +1226,7 @@ impl Drop for Killable {
     /// A task dropped before its instance ended (its runtime shut down) still reports, so that
     /// no supervisor waits forever.
     fn drop(&mut self) {
+        self.0.forget_task();
         let taken = self.0.take_away(&mut self.0.lock_slot());
         self.0.report(InstanceEnd::lost());
         drop(taken);
