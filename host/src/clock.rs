@@ -294,6 +294,11 @@ impl VirtualClock {
         }
     }
 
+    /// How many timers are pending.
+    pub(crate) fn pending(&self) -> usize {
+        self.lock().actions.len()
+    }
+
     /// The earliest pending deadline, if any timer is pending.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let mut state = self.lock();

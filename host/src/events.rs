@@ -117,7 +117,13 @@ struct HubInner {
     log_bytes: usize,
     /// `None` once the pod has ended: watchers then see the end of the stream.
     live: Option<broadcast::Sender<PodUpdate>>,
+    /// Called with every update as it is published, in order (deterministic mode records its
+    /// trace this way: nothing can lag or be skipped).
+    taps: Vec<Tap>,
 }
+
+/// A function that sees every update of a pod as it is published.
+pub(crate) type Tap = Box<dyn Fn(&PodUpdate) + Send + Sync>;
 
 /// Lines of output kept in a pod's history for late watchers: the latest this many…
 const HISTORY_LOG_LINES: usize = 10_000;
@@ -133,12 +139,16 @@ impl UpdateHub {
                 logs: std::collections::VecDeque::new(),
                 log_bytes: 0,
                 live: Some(broadcast::Sender::new(4096)),
+                taps: Vec::new(),
             }),
         }
     }
 
     pub fn publish(&self, update: PodUpdate) {
         let mut inner = self.inner.lock().unwrap();
+        for tap in &inner.taps {
+            tap(&update);
+        }
         if let Some(live) = &inner.live {
             // No receiver is fine: nobody is watching live.
             let _ = live.send(update.clone());
@@ -174,8 +184,25 @@ impl UpdateHub {
         self.inner.lock().unwrap().live = None;
     }
 
+    /// Calls `tap` with the history so far, then with every update as it is published.
+    pub fn tap(&self, tap: Tap) {
+        let mut inner = self.inner.lock().unwrap();
+        for update in Self::history(&inner) {
+            tap(&update);
+        }
+        inner.taps.push(tap);
+    }
+
     pub fn watch(&self) -> Watch {
         let inner = self.inner.lock().unwrap();
+        Watch {
+            replay: Self::history(&inner),
+            live: inner.live.as_ref().map(broadcast::Sender::subscribe),
+        }
+    }
+
+    /// Events and the lines kept, in the order they were published.
+    fn history(inner: &HubInner) -> std::collections::VecDeque<PodUpdate> {
         let mut events = inner.events.iter().peekable();
         let mut logs = inner.logs.iter().peekable();
         let mut replay = std::collections::VecDeque::new();
@@ -192,10 +219,7 @@ impl UpdateHub {
                 PodUpdate::Log(logs.next().unwrap().1.clone())
             });
         }
-        Watch {
-            replay,
-            live: inner.live.as_ref().map(broadcast::Sender::subscribe),
-        }
+        replay
     }
 }
 

@@ -1183,16 +1183,17 @@ impl Killable {
             Ok(Poll::Pending) => {
                 *waker = Some(cx.waker().clone());
                 drop(slot);
-                if let Some(cpu) = &state.cpu
-                    && woke_itself
-                {
-                    // A guest that wakes itself has yielded its time slice (its CPU time is
-                    // charged already). The slice's end is a moment of virtual time: what is
-                    // due by then happens now (a kill included), and the guest queues behind
-                    // what that wakes.
-                    state.preempted.store(true, Ordering::Relaxed);
+                if let Some(cpu) = &state.cpu {
+                    // The guest's CPU time is charged already. What became due meanwhile
+                    // happens now, before anything else runs (a kill included); a guest that
+                    // woke itself has yielded its time slice and queues behind what that wakes.
+                    if woke_itself {
+                        state.preempted.store(true, Ordering::Relaxed);
+                    }
                     cpu.clock.fire_due();
-                    cx.waker().wake_by_ref();
+                    if woke_itself {
+                        cx.waker().wake_by_ref();
+                    }
                 }
                 // A kill that found the slot busy left the rest to this poll. (Checked after
                 // unlocking, so that one of the two always sees the other.)
@@ -1218,6 +1219,9 @@ impl Killable {
         drop(slot);
         state.report(end);
         drop(finished);
+        if let Some(cpu) = &state.cpu {
+            cpu.clock.fire_due();
+        }
         Poll::Ready(())
     }
 }

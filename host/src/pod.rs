@@ -20,6 +20,9 @@ use crate::host::HostInner;
 use crate::manifest::PodSpec;
 use crate::signal::Watched;
 
+/// A function that sees every status of a pod, with when it took effect.
+pub(crate) type StatusTap = Box<dyn Fn(Instant, &PodStatus) + Send + Sync>;
+
 /// A request to stop the pod's containers, from [`Pod::delete`].
 #[derive(Debug, Clone)]
 pub(crate) struct StopRequest {
@@ -63,6 +66,8 @@ pub(crate) struct PodShared {
     /// manifest order.
     pub stops: Vec<Watched<Option<StopRequest>>>,
     status: watch::Sender<PodStatus>,
+    /// Called with every status change and when it happened (see [`UpdateHub::tap`]).
+    status_taps: std::sync::Mutex<Vec<StatusTap>>,
 
     started: Instant,
 }
@@ -104,6 +109,7 @@ impl Pod {
             hub: UpdateHub::new(),
             stops,
             status: watch::Sender::new(status),
+            status_taps: std::sync::Mutex::new(Vec::new()),
 
             started: clock.now(),
         });
@@ -248,6 +254,18 @@ impl Pod {
         }
     }
 
+    /// Calls `tap` with every update of the pod (its history first), as it is published.
+    pub(crate) fn tap_updates(&self, tap: crate::events::Tap) {
+        self.shared.hub.tap(tap);
+    }
+
+    /// Calls `tap` with the status now, then with every change of it, with when it happened.
+    pub(crate) fn tap_status(&self, tap: StatusTap) {
+        let mut taps = self.shared.status_taps.lock().unwrap();
+        tap(self.shared.host.clock.now(), &self.shared.status.borrow());
+        taps.push(tap);
+    }
+
     /// Waits until every container has terminated and returns the final status.
     pub async fn wait(&self) -> PodStatus {
         self.wait_until(all_terminated).await
@@ -333,6 +351,14 @@ impl PodShared {
             }
             status.phase = Some(phase(status).into());
         });
+        let taps = self.status_taps.lock().unwrap();
+        if !taps.is_empty() {
+            let now = self.host.clock.now();
+            let status = self.status.borrow();
+            for tap in taps.iter() {
+                tap(now, &status);
+            }
+        }
     }
 
     pub fn now_time(&self) -> Time {

@@ -219,15 +219,21 @@ fn a_spinning_guest_dies_at_the_same_fuel_and_instant_every_run() {
 
 #[test]
 fn a_wait_that_can_never_end_says_so_instead_of_hanging() {
+    // Nothing left to happen: the pod completed, no timer is pending.
     let mut sim = simulation(SimulationConfig::default());
     let pod = sim.start(single("done", "hello", 30, "")).unwrap();
-    let error = sim
-        .wait_for(&pod, |s| s.phase.as_deref() == Some("Running"), None)
-        .unwrap_err();
-    assert!(
-        error.to_string().contains("nothing more could happen"),
-        "{error}"
-    );
+    for deadline in [None, Some(Duration::from_secs(5))] {
+        let error = sim
+            .wait_for(&pod, |s| s.phase.as_deref() == Some("Running"), deadline)
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("nothing more could happen"),
+            "{error}"
+        );
+    }
+    // Something could still happen (the guest sleeps for an hour), just not by the deadline.
+    let mut sim = simulation(SimulationConfig::default());
+    let pod = sim.start(single("asleep", "stubborn", 30, "")).unwrap();
     let error = sim
         .wait_for_event(
             &pod,
@@ -236,6 +242,7 @@ fn a_wait_that_can_never_end_says_so_instead_of_hanging() {
         )
         .unwrap_err();
     assert!(error.to_string().contains("not by 5.000000s"), "{error}");
+    assert_eq!(sim.now(), Duration::from_secs(5));
 }
 
 fn scenario_error(yaml: &str) -> String {
@@ -289,6 +296,14 @@ fn malformed_scenarios_name_the_step_and_field() {
             "spec.containers[0].lifecycle.preStop.tcpSocket: deprecated, not supported",
         ),
         ("steps:\n  - advance: 1s\n".to_string(), "missing field `pod`"),
+        (
+            format!("{pod}steps:\n  - expect: {{ container: nope, state: Running }}\n"),
+            "steps[0].expect.container: pod `hello` has no container `nope`; its containers: hello",
+        ),
+        (
+            format!("{pod}steps:\n  - expect: {{ phase: Running, by: 1s, notBefore: 2s }}\n"),
+            "steps[0].expect.notBefore: 2.000000s is after `by` (1.000000s)",
+        ),
         (format!("{pod}steps:\n  - wait: {{ phase: Running }}\nextra: 1\n"), "unknown field `extra`"),
     ];
     for (yaml, expected) in cases {
@@ -340,4 +355,57 @@ fn a_failed_expectation_says_what_was_expected_and_what_happened() {
         "{failure}"
     );
     assert!(failure.contains("reason=Killed"), "{failure}");
+}
+
+#[test]
+fn expectations_are_judged_by_when_things_happened() {
+    let file = scenarios_dir().join("inline-test.yaml");
+    let run = |steps: &str| {
+        let scenario = Scenario::from_yaml(
+            &format!("pod: ../pods/stubborn.yaml\nsteps:\n{steps}"),
+            &file,
+        )
+        .unwrap();
+        scenario.run(RunOptions::default()).unwrap()
+    };
+    // Killed at exactly 2 s after the delete: `notBefore` and `by` bracket it.
+    let outcome = run(
+        "  - delete: {}\n  - expect: { container: app, state: Terminated, \
+                       notBefore: 2s, by: 2001ms }\n",
+    );
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+    let outcome = run(
+        "  - delete: {}\n  - expect: { container: app, state: Terminated, \
+                       notBefore: 2001ms, by: 3s }\n",
+    );
+    assert!(
+        outcome.failures[0].contains("no earlier than 2.001000s"),
+        "{:?}",
+        outcome.failures
+    );
+    // `absent` looks at the whole window, not only the first match.
+    let outcome = run(
+        "  - advance: 3s\n  - delete: {}\n  - expect: { event: Killing, \
+                       notBefore: 1s, within: 1s, absent: true }\n",
+    );
+    assert!(
+        outcome.failures[0].contains("but it held at 3.0"),
+        "{:?}",
+        outcome.failures
+    );
+    let outcome = run(
+        "  - advance: 3s\n  - delete: {}\n  - expect: { event: Killing, \
+                       by: 2s, absent: true }\n",
+    );
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
 }

@@ -142,6 +142,8 @@ pub struct Simulation {
     config: SimulationConfig,
     driver: Arc<Driver>,
     trace: Arc<Mutex<Vec<TraceEntry>>>,
+    /// Every status each pod had, and since when (virtual time since the start).
+    statuses: Arc<Mutex<Vec<StatusRecord>>>,
     /// Bumped whenever a pod reports anything (an event, a line, a status change).
     progress: watch::Sender<u64>,
     pods: Vec<Pod>,
@@ -151,12 +153,27 @@ pub struct Simulation {
     paths_relative_to: Option<PathBuf>,
 }
 
+/// A status a pod took on, and when.
+#[derive(Debug, Clone)]
+pub struct StatusRecord {
+    /// Virtual time since the start.
+    pub at: Duration,
+    /// The pod's name.
+    pub pod: String,
+    /// The status from then on.
+    pub status: PodStatus,
+}
+
 /// Moves virtual time when the runtime is idle, and says when it is idle.
 struct Driver {
     /// While set, an idle runtime does not move time (the caller wants the current instant to
     /// settle).
     hold: AtomicBool,
-    /// Bumped whenever the runtime was idle and time did not move (held, or no timer left).
+    /// An idle runtime does not jump to a timer at or past this instant (a wait's deadline:
+    /// the waiter decides what happens there).
+    limit: Mutex<Option<std::time::Instant>>,
+    /// Bumped whenever the runtime was idle and time did not move (held, limited, or no timer
+    /// left).
     idle: watch::Sender<u64>,
 }
 
@@ -169,8 +186,12 @@ impl Driver {
             if clock.fire_due() > 0 {
                 continue;
             }
+            let limit = *self.limit.lock().unwrap();
             match clock.next_deadline() {
-                Some(at) if !self.hold.load(Ordering::SeqCst) => {
+                Some(at)
+                    if !self.hold.load(Ordering::SeqCst)
+                        && limit.is_none_or(|limit| at < limit) =>
+                {
                     clock.advance_to(at);
                     clock.fire_due();
                 }
@@ -195,6 +216,11 @@ fn shared_engine() -> anyhow::Result<Arc<WasmEngine>> {
 impl Simulation {
     /// A simulation at virtual time zero, with no pod yet.
     pub fn new(config: SimulationConfig) -> anyhow::Result<Simulation> {
+        anyhow::ensure!(
+            config.nanos_per_fuel >= 1,
+            "nanos_per_fuel must be at least 1: CPU time that costs nothing would let a busy \
+             guest hold virtual time still forever"
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -218,6 +244,7 @@ impl Simulation {
         );
         let driver = Arc::new(Driver {
             hold: AtomicBool::new(false),
+            limit: Mutex::new(None),
             idle: watch::Sender::new(0),
         });
         runtime.spawn(driver.clone().keep_time(clock.clone()));
@@ -228,6 +255,7 @@ impl Simulation {
             config,
             driver,
             trace: Arc::new(Mutex::new(Vec::new())),
+            statuses: Arc::new(Mutex::new(Vec::new())),
             progress: watch::Sender::new(0),
             pods: Vec::new(),
             path_aliases: Vec::new(),
@@ -308,6 +336,15 @@ impl Simulation {
         self.step(text.into());
     }
 
+    /// Adds a line of its own to the trace, at virtual time `at` (since the start): a check
+    /// dated when what it checked happened.
+    pub fn note_at(&mut self, at: Duration, text: impl Into<String>) {
+        self.trace.lock().unwrap().push(TraceEntry {
+            at: at.min(self.now()),
+            what: TraceItem::Step(text.into()),
+        });
+    }
+
     /// Runs until `condition` holds for the status of `pod`, or fails once virtual time reaches
     /// `deadline` (since the start) or nothing more can happen.
     pub fn wait_for(
@@ -340,7 +377,9 @@ impl Simulation {
         Ok(find(&self.trace.lock().unwrap()).expect("the wait ended on a match"))
     }
 
-    /// Runs until `condition` holds for the trace so far and the status of `pod`.
+    /// Runs until `condition` holds for the trace so far and the status of `pod`; fails once
+    /// virtual time reaches `deadline` (since the start), or when nothing more can happen (no
+    /// task can run and no timer is left).
     pub fn run_until(
         &mut self,
         pod: &Pod,
@@ -349,10 +388,13 @@ impl Simulation {
     ) -> Result<PodStatus, WaitError> {
         let holds = || condition(&self.trace.lock().unwrap(), &pod.status());
         let clock: Arc<dyn Clock> = self.clock.clone();
+        let virtual_clock = self.clock.clone();
         let deadline_at = deadline.map(|at| crate::clock::after(self.clock.origin(), at));
         let mut progress = self.progress.subscribe();
         let mut idle = self.driver.idle.subscribe();
+        *self.driver.limit.lock().unwrap() = deadline_at;
         let outcome = self.runtime.block_on(async {
+            // Wakes this wait when busy guests' CPU time carries the clock past the deadline.
             let mut timeout = std::pin::pin!(async {
                 match deadline_at {
                     Some(at) => sleep_until(&clock, at).await,
@@ -366,17 +408,27 @@ impl Simulation {
                 tokio::select! {
                     biased;
                     _ = progress.changed() => {}
-                    _ = idle.changed() => {
-                        if !holds() {
-                            return Err(false);
-                        }
-                    }
                     () = &mut timeout => {
                         return if holds() { Ok(()) } else { Err(true) };
+                    }
+                    _ = idle.changed() => {
+                        if holds() {
+                            return Ok(());
+                        }
+                        let own_timers = usize::from(deadline_at.is_some());
+                        if virtual_clock.pending() <= own_timers {
+                            return Err(false);
+                        }
+                        // Nothing is due before the deadline: time goes straight there.
+                        if let Some(at) = deadline_at {
+                            virtual_clock.advance_to(at);
+                            virtual_clock.fire_due();
+                        }
                     }
                 }
             }
         });
+        *self.driver.limit.lock().unwrap() = None;
         // What is due at the deadline itself still counts: let it run before judging.
         let outcome = match outcome {
             Err(true) => {
@@ -468,18 +520,18 @@ impl Simulation {
         text
     }
 
-    /// Lets everything runnable at this instant run, without moving time on (beyond what CPU
-    /// time guests use meanwhile: at most until the next time slice ends).
+    /// Lets everything runnable now run until nothing can (without jumping to a timer), or for
+    /// at most one time slice of CPU time (guests that never block would run forever).
     fn settle(&mut self) {
         self.driver.hold.store(true, Ordering::SeqCst);
         let mut idle = self.driver.idle.subscribe();
         let clock: Arc<dyn Clock> = self.clock.clone();
-        let next_instant = crate::clock::after(self.clock.now(), Duration::from_nanos(1));
+        let bound = crate::clock::after(self.clock.now(), self.config.time_slice);
         self.runtime.block_on(async {
             tokio::select! {
                 biased;
                 _ = idle.changed() => {}
-                () = sleep_until(&clock, next_instant) => {}
+                () = sleep_until(&clock, bound) => {}
             }
         });
         self.driver.hold.store(false, Ordering::SeqCst);
@@ -492,32 +544,39 @@ impl Simulation {
         });
     }
 
-    /// Copies the pod's events, output and status changes into the trace as they happen.
+    /// Copies the pod's events, output and status changes into the trace as they are
+    /// published: nothing in between to fall behind, skip or reorder.
     fn record(&self, pod: &Pod) {
         let origin = self.clock.origin();
         let trace = self.trace.clone();
         let progress = self.progress.clone();
-        let mut updates = pod.watch();
-        self.runtime.spawn(async move {
-            while let Some(update) = updates.next().await {
-                let (at, what) = match update {
-                    PodUpdate::Event(event) => (event.at, TraceItem::Event(event)),
-                    PodUpdate::Log(line) => (line.at, TraceItem::Log(line)),
-                };
-                trace.lock().unwrap().push(TraceEntry {
-                    at: at.saturating_duration_since(origin),
-                    what,
-                });
-                progress.send_modify(|n| *n += 1);
-            }
-        });
+        pod.tap_updates(Box::new(move |update| {
+            let (at, what) = match update {
+                PodUpdate::Event(event) => (event.at, TraceItem::Event(event.clone())),
+                PodUpdate::Log(line) => (line.at, TraceItem::Log(line.clone())),
+            };
+            trace.lock().unwrap().push(TraceEntry {
+                at: at.saturating_duration_since(origin),
+                what,
+            });
+            progress.send_modify(|n| *n += 1);
+        }));
+        let statuses = self.statuses.clone();
         let progress = self.progress.clone();
-        let mut status = pod.status_updates();
-        self.runtime.spawn(async move {
-            while status.changed().await.is_ok() {
-                progress.send_modify(|n| *n += 1);
-            }
-        });
+        let name = pod.name().to_string();
+        pod.tap_status(Box::new(move |at, status| {
+            statuses.lock().unwrap().push(StatusRecord {
+                at: at.saturating_duration_since(origin),
+                pod: name.clone(),
+                status: status.clone(),
+            });
+            progress.send_modify(|n| *n += 1);
+        }));
+    }
+
+    /// Every status the pods had so far, with since when, oldest first.
+    pub fn status_history(&self) -> Vec<StatusRecord> {
+        self.statuses.lock().unwrap().clone()
     }
 
     fn alias_path(&mut self, path: &Path) {

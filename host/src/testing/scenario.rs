@@ -244,6 +244,42 @@ impl Scenario {
                     .map_err(|(field, message)| error(&field, message))?,
             );
         }
+        for (index, step) in steps.iter().enumerate() {
+            let (kind, condition) = match step {
+                Step::Wait { condition, .. } => ("wait", condition),
+                Step::Expect { condition, .. } => ("expect", condition),
+                _ => continue,
+            };
+            if let Some(container) = condition.container()
+                && !pod.containers.iter().any(|c| c.name == container)
+            {
+                let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+                return Err(error(
+                    &format!("steps[{index}].{kind}.container"),
+                    format!(
+                        "pod `{}` has no container `{container}`; its containers: {}",
+                        pod.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if let Step::Expect {
+                by: Some(Deadline::At(by)),
+                not_before: Some(not_before),
+                ..
+            } = step
+                && by < not_before
+            {
+                return Err(error(
+                    &format!("steps[{index}].expect.notBefore"),
+                    format!(
+                        "{} is after `by` ({}): nothing could satisfy both",
+                        show_time(*not_before),
+                        show_time(*by)
+                    ),
+                ));
+            }
+        }
         let name = raw.name.unwrap_or_else(|| {
             path.file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
@@ -323,7 +359,8 @@ fn run_step(sim: &mut Simulation, pod: &crate::Pod, step: &Step) -> Result<(), S
                 Some(deadline),
             )
             .map_err(|e| e.to_string())?;
-            sim.note(format!("{} (waited)", condition.describe()));
+            let when = condition.first_held(sim, pod).unwrap_or(sim.now());
+            sim.note_at(when, format!("{} (waited)", condition.describe()));
         }
         Step::Expect {
             condition,
@@ -331,20 +368,33 @@ fn run_step(sim: &mut Simulation, pod: &crate::Pod, step: &Step) -> Result<(), S
             not_before,
             absent: true,
         } => {
-            if let Some(by) = by {
-                // Let time run to `by`; the pod may also have nothing left to do before then.
-                let _ = sim.run_until(pod, |_, _| false, Some(by.resolve(sim.now())));
-            }
-            if let Some(when) = condition.first_held(&sim.entries(), &pod.status(), sim.now())
-                && not_before.is_none_or(|earliest| when >= earliest)
-            {
+            let deadline = match by {
+                Some(by) => {
+                    let deadline = by.resolve(sim.now());
+                    // Let time run to the deadline; the pod may have nothing left to do before.
+                    let _ = sim.run_until(pod, |_, _| false, Some(deadline));
+                    deadline
+                }
+                None => sim.now(),
+            };
+            let earliest = not_before.unwrap_or_default();
+            let held = condition
+                .spans(sim, pod)
+                .into_iter()
+                .find(|(start, end)| *end >= earliest && *start <= deadline);
+            if let Some((start, _)) = held {
                 return Err(format!(
-                    "expected no {}, but it held at {}",
+                    "expected no {} between {} and {}, but it held at {}",
                     condition.describe(),
-                    show_time(when)
+                    show_time(earliest),
+                    show_time(deadline),
+                    show_time(start.max(earliest))
                 ));
             }
-            sim.note(format!("no {} (as expected)", condition.describe()));
+            sim.note_at(
+                deadline,
+                format!("no {} (as expected)", condition.describe()),
+            );
         }
         Step::Expect {
             condition,
@@ -352,44 +402,14 @@ fn run_step(sim: &mut Simulation, pod: &crate::Pod, step: &Step) -> Result<(), S
             not_before,
             absent: false,
         } => {
-            let now = sim.now();
-            let deadline = by.map_or(now, |by| by.resolve(now));
-            if deadline < now && !condition.holds(&sim.entries(), &pod.status()) {
-                return Err(format!(
-                    "expected {} by {}, which had passed when the step began",
-                    condition.describe(),
-                    show_time(deadline)
-                ));
-            }
-            match sim.run_until(
+            let deadline = by.map_or(sim.now(), |by| by.resolve(sim.now()));
+            let waited = sim.run_until(
                 pod,
                 |trace, status| condition.holds(trace, status),
-                Some(deadline),
-            ) {
-                Ok(status) => {
-                    let when = condition
-                        .first_held(&sim.entries(), &status, sim.now())
-                        .unwrap_or(sim.now());
-                    if let Some(earliest) = not_before
-                        && when < *earliest
-                    {
-                        return Err(format!(
-                            "expected {} no earlier than {}, but it held at {}",
-                            condition.describe(),
-                            show_time(*earliest),
-                            show_time(when)
-                        ));
-                    }
-                    if when > deadline {
-                        return Err(format!(
-                            "expected {} by {}, but it held only at {}",
-                            condition.describe(),
-                            show_time(deadline),
-                            show_time(when)
-                        ));
-                    }
-                    sim.note(format!("{} (as expected)", condition.describe()));
-                }
+                Some(deadline.max(sim.now())),
+            );
+            let when = match waited {
+                Ok(_) => condition.first_held(sim, pod),
                 Err(WaitError::Timeout { state, .. } | WaitError::Stalled { state, .. }) => {
                     return Err(format!(
                         "expected {} by {}; at {}: {state}",
@@ -398,7 +418,27 @@ fn run_step(sim: &mut Simulation, pod: &crate::Pod, step: &Step) -> Result<(), S
                         show_time(sim.now())
                     ));
                 }
+            };
+            let when = when.unwrap_or(sim.now());
+            if when > deadline {
+                return Err(format!(
+                    "expected {} by {}, but it held only at {}",
+                    condition.describe(),
+                    show_time(deadline),
+                    show_time(when)
+                ));
             }
+            if let Some(earliest) = not_before
+                && when < *earliest
+            {
+                return Err(format!(
+                    "expected {} no earlier than {}, but it held at {}",
+                    condition.describe(),
+                    show_time(*earliest),
+                    show_time(when)
+                ));
+            }
+            sim.note_at(when, format!("{} (as expected)", condition.describe()));
         }
     }
     Ok(())
@@ -446,22 +486,50 @@ impl Condition {
         }
     }
 
-    /// When it first held: the time of the first matching event or line; for a status, `now`
-    /// if it holds now.
-    fn first_held(
-        &self,
-        trace: &[TraceEntry],
-        status: &PodStatus,
-        now: Duration,
-    ) -> Option<Duration> {
+    /// When it held: each matching event or line as `(time, time)`; for a condition on the
+    /// status, each span of the pod's status history in which it held, up to now.
+    fn spans(&self, sim: &Simulation, pod: &crate::Pod) -> Vec<(Duration, Duration)> {
         match self {
             Condition::Phase(_) | Condition::Container { .. } => {
-                self.holds_for(status).then_some(now)
+                let history: Vec<_> = sim
+                    .status_history()
+                    .into_iter()
+                    .filter(|record| record.pod == pod.name())
+                    .collect();
+                let mut spans: Vec<(Duration, Duration)> = Vec::new();
+                let mut open: Option<Duration> = None;
+                for (index, record) in history.iter().enumerate() {
+                    let end = history.get(index + 1).map_or(sim.now(), |next| next.at);
+                    if self.holds_for(&record.status) {
+                        let start = *open.get_or_insert(record.at);
+                        if index + 1 == history.len() {
+                            spans.push((start, end));
+                        }
+                    } else if let Some(start) = open.take() {
+                        spans.push((start, record.at));
+                    }
+                }
+                spans
             }
-            _ => trace
+            _ => sim
+                .entries()
                 .iter()
-                .find(|entry| self.matches(entry))
-                .map(|entry| entry.at),
+                .filter(|entry| self.matches(entry))
+                .map(|entry| (entry.at, entry.at))
+                .collect(),
+        }
+    }
+
+    /// When it first held: the first matching event or line; for a condition on the status,
+    /// when the span in which it holds now began.
+    fn first_held(&self, sim: &Simulation, pod: &crate::Pod) -> Option<Duration> {
+        let spans = self.spans(sim, pod);
+        match self {
+            Condition::Phase(_) | Condition::Container { .. } => spans
+                .last()
+                .filter(|_| self.holds_for(&pod.status()))
+                .map(|(start, _)| *start),
+            _ => spans.first().map(|(at, _)| *at),
         }
     }
 
@@ -519,6 +587,17 @@ impl Condition {
                 log_matches(line, text, container)
             }
             _ => false,
+        }
+    }
+
+    /// The container it is about, if it names one.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Condition::Phase(_) => None,
+            Condition::Container { name, .. } => Some(name),
+            Condition::Event { container, .. } | Condition::Log { container, .. } => {
+                container.as_deref()
+            }
         }
     }
 

@@ -161,7 +161,17 @@ fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
         .to_string()
 }
 
-/// The scenario files under `path`, sorted, so that runs go in a fixed order.
+/// Whether a YAML file is a Kubernetes object (a Pod manifest beside the scenarios), not a
+/// scenario: it has a top-level `kind`, which no scenario has.
+fn is_kubernetes_object(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(&text).ok())
+        .is_some_and(|document| document.get("kind").is_some())
+}
+
+/// The scenario files under `path`, sorted, so that runs go in a fixed order. Given a file, it
+/// is a scenario; in a directory, Pod manifests are skipped.
 fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if !path.is_dir() {
         std::fs::metadata(path)?;
@@ -178,6 +188,7 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         } else if entry
             .extension()
             .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            && !is_kubernetes_object(&entry)
         {
             files.push(entry);
         }
