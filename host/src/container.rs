@@ -1,6 +1,8 @@
 //! One container's lifecycle, as the kubelet drives it: start `run` and postStart side by side
 //! (`Waiting` until postStart returns), then on a stop request run preStop inside the grace
-//! budget, deliver terminate, and kill whatever is left when the grace period runs out.
+//! budget, deliver terminate, and kill whatever is left when the grace period runs out. When it
+//! ends on its own, `restartPolicy` decides whether it starts again, after Kubernetes' back-off
+//! (`CrashLoopBackOff`: 10 s, doubling to 300 s, back to 10 s after 10 minutes of running).
 //!
 //! The grace clock starts before preStop (Kubernetes `killContainer`). If preStop outlasts it,
 //! preStop is killed, terminate is still delivered, and `run` gets at least
@@ -12,7 +14,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+};
 
 use crate::bindings::TerminationReason;
 use crate::clock::{CancelOnDrop, after, sleep};
@@ -82,13 +86,138 @@ struct Supervisor {
     started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
-/// Runs container `index` of `pod` from start to terminated.
-pub(crate) async fn supervise(
+/// The wait before the first restart (Kubernetes' initial back-off).
+pub const BACK_OFF_INITIAL: Duration = Duration::from_secs(10);
+/// The longest wait between restarts.
+pub const BACK_OFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long before it ended restarts after the initial back-off again.
+pub const BACK_OFF_RESET: Duration = Duration::from_secs(600);
+
+/// The kubelet's restart back-off for one container.
+struct BackOff {
+    next: Duration,
+}
+
+impl BackOff {
+    fn new() -> Self {
+        BackOff {
+            next: BACK_OFF_INITIAL,
+        }
+    }
+
+    /// The wait before restarting a container that ran for `ran_for`.
+    fn delay(&mut self, ran_for: Duration) -> Duration {
+        if ran_for >= BACK_OFF_RESET {
+            self.next = BACK_OFF_INITIAL;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACK_OFF_MAX);
+        delay
+    }
+}
+
+/// Runs container `index` of `pod` until it has ended for good: each run of it, and the
+/// restarts its pod's `restartPolicy` asks for.
+pub(crate) async fn supervise(pod: Arc<PodShared>, index: usize, loaded: LoadedContainer) {
+    let spec = pod.spec.containers[index].clone();
+    let clock = pod.host.clock.clone();
+    let mut back_off = BackOff::new();
+    let mut stop_requests = pod.stops[index].subscribe();
+    loop {
+        let context =
+            ContainerContext::new(clock.clone(), pod.host.clock_origin, spec.memory_limit);
+        let started = clock.now();
+        let terminated = run_once(pod.clone(), index, loaded.clone(), context).await;
+        let completed =
+            terminated.exit_code == 0 && terminated.reason.as_deref() == Some("Completed");
+        let stopping = pod.stops[index].get().is_some();
+        if stopping || !pod.spec.restart_policy.restarts(completed) {
+            pod.update_container(index, |status| {
+                status.state = Some(ContainerState {
+                    terminated: Some(terminated),
+                    ..Default::default()
+                });
+                status.started = Some(false);
+                status.ready = false;
+            });
+            return;
+        }
+        let delay = back_off.delay(clock.now().saturating_duration_since(started));
+        let earlier = pod.update_container_returning(index, |status| {
+            let earlier = status.last_state.clone();
+            status.last_state = Some(ContainerState {
+                terminated: Some(terminated.clone()),
+                ..Default::default()
+            });
+            status.state = Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".into()),
+                    message: Some(format!(
+                        "back-off {} restarting failed container={} pod={}",
+                        humantime::format_duration(delay),
+                        spec.name,
+                        pod.spec.name
+                    )),
+                }),
+                ..Default::default()
+            });
+            status.started = Some(false);
+            status.ready = false;
+            earlier
+        });
+        pod.event(
+            EventType::Warning,
+            "BackOff",
+            Some(&spec.name),
+            format!(
+                "Back-off {} restarting failed container {} in pod {}",
+                humantime::format_duration(delay),
+                spec.name,
+                pod.spec.name
+            ),
+        );
+        // A delete during the back-off ends the container where it is: terminated.
+        stop_requests.borrow_and_update();
+        let mut wait = sleep(&clock, delay);
+        let deleted = loop {
+            tokio::select! {
+                biased;
+                changed = stop_requests.changed() => match changed {
+                    Ok(()) if stop_requests.borrow_and_update().is_some() => break true,
+                    Ok(()) => {}
+                    Err(_) => break true,
+                },
+                () = &mut wait => break false,
+            }
+        };
+        if deleted {
+            pod.update_container(index, |status| {
+                status.state = status.last_state.take();
+                status.last_state = earlier;
+            });
+            return;
+        }
+        pod.update_container(index, |status| {
+            status.restart_count += 1;
+            status.state = Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("ContainerCreating".into()),
+                    message: None,
+                }),
+                ..Default::default()
+            });
+        });
+    }
+}
+
+/// Runs the container once: from its start to its end (on its own, or stopped), and says how
+/// it ended.
+async fn run_once(
     pod: Arc<PodShared>,
     index: usize,
     loaded: LoadedContainer,
     context: Arc<ContainerContext>,
-) {
+) -> ContainerStateTerminated {
     let spec = pod.spec.containers[index].clone();
     let tmp_dir = tempfile::Builder::new()
         .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
@@ -120,7 +249,7 @@ pub(crate) async fn supervise(
         stop_reason: None,
         started_at,
     };
-    supervisor.run().await;
+    supervisor.run().await
 }
 
 impl Drop for Supervisor {
@@ -132,7 +261,7 @@ impl Drop for Supervisor {
 }
 
 impl Supervisor {
-    async fn run(&mut self) {
+    async fn run(&mut self) -> ContainerStateTerminated {
         let name = self.spec.name.clone();
         self.pod.event(
             EventType::Normal,
@@ -251,7 +380,7 @@ impl Supervisor {
         for hook in [post_start, pre_stop].into_iter().flatten() {
             let _ = hook.end.await;
         }
-        self.finish(main_end);
+        self.finish(main_end)
     }
 
     /// Starts an instance of `component` calling `entry`, as part of this container.
@@ -470,8 +599,8 @@ impl Supervisor {
         });
     }
 
-    /// Records how the container ended.
-    fn finish(&mut self, end: InstanceEnd) {
+    /// Says how the container ended (an event, and the terminated state to report).
+    fn finish(&mut self, end: InstanceEnd) -> ContainerStateTerminated {
         // A kill is dated when the guest stopped executing, not when the supervisor noticed.
         let ended_at = match &end {
             InstanceEnd::Killed { at, .. } => *at,
@@ -547,27 +676,18 @@ impl Supervisor {
                 None => format!("Container {name} terminated with exit code {exit_code}"),
             },
         );
-        let started_at = self.started_at.clone();
-        let finished_at = self.pod.now_time();
-        self.pod.update_container(self.index, |status| {
-            status.state = Some(ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code,
-                    reason: Some(reason),
-                    message,
-                    started_at: Some(started_at),
-                    finished_at: Some(finished_at),
-                    // Only wasmlet's own kills are a SIGKILL; a guest may exit with 137 itself.
-                    signal: killed_by_wasmlet.then_some(9),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-            status.started = Some(false);
-            status.ready = false;
-        });
         // The container's /tmp goes with it.
         drop(self.tmp_dir.take());
+        ContainerStateTerminated {
+            exit_code,
+            reason: Some(reason),
+            message,
+            started_at: Some(self.started_at.clone()),
+            finished_at: Some(self.pod.now_time()),
+            // Only wasmlet's own kills are a SIGKILL; a guest may exit with 137 itself.
+            signal: killed_by_wasmlet.then_some(9),
+            ..Default::default()
+        }
     }
 
     /// The container's argv: its name, then `args`.
@@ -644,6 +764,18 @@ impl HookFailure {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_to_five_minutes_and_resets_after_ten_minutes_of_running() {
+        let mut back_off = BackOff::new();
+        let quick = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..8).map(|_| back_off.delay(quick).as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(back_off.delay(Duration::from_secs(600)), BACK_OFF_INITIAL);
+        assert_eq!(back_off.delay(quick), Duration::from_secs(20));
+    }
+
     #[test]
     fn exit_codes_match_signals() {
         assert_eq!(super::EXIT_KILLED, 128 + 9);

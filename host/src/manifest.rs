@@ -24,6 +24,8 @@ pub struct PodSpec {
     pub namespace: String,
     /// `spec.terminationGracePeriodSeconds`; `None` means the host's default (30 s).
     pub termination_grace_period: Option<Duration>,
+    /// `spec.restartPolicy`: `Always` when absent, as in Kubernetes.
+    pub restart_policy: RestartPolicy,
     /// `spec.containers`, in order.
     pub containers: Vec<ContainerSpec>,
 }
@@ -45,6 +47,30 @@ pub struct ContainerSpec {
     pub post_start: Option<Handler>,
     /// `lifecycle.preStop`.
     pub pre_stop: Option<Handler>,
+}
+
+/// When a container that ended is started again (`spec.restartPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Whenever it ends (Kubernetes' default).
+    #[default]
+    Always,
+    /// When it ends with a failure (not `Completed`).
+    OnFailure,
+    /// Never: it runs once.
+    Never,
+}
+
+impl RestartPolicy {
+    /// Whether a container that ended as `completed` (exit 0, reason `Completed`) or not is
+    /// started again.
+    pub fn restarts(self, completed: bool) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !completed,
+            RestartPolicy::Never => false,
+        }
+    }
 }
 
 /// A lifecycle hook handler from the manifest.
@@ -268,19 +294,20 @@ impl PodSpec {
             }
             Some(seconds) => Some(Duration::from_secs(seconds as u64)),
         };
-        match spec.restart_policy.as_deref() {
-            None | Some("Never") => {}
-            Some(policy @ ("Always" | "OnFailure")) => problem(
-                "spec.restartPolicy",
-                format!(
-                    "`{policy}` is not supported yet: wasmlet runs each container once; use `Never`"
-                ),
-            ),
-            Some(other) => problem(
-                "spec.restartPolicy",
-                format!("`{other}` is not a restart policy; expected Always, OnFailure or Never"),
-            ),
-        }
+        let restart_policy = match spec.restart_policy.as_deref() {
+            None | Some("Always") => RestartPolicy::Always,
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            Some(other) => {
+                problem(
+                    "spec.restartPolicy",
+                    format!(
+                        "`{other}` is not a restart policy; expected Always, OnFailure or Never"
+                    ),
+                );
+                RestartPolicy::Always
+            }
+        };
         if spec.containers.is_empty() {
             problem(
                 "spec.containers",
@@ -309,6 +336,7 @@ impl PodSpec {
                 name,
                 namespace,
                 termination_grace_period: grace,
+                restart_policy,
                 containers,
             })
         } else {
@@ -316,8 +344,9 @@ impl PodSpec {
         }
     }
 
-    /// A pod of one container running the component at `path` with `args`: what
-    /// `wasmlet run component.wasm` runs. The pod and container are named after the file.
+    /// A pod of one container running the component at `path` with `args`, once
+    /// (`restartPolicy: Never`): what `wasmlet run component.wasm` runs. The pod and container
+    /// are named after the file.
     pub fn for_component(path: impl AsRef<Path>, args: Vec<String>) -> PodSpec {
         let path = path.as_ref();
         let stem = path
@@ -339,6 +368,7 @@ impl PodSpec {
             name: name.clone(),
             namespace: "default".into(),
             termination_grace_period: None,
+            restart_policy: RestartPolicy::Never,
             containers: vec![ContainerSpec {
                 name,
                 image: path.to_path_buf(),

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::bindings::TerminationReason;
 use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
-use crate::guest::{ContainerContext, LoadedComponent};
+use crate::guest::LoadedComponent;
 use crate::host::HostInner;
 use crate::manifest::PodSpec;
 use crate::signal::Watched;
@@ -46,6 +46,7 @@ pub(crate) struct LoadedPod {
     pub containers: Vec<LoadedContainer>,
 }
 
+#[derive(Clone)]
 pub(crate) struct LoadedContainer {
     pub main: Arc<LoadedComponent>,
     pub exec: HashMap<PathBuf, Arc<LoadedComponent>>,
@@ -126,14 +127,10 @@ impl Pod {
                     humantime::format_duration(round_ms(loaded.load_time))
                 ),
             );
-            let context =
-                ContainerContext::new(clock.clone(), shared.host.clock_origin, spec.memory_limit);
-
             supervisors.push(tokio::spawn(container::supervise(
                 shared.clone(),
                 index,
                 loaded,
-                context,
             )));
         }
         let pod = Pod { shared };
@@ -341,13 +338,23 @@ impl PodShared {
 
     /// Changes one container's status and recomputes the pod phase.
     pub fn update_container(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
+        self.update_container_returning(index, change);
+    }
+
+    /// [`PodShared::update_container`], returning what `change` returns.
+    pub fn update_container_returning<R: Default>(
+        &self,
+        index: usize,
+        change: impl FnOnce(&mut ContainerStatus) -> R,
+    ) -> R {
+        let mut result = R::default();
         self.status.send_modify(|status| {
             if let Some(container) = status
                 .container_statuses
                 .as_mut()
                 .and_then(|all| all.get_mut(index))
             {
-                change(container);
+                result = change(container);
             }
             status.phase = Some(phase(status).into());
         });
@@ -359,6 +366,7 @@ impl PodShared {
                 tap(now, &status);
             }
         }
+        result
     }
 
     pub fn now_time(&self) -> Time {
@@ -382,10 +390,12 @@ fn phase(status: &PodStatus) -> &'static str {
         } else {
             "Failed"
         }
-    } else if containers
-        .iter()
-        .any(|c| c.state.as_ref().is_some_and(|s| s.waiting.is_some()))
-    {
+    } else if containers.iter().any(|c| {
+        // Waiting to start for the first time; one waiting to restart keeps the pod Running.
+        c.state.as_ref().is_some_and(|s| s.waiting.is_some())
+            && c.restart_count == 0
+            && c.last_state.is_none()
+    }) {
         "Pending"
     } else {
         "Running"

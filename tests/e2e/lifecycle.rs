@@ -427,6 +427,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: job-and-server}
 spec:
+  restartPolicy: Never
   terminationGracePeriodSeconds: 2
   containers:
     - name: job

@@ -155,11 +155,20 @@ spec:
 }
 
 #[test]
-fn restart_policies_other_than_never_are_refused_for_now() {
+fn restart_policies_are_the_three_of_kubernetes() {
+    for policy in ["Always", "OnFailure", "Never"] {
+        accepted(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: x}}\nspec:\n  restartPolicy: {policy}\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n"
+        ));
+    }
     let found = problems(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  restartPolicy: Always\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  restartPolicy: Sometimes\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n",
     );
-    has(&found, "spec.restartPolicy", "use `Never`");
+    has(
+        &found,
+        "spec.restartPolicy",
+        "expected Always, OnFailure or Never",
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn single(name: &str, component: &str, grace_seconds: u64, extra: &str) -> P
         .map(|line| format!("      {line}\n"))
         .collect::<String>();
     spec(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  \
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  \
          terminationGracePeriodSeconds: {grace_seconds}\n  containers:\n    - name: app\n      \
          image: ../../target/components/{component}.wasm\n{extra}"
     ))
