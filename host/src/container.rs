@@ -25,7 +25,7 @@ use crate::guest::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LoadedComponent,
     LogTarget, spawn_instance, spawn_task,
 };
-use crate::manifest::{ContainerSpec, Handler};
+use crate::manifest::{ContainerSpec, Handler, RestartPolicy};
 use crate::pod::{LoadedContainer, PodShared, StopRequest};
 
 /// Exit code of a killed container: 128 + SIGKILL.
@@ -116,10 +116,15 @@ impl BackOff {
     }
 }
 
-/// Runs container `index` of `pod` until it has ended for good: each run of it, and the
-/// restarts its pod's `restartPolicy` asks for.
-pub(crate) async fn supervise(pod: Arc<PodShared>, index: usize, loaded: LoadedContainer) {
-    let spec = pod.spec.containers[index].clone();
+/// Runs the container of `slot` until it has ended for good: each run of it, and the restarts
+/// `policy` asks for. Returns how its last run ended.
+pub(crate) async fn supervise(
+    pod: Arc<PodShared>,
+    index: usize,
+    loaded: LoadedContainer,
+    policy: RestartPolicy,
+) -> ContainerStateTerminated {
+    let spec = pod.container(index).clone();
     let clock = pod.host.clock.clone();
     let mut back_off = BackOff::new();
     let mut stop_requests = pod.stops[index].subscribe();
@@ -131,16 +136,16 @@ pub(crate) async fn supervise(pod: Arc<PodShared>, index: usize, loaded: LoadedC
         let completed =
             terminated.exit_code == 0 && terminated.reason.as_deref() == Some("Completed");
         let stopping = pod.stops[index].get().is_some();
-        if stopping || !pod.spec.restart_policy.restarts(completed) {
+        if stopping || !policy.restarts(completed) {
             pod.update_container(index, |status| {
                 status.state = Some(ContainerState {
-                    terminated: Some(terminated),
+                    terminated: Some(terminated.clone()),
                     ..Default::default()
                 });
                 status.started = Some(false);
                 status.ready = false;
             });
-            return;
+            return terminated;
         }
         let delay = back_off.delay(clock.now().saturating_duration_since(started));
         let earlier = pod.update_container_returning(index, |status| {
@@ -195,7 +200,7 @@ pub(crate) async fn supervise(pod: Arc<PodShared>, index: usize, loaded: LoadedC
                 status.state = status.last_state.take();
                 status.last_state = earlier;
             });
-            return;
+            return terminated;
         }
         pod.update_container(index, |status| {
             status.restart_count += 1;
@@ -218,7 +223,7 @@ async fn run_once(
     loaded: LoadedContainer,
     context: Arc<ContainerContext>,
 ) -> ContainerStateTerminated {
-    let spec = pod.spec.containers[index].clone();
+    let spec = pod.container(index).clone();
     let tmp_dir = tempfile::Builder::new()
         .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
         .tempdir();

@@ -224,7 +224,7 @@ impl Host {
 
     fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<crate::pod::LoadedPod> {
         let mut containers = Vec::new();
-        for container in &spec.containers {
+        for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
             let main = self
                 .load_component(&container.image)

@@ -26,6 +26,9 @@ pub struct PodSpec {
     pub termination_grace_period: Option<Duration>,
     /// `spec.restartPolicy`: `Always` when absent, as in Kubernetes.
     pub restart_policy: RestartPolicy,
+    /// `spec.initContainers`, in order: each runs to completion before the next starts, except
+    /// sidecars, which start and keep running beside the app containers.
+    pub init_containers: Vec<ContainerSpec>,
     /// `spec.containers`, in order.
     pub containers: Vec<ContainerSpec>,
 }
@@ -47,6 +50,9 @@ pub struct ContainerSpec {
     pub post_start: Option<Handler>,
     /// `lifecycle.preStop`.
     pub pre_stop: Option<Handler>,
+    /// An init container with `restartPolicy: Always`: a sidecar, started before the app
+    /// containers, restarted whenever it ends, and stopped after them.
+    pub sidecar: bool,
 }
 
 /// When a container that ended is started again (`spec.restartPolicy`).
@@ -140,6 +146,8 @@ const SUPPORTED: &[&str] = &[
     "metadata.annotations.*",
     "spec.terminationGracePeriodSeconds",
     "spec.restartPolicy",
+    "spec.initContainers",
+    "spec.containers[].restartPolicy",
     "spec.containers[].name",
     "spec.containers[].image",
     "spec.containers[].imagePullPolicy",
@@ -315,18 +323,72 @@ impl PodSpec {
             );
         }
         let mut names = HashSet::new();
+        let mut init_containers = Vec::new();
         let mut containers = Vec::new();
         let mut container_problems = Vec::new();
-        for (index, container) in spec.containers.iter().enumerate() {
-            let at = format!("spec.containers[{index}]");
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, c)| (true, format!("spec.initContainers[{index}]"), c))
+            .chain(
+                spec.containers
+                    .iter()
+                    .enumerate()
+                    .map(|(index, c)| (false, format!("spec.containers[{index}]"), c)),
+            );
+        for (init, at, container) in all {
             if !names.insert(container.name.clone()) {
                 problem(
                     &format!("{at}.name"),
-                    format!("duplicate container name `{}`", container.name),
+                    format!(
+                        "duplicate container name `{}` (names are unique across containers and \
+                         initContainers)",
+                        container.name
+                    ),
+                );
+            }
+            let sidecar = match (init, container.restart_policy.as_deref()) {
+                (_, None) => false,
+                (true, Some("Always")) => true,
+                (true, Some(other)) => {
+                    problem(
+                        &format!("{at}.restartPolicy"),
+                        format!(
+                            "`{other}` is not allowed: an init container's restartPolicy can \
+                             only be `Always`, which makes it a sidecar"
+                        ),
+                    );
+                    false
+                }
+                (false, Some(_)) => {
+                    problem(
+                        &format!("{at}.restartPolicy"),
+                        "only init containers may set restartPolicy (`Always` makes one a \
+                         sidecar); app containers follow spec.restartPolicy"
+                            .into(),
+                    );
+                    false
+                }
+            };
+            if init && !sidecar && container.lifecycle.is_some() {
+                problem(
+                    &format!("{at}.lifecycle"),
+                    "an init container may not have lifecycle hooks unless it is a sidecar \
+                     (restartPolicy: Always), as in Kubernetes"
+                        .into(),
                 );
             }
             match container_spec(container, &at, base, grace.unwrap_or(DEFAULT_GRACE_PERIOD)) {
-                Ok(spec) => containers.push(spec),
+                Ok(mut spec) => {
+                    spec.sidecar = sidecar;
+                    if init {
+                        init_containers.push(spec);
+                    } else {
+                        containers.push(spec);
+                    }
+                }
                 Err(more) => container_problems.extend(more),
             }
         }
@@ -337,6 +399,7 @@ impl PodSpec {
                 namespace,
                 termination_grace_period: grace,
                 restart_policy,
+                init_containers,
                 containers,
             })
         } else {
@@ -369,6 +432,7 @@ impl PodSpec {
             namespace: "default".into(),
             termination_grace_period: None,
             restart_policy: RestartPolicy::Never,
+            init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name,
                 image: path.to_path_buf(),
@@ -377,6 +441,7 @@ impl PodSpec {
                 memory_limit: None,
                 post_start: None,
                 pre_stop: None,
+                sidecar: false,
             }],
         }
     }
@@ -461,6 +526,7 @@ fn container_spec(
             memory_limit,
             post_start,
             pre_stop,
+            sidecar: false,
         }),
         _ => Err(problems),
     }
@@ -670,7 +736,7 @@ fn check_fields(
                 };
                 let known_child = known.get(&key).unwrap_or(&serde_yaml::Value::Null);
                 path.push(key);
-                let pattern = pattern_of(path);
+                let pattern = container_pattern(pattern_of(path));
                 if let Some((_, why)) = EXPLAINED.iter().find(|(p, _)| matches(p, &pattern)) {
                     problems.push(Problem {
                         path: path.join("."),
@@ -704,6 +770,17 @@ fn check_fields(
         }
         _ => {}
     }
+}
+
+/// Init containers take the fields of containers: `spec.initContainers[]…` is checked as
+/// `spec.containers[]…`.
+fn container_pattern(mut pattern: Vec<String>) -> Vec<String> {
+    if pattern.first().is_some_and(|s| s == "spec")
+        && pattern.get(1).is_some_and(|s| s == "initContainers[]")
+    {
+        pattern[1] = "containers[]".into();
+    }
+    pattern
 }
 
 /// `spec.containers[3].args[0]` → `spec`, `containers[]`, `args[]`. Segments are kept apart (never

@@ -17,7 +17,7 @@ use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
 use crate::guest::LoadedComponent;
 use crate::host::HostInner;
-use crate::manifest::PodSpec;
+use crate::manifest::{PodSpec, RestartPolicy};
 use crate::signal::Watched;
 
 /// A function that sees every status of a pod, with when it took effect.
@@ -63,60 +63,81 @@ pub(crate) struct PodShared {
     pub spec: PodSpec,
     pub host: Arc<HostInner>,
     pub hub: UpdateHub,
-    /// The stop request in force, one cell per container: a request reaches the containers in
-    /// manifest order.
+    /// The stop request for the whole pod (the latest that superseded the others).
+    stop_request: Watched<Option<StopRequest>>,
+    /// The stop request in force for each container slot (init containers first, then app
+    /// containers): a request reaches the containers in that order, and sidecars only once the
+    /// app containers have ended.
     pub stops: Vec<Watched<Option<StopRequest>>>,
     status: watch::Sender<PodStatus>,
     /// Called with every status change and when it happened (see [`UpdateHub::tap`]).
     status_taps: std::sync::Mutex<Vec<StatusTap>>,
-
+    /// Set when nothing of the pod runs or will run again: only then is its phase final.
+    finished: std::sync::atomic::AtomicBool,
     started: Instant,
+}
+
+/// The status of a container that has not started, waiting for `reason`.
+fn waiting_status(container: &crate::manifest::ContainerSpec, reason: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: container.name.clone(),
+        image: container.image.display().to_string(),
+        image_id: String::new(),
+        ready: false,
+        restart_count: 0,
+        started: Some(false),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 impl Pod {
     pub(crate) fn start(host: Arc<HostInner>, spec: PodSpec, loaded: LoadedPod) -> Pod {
         let clock = host.clock.clone();
         let start_time = time(clock.wall_time());
+        // Kubernetes' reasons: app containers wait for the init containers to finish.
+        let app_reason = if spec.init_containers.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
         let status = PodStatus {
             phase: Some("Pending".into()),
             start_time: Some(start_time),
+            init_container_statuses: (!spec.init_containers.is_empty()).then(|| {
+                spec.init_containers
+                    .iter()
+                    .map(|c| waiting_status(c, "PodInitializing"))
+                    .collect()
+            }),
             container_statuses: Some(
                 spec.containers
                     .iter()
-                    .map(|c| ContainerStatus {
-                        name: c.name.clone(),
-                        image: c.image.display().to_string(),
-                        image_id: String::new(),
-                        ready: false,
-                        restart_count: 0,
-                        started: Some(false),
-                        state: Some(ContainerState {
-                            waiting: Some(ContainerStateWaiting {
-                                reason: Some("ContainerCreating".into()),
-                                message: None,
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    })
+                    .map(|c| waiting_status(c, app_reason))
                     .collect(),
             ),
             ..Default::default()
         };
-        let stops = spec.containers.iter().map(|_| Watched::new(None)).collect();
+        let slots = spec.init_containers.len() + spec.containers.len();
         let shared = Arc::new(PodShared {
             spec,
             host,
             hub: UpdateHub::new(),
-            stops,
+            stop_request: Watched::new(None),
+            stops: (0..slots).map(|_| Watched::new(None)).collect(),
             status: watch::Sender::new(status),
             status_taps: std::sync::Mutex::new(Vec::new()),
-
+            finished: std::sync::atomic::AtomicBool::new(false),
             started: clock.now(),
         });
-        let mut supervisors = Vec::new();
-        for (index, loaded) in loaded.containers.into_iter().enumerate() {
-            let spec = &shared.spec.containers[index];
+        for (slot, loaded) in loaded.containers.iter().enumerate() {
+            let spec = shared.container(slot);
             shared.event(
                 EventType::Normal,
                 "Pulled",
@@ -127,45 +148,9 @@ impl Pod {
                     humantime::format_duration(round_ms(loaded.load_time))
                 ),
             );
-            supervisors.push(tokio::spawn(container::supervise(
-                shared.clone(),
-                index,
-                loaded,
-            )));
         }
-        let pod = Pod { shared };
-        let finisher = pod.shared.clone();
-        tokio::spawn(async move {
-            for (index, supervisor) in supervisors.into_iter().enumerate() {
-                if let Err(failure) = supervisor.await {
-                    // The supervisor killed the container's instances as it unwound; what is
-                    // left is to say so, or the pod would never end.
-                    tracing::error!("the supervisor of container {index} failed: {failure}");
-                    let finished_at = finisher.now_time();
-                    finisher.update_container(index, |status| {
-                        if status
-                            .state
-                            .as_ref()
-                            .is_some_and(|s| s.terminated.is_none())
-                        {
-                            status.state = Some(ContainerState {
-                                terminated: Some(ContainerStateTerminated {
-                                    exit_code: 1,
-                                    reason: Some("Error".into()),
-                                    message: Some(format!("wasmlet failed: {failure}")),
-                                    finished_at: Some(finished_at),
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
-                            });
-                            status.ready = false;
-                        }
-                    });
-                }
-            }
-            finisher.hub.close();
-        });
-        pod
+        tokio::spawn(run_pod(shared.clone(), loaded.containers));
+        Pod { shared }
     }
 
     /// The pod's name.
@@ -231,23 +216,15 @@ impl Pod {
             reason,
             message: message.into(),
         };
-        for stop in &self.shared.stops {
-            stop.send_if_modified(|current| {
-                let supersedes = match current {
-                    None => true,
-                    // A kill always goes through (a running stop's deadline may have been
-                    // extended past the first request's, after a preStop); otherwise only an
-                    // earlier deadline.
-                    Some(existing) => {
-                        (request.is_kill() && !existing.is_kill())
-                            || request.deadline < existing.deadline
-                    }
-                };
-                if supersedes {
-                    *current = Some(request.clone());
-                }
-                supersedes
-            });
+        if !supersede(&self.shared.stop_request, &request) {
+            return;
+        }
+        for (slot, stop) in self.shared.stops.iter().enumerate() {
+            // A sidecar hears of the stop from the pod runner, once the app containers have
+            // ended; after that, a later request (a shorter grace, a kill) reaches it too.
+            if !self.shared.container(slot).sidecar || stop.get().is_some() {
+                supersede(stop, &request);
+            }
         }
     }
 
@@ -263,9 +240,10 @@ impl Pod {
         taps.push(tap);
     }
 
-    /// Waits until every container has terminated and returns the final status.
+    /// Waits until the pod has finished — nothing of it runs or will run again (its phase is
+    /// `Succeeded` or `Failed`) — and returns the final status.
     pub async fn wait(&self) -> PodStatus {
-        self.wait_until(all_terminated).await
+        self.wait_until(phase_is_final).await
     }
 
     /// Waits until the pod's status satisfies `condition`, and returns that status.
@@ -278,18 +256,135 @@ impl Pod {
         status.unwrap_or_else(|_| self.status())
     }
 
-    /// Waits until every container is `Running` (postStart done) or has already ended.
+    /// Waits until every app container is `Running` (postStart done) or has already ended, or
+    /// the pod has finished without getting there (an init container failed).
     pub async fn wait_running(&self) -> PodStatus {
         self.wait_until(|status| {
             // A container that already ended will not be Running: it does not hold this up.
-            status.container_statuses.iter().flatten().all(|c| {
-                c.state
-                    .as_ref()
-                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-            })
+            phase_is_final(status)
+                || status.container_statuses.iter().flatten().all(|c| {
+                    c.state
+                        .as_ref()
+                        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                })
         })
         .await
     }
+}
+
+/// Whether the pod has finished: `Succeeded` or `Failed`.
+pub fn phase_is_final(status: &PodStatus) -> bool {
+    matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+}
+
+/// Lets `request` replace what `cell` holds if it supersedes it; says whether it did. A kill
+/// always goes through (a running stop's deadline may have been extended past the first
+/// request's, after a preStop); otherwise only an earlier deadline.
+fn supersede(cell: &Watched<Option<StopRequest>>, request: &StopRequest) -> bool {
+    cell.send_if_modified(|current| {
+        let supersedes = match current {
+            None => true,
+            Some(existing) => {
+                (request.is_kill() && !existing.is_kill()) || request.deadline < existing.deadline
+            }
+        };
+        if supersedes {
+            *current = Some(request.clone());
+        }
+        supersedes
+    })
+}
+
+/// Runs a pod: its init containers in order (sidecars started and left running), then its app
+/// containers, then stops the sidecars in reverse order once the app containers have ended.
+async fn run_pod(shared: Arc<PodShared>, loaded: Vec<LoadedContainer>) {
+    let init_count = shared.spec.init_containers.len();
+    let mut loaded = loaded.into_iter();
+    let mut sidecars = Vec::new();
+    let mut initialized = true;
+    for slot in 0..init_count {
+        let container = loaded.next().expect("one loaded container per slot");
+        if shared.stop_requested() {
+            initialized = false;
+            break;
+        }
+        if shared.container(slot).sidecar {
+            let supervisor = tokio::spawn(container::supervise(
+                shared.clone(),
+                slot,
+                container,
+                RestartPolicy::Always,
+            ));
+            // The next container starts once the sidecar has started (postStart done).
+            let mut stops = shared.stop_request.subscribe();
+            let mut status = shared.status.subscribe();
+            tokio::select! {
+                biased;
+                _ = stops.wait_for(Option::is_some) => {}
+                _ = status.wait_for(|status| shared.has_started(slot, status)) => {}
+            }
+            sidecars.push((slot, supervisor));
+        } else {
+            // Init containers must complete: under `Always` they restart on failure only.
+            let policy = match shared.spec.restart_policy {
+                RestartPolicy::Always => RestartPolicy::OnFailure,
+                policy => policy,
+            };
+            let supervisor = tokio::spawn(container::supervise(
+                shared.clone(),
+                slot,
+                container,
+                policy,
+            ));
+            match shared.join(slot, supervisor).await {
+                Some(end) if end.exit_code == 0 && end.reason.as_deref() == Some("Completed") => {}
+                _ => {
+                    initialized = false;
+                    break;
+                }
+            }
+        }
+    }
+    if initialized && !shared.stop_requested() {
+        let mut apps = Vec::new();
+        for slot in init_count..shared.stops.len() {
+            let container = loaded.next().expect("one loaded container per slot");
+            if init_count > 0 {
+                shared.update_container(slot, |status| {
+                    status.state =
+                        waiting_status(shared.container(slot), "ContainerCreating").state;
+                });
+            }
+            apps.push((
+                slot,
+                tokio::spawn(container::supervise(
+                    shared.clone(),
+                    slot,
+                    container,
+                    shared.spec.restart_policy,
+                )),
+            ));
+        }
+        for (slot, supervisor) in apps {
+            shared.join(slot, supervisor).await;
+        }
+    }
+    for (slot, supervisor) in sidecars.into_iter().rev() {
+        let request = shared.stop_request.get().unwrap_or_else(|| {
+            shared.stop_request_now(
+                None,
+                TerminationReason::PodCompleted,
+                "every app container of the pod has ended",
+            )
+        });
+        supersede(&shared.stops[slot], &request);
+        shared.join(slot, supervisor).await;
+    }
+    shared
+        .finished
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    shared.refresh_phase();
+    shared.hub.close();
 }
 
 /// Whether every container of `status` has terminated.
@@ -302,6 +397,132 @@ pub fn all_terminated(status: &PodStatus) -> bool {
 }
 
 impl PodShared {
+    /// The container of `slot`: init containers first, then app containers.
+    pub fn container(&self, slot: usize) -> &crate::manifest::ContainerSpec {
+        let init = &self.spec.init_containers;
+        init.get(slot)
+            .unwrap_or_else(|| &self.spec.containers[slot - init.len()])
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop_request.get().is_some()
+    }
+
+    /// A stop request made now.
+    fn stop_request_now(
+        &self,
+        grace_period: Option<Duration>,
+        reason: TerminationReason,
+        message: &str,
+    ) -> StopRequest {
+        let grace_period = grace_period.unwrap_or_else(|| self.grace_period());
+        StopRequest {
+            grace_period,
+            deadline: crate::clock::after(self.host.clock.now(), grace_period),
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the container of `slot` has started (is running, or ran and ended).
+    fn has_started(&self, slot: usize, status: &PodStatus) -> bool {
+        self.status_of(slot, status).is_some_and(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        })
+    }
+
+    fn status_of<'s>(&self, slot: usize, status: &'s PodStatus) -> Option<&'s ContainerStatus> {
+        let init = self.spec.init_containers.len();
+        if slot < init {
+            status.init_container_statuses.as_ref()?.get(slot)
+        } else {
+            status.container_statuses.as_ref()?.get(slot - init)
+        }
+    }
+
+    /// Waits for the supervisor of `slot`; returns how the container ended. If the supervisor
+    /// itself failed, the container is reported as ended by that failure (it killed the
+    /// container's instances as it unwound), or the pod would never end.
+    async fn join(
+        &self,
+        slot: usize,
+        supervisor: tokio::task::JoinHandle<ContainerStateTerminated>,
+    ) -> Option<ContainerStateTerminated> {
+        match supervisor.await {
+            Ok(end) => Some(end),
+            Err(failure) => {
+                tracing::error!("the supervisor of container slot {slot} failed: {failure}");
+                let finished_at = self.now_time();
+                self.update_container(slot, |status| {
+                    if status
+                        .state
+                        .as_ref()
+                        .is_some_and(|s| s.terminated.is_none())
+                    {
+                        status.state = Some(ContainerState {
+                            terminated: Some(ContainerStateTerminated {
+                                exit_code: 1,
+                                reason: Some("Error".into()),
+                                message: Some(format!("wasmlet failed: {failure}")),
+                                finished_at: Some(finished_at),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        });
+                        status.ready = false;
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    /// The pod phase Kubernetes derives from container states: `Pending` until the init
+    /// containers have completed and every app container has started once; `Running` while
+    /// anything runs or will run again; at the end `Succeeded` if the init containers and every
+    /// app container completed, `Failed` otherwise. Sidecars do not count.
+    fn phase(&self, status: &PodStatus) -> &'static str {
+        let completed = |c: &&ContainerStatus| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"))
+        };
+        let never_ran = |c: &&ContainerStatus| {
+            c.state.as_ref().is_some_and(|s| s.waiting.is_some())
+                && c.restart_count == 0
+                && c.last_state.is_none()
+        };
+        let init: Vec<&ContainerStatus> = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .zip(&self.spec.init_containers)
+            .filter(|(_, spec)| !spec.sidecar)
+            .map(|(status, _)| status)
+            .collect();
+        let apps: Vec<&ContainerStatus> = status.container_statuses.iter().flatten().collect();
+        let initialized = init.iter().all(completed);
+        if self.finished.load(std::sync::atomic::Ordering::SeqCst) {
+            if initialized && !apps.is_empty() && apps.iter().all(completed) {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if !initialized || apps.iter().any(never_ran) {
+            "Pending"
+        } else {
+            "Running"
+        }
+    }
+
+    /// Recomputes the phase (after the pod finished).
+    fn refresh_phase(&self) {
+        self.modify_status(|_| ());
+    }
+
     pub fn grace_period(&self) -> Duration {
         self.spec
             .termination_grace_period
@@ -347,16 +568,24 @@ impl PodShared {
         index: usize,
         change: impl FnOnce(&mut ContainerStatus) -> R,
     ) -> R {
-        let mut result = R::default();
-        self.status.send_modify(|status| {
-            if let Some(container) = status
-                .container_statuses
-                .as_mut()
-                .and_then(|all| all.get_mut(index))
-            {
-                result = change(container);
+        let init = self.spec.init_containers.len();
+        self.modify_status(|status| {
+            let container = if index < init {
+                status.init_container_statuses.as_mut()
+            } else {
+                status.container_statuses.as_mut()
             }
-            status.phase = Some(phase(status).into());
+            .and_then(|all| all.get_mut(index.checked_sub(init).unwrap_or(index)));
+            container.map(change).unwrap_or_default()
+        })
+    }
+
+    /// Changes the status, recomputes the phase, and tells the status taps.
+    fn modify_status<R>(&self, change: impl FnOnce(&mut PodStatus) -> R) -> R {
+        let mut result = None;
+        self.status.send_modify(|status| {
+            result = Some(change(status));
+            status.phase = Some(self.phase(status).into());
         });
         let taps = self.status_taps.lock().unwrap();
         if !taps.is_empty() {
@@ -366,39 +595,11 @@ impl PodShared {
                 tap(now, &status);
             }
         }
-        result
+        result.expect("send_modify runs its closure")
     }
 
     pub fn now_time(&self) -> Time {
         time(self.host.clock.wall_time())
-    }
-}
-
-/// The pod phase Kubernetes derives from container states.
-fn phase(status: &PodStatus) -> &'static str {
-    let containers: Vec<_> = status.container_statuses.iter().flatten().collect();
-    let terminated: Vec<_> = containers
-        .iter()
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
-        .collect();
-    if !containers.is_empty() && terminated.len() == containers.len() {
-        if terminated
-            .iter()
-            .all(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"))
-        {
-            "Succeeded"
-        } else {
-            "Failed"
-        }
-    } else if containers.iter().any(|c| {
-        // Waiting to start for the first time; one waiting to restart keeps the pod Running.
-        c.state.as_ref().is_some_and(|s| s.waiting.is_some())
-            && c.restart_count == 0
-            && c.last_state.is_none()
-    }) {
-        "Pending"
-    } else {
-        "Running"
     }
 }
 

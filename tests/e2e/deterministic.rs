@@ -64,6 +64,14 @@ fn every_scenario_gives_its_golden_trace_on_each_of_100_runs() {
                     let scenario = Scenario::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
                     let golden = std::fs::read_to_string(scenario.golden_file())
                         .unwrap_or_else(|e| panic!("golden trace of {}: {e}", file.display()));
+                    // A trace must not depend on where the checkout is.
+                    let checkout = scenarios_dir().canonicalize().unwrap();
+                    let checkout = checkout.parent().unwrap().parent().unwrap();
+                    assert!(
+                        !golden.contains(&*checkout.to_string_lossy()),
+                        "{} names the checkout's path",
+                        file.display()
+                    );
                     for run in 1..=100 {
                         let outcome = scenario.run(RunOptions::default()).unwrap();
                         assert!(

@@ -517,3 +517,47 @@ fn sdk_components_declare_the_hooks_they_implement() {
     let hello = load(HELLO);
     assert!(!hello.has_post_start() && !hello.has_pre_stop());
 }
+
+#[tokio::test]
+async fn init_containers_then_app_then_sidecar_stop_in_real_time() {
+    let pod = start(spec(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ordered}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  initContainers:
+    - name: proxy
+      image: ../../target/components/cooperative.wasm
+      restartPolicy: Always
+    - name: setup
+      image: ../../target/components/hello.wasm
+      args: ["setup"]
+  containers:
+    - name: app
+      image: ../../target/components/hello.wasm
+      args: ["app", "--sleep", "0.2"]
+"#,
+    ))
+    .await;
+    let status = finished(&pod).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{status:#?}");
+    let history = history(&pod).await;
+    let events: Vec<String> = events(&history)
+        .into_iter()
+        .map(|e| format!("{} {}", e.reason, e.container.unwrap_or_default()))
+        .collect();
+    let at = |what: &str| position(&events, what);
+    // The sidecar starts first, the init container runs to completion, then the app; the
+    // sidecar is stopped only after the app completed.
+    assert!(at("Started proxy") < at("Started setup"), "{events:?}");
+    assert!(at("Completed setup") < at("Started app"), "{events:?}");
+    assert!(at("Completed app") < at("Killing proxy"), "{events:?}");
+    let lines = lines(&history);
+    position(
+        &lines,
+        "terminate received (TerminationReason::PodCompleted)",
+    );
+}

@@ -197,3 +197,66 @@ fn huge_grace_periods_are_accepted_and_mean_never() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: patient}\nspec:\n  terminationGracePeriodSeconds: 9223372036854775807\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n",
     );
 }
+
+#[test]
+fn init_containers_and_sidecars_are_checked_as_kubernetes_does() {
+    let found = problems(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: x}
+spec:
+  initContainers:
+    - name: setup
+      image: ../../target/components/hello.wasm
+      restartPolicy: OnFailure
+    - name: hooked
+      image: ../../target/components/hello.wasm
+      lifecycle:
+        preStop: {sleep: {seconds: 1}}
+    - name: app
+      image: ../../target/components/hello.wasm
+  containers:
+    - name: app
+      image: ../../target/components/hello.wasm
+      restartPolicy: Always
+"#,
+    );
+    has(
+        &found,
+        "spec.initContainers[0].restartPolicy",
+        "can only be `Always`",
+    );
+    has(
+        &found,
+        "spec.initContainers[1].lifecycle",
+        "unless it is a sidecar",
+    );
+    has(
+        &found,
+        "spec.containers[0].name",
+        "duplicate container name `app`",
+    );
+    has(
+        &found,
+        "spec.containers[0].restartPolicy",
+        "only init containers",
+    );
+    accepted(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: x}
+spec:
+  initContainers:
+    - name: proxy
+      image: ../../target/components/cooperative.wasm
+      restartPolicy: Always
+      lifecycle:
+        preStop: {sleep: {seconds: 1}}
+  containers:
+    - name: app
+      image: ../../target/components/hello.wasm
+"#,
+    );
+}

@@ -286,7 +286,7 @@ impl Simulation {
 
     /// Starts a pod now: loading its components takes no virtual time.
     pub fn start(&mut self, spec: PodSpec) -> anyhow::Result<Pod> {
-        for container in &spec.containers {
+        for container in spec.init_containers.iter().chain(&spec.containers) {
             self.alias_path(&container.image);
             for handler in [&container.post_start, &container.pre_stop]
                 .into_iter()
@@ -615,7 +615,8 @@ impl Simulation {
 /// The phase and each container's state, in one line.
 pub fn describe(status: &PodStatus) -> String {
     let mut text = format!("phase {}", status.phase.as_deref().unwrap_or("Unknown"));
-    for container in status.container_statuses.iter().flatten() {
+    let init = status.init_container_statuses.iter().flatten();
+    for container in init.chain(status.container_statuses.iter().flatten()) {
         let state = container.state.as_ref();
         let _ = write!(text, "; {} ", container.name);
         match (

@@ -250,10 +250,11 @@ impl Scenario {
                 Step::Expect { condition, .. } => ("expect", condition),
                 _ => continue,
             };
+            let containers = || pod.init_containers.iter().chain(&pod.containers);
             if let Some(container) = condition.container()
-                && !pod.containers.iter().any(|c| c.name == container)
+                && !containers().any(|c| c.name == container)
             {
-                let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+                let names: Vec<_> = containers().map(|c| c.name.as_str()).collect();
                 return Err(error(
                     &format!("steps[{index}].{kind}.container"),
                     format!(
@@ -545,8 +546,9 @@ impl Condition {
                 restart_count,
             } => {
                 let Some(container) = status
-                    .container_statuses
+                    .init_container_statuses
                     .iter()
+                    .chain(&status.container_statuses)
                     .flatten()
                     .find(|c| c.name == *name)
                 else {

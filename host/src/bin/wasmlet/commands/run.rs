@@ -172,10 +172,21 @@ fn format_event(event: &Event) -> String {
     )
 }
 
-/// 0 when every container Completed; else the first failing container's exit code (1 if that
-/// is 0, as for a postStart failure after a clean exit).
+/// 0 when the pod succeeded (every init and app container Completed); else the first failing
+/// container's exit code — init containers first — (1 if that is 0, as for a postStart failure
+/// after a clean exit, or if an app container never started). Sidecars do not count, as in the
+/// pod phase.
 fn exit_code(status: &PodStatus) -> ExitCode {
-    for container in status.container_statuses.iter().flatten() {
+    if status.phase.as_deref() == Some("Succeeded") {
+        return ExitCode::SUCCESS;
+    }
+    let failed_init = status.init_container_statuses.iter().flatten().filter(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.reason.as_deref() != Some("Completed"))
+    });
+    for container in failed_init.chain(status.container_statuses.iter().flatten()) {
         let Some(terminated) = container.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
             return ExitCode::FAILURE;
         };
@@ -184,5 +195,5 @@ fn exit_code(status: &PodStatus) -> ExitCode {
             return ExitCode::from(if code == 0 { 1 } else { code });
         }
     }
-    ExitCode::SUCCESS
+    ExitCode::FAILURE
 }
