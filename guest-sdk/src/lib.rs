@@ -145,6 +145,7 @@ macro_rules! export {
 
             impl $crate::bindings::exports::wasi::cli::run::Guest for WasmletExports {
                 fn run() -> ::core::result::Result<(), ()> {
+                    $crate::__enter_working_dir();
                     $crate::__report(<$app as $crate::App>::run())
                 }
             }
@@ -163,13 +164,23 @@ macro_rules! export {
     };
 }
 
+/// Enters the container's working directory (`workingDir`), which the host gives as
+/// `wasi:cli/environment.initial-cwd`: Rust's standard library does not apply it itself yet.
+#[doc(hidden)]
+pub fn __enter_working_dir() {
+    if let Some(dir) = bindings::wasi::cli::environment::initial_cwd() {
+        let _ = std::env::set_current_dir(dir);
+    }
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __post_start {
     ($app:ty;) => { $crate::HookOutcome::NotImplemented };
-    ($app:ty; PostStart $($rest:ident)*) => {
+    ($app:ty; PostStart $($rest:ident)*) => {{
+        $crate::__enter_working_dir();
         $crate::__outcome(<$app as $crate::PostStart>::post_start())
-    };
+    }};
     ($app:ty; $other:ident $($rest:ident)*) => { $crate::__post_start!($app; $($rest)*) };
 }
 
@@ -177,9 +188,10 @@ macro_rules! __post_start {
 #[macro_export]
 macro_rules! __pre_stop {
     ($app:ty;) => { $crate::HookOutcome::NotImplemented };
-    ($app:ty; PreStop $($rest:ident)*) => {
+    ($app:ty; PreStop $($rest:ident)*) => {{
+        $crate::__enter_working_dir();
         $crate::__outcome(<$app as $crate::PreStop>::pre_stop())
-    };
+    }};
     ($app:ty; $other:ident $($rest:ident)*) => { $crate::__pre_stop!($app; $($rest)*) };
 }
 

@@ -84,6 +84,8 @@ struct Supervisor {
     failure: Option<String>,
     stop_reason: Option<(TerminationReason, String)>,
     started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// The container's environment, resolved (fields of the pod, `$(NAME)` references).
+    env: Vec<(String, String)>,
 }
 
 /// The wait before the first restart (Kubernetes' initial back-off).
@@ -253,7 +255,9 @@ async fn run_once(
         failure: None,
         stop_reason: None,
         started_at,
+        env: Vec::new(),
     };
+    supervisor.env = supervisor.pod.container_env(&supervisor.spec);
     supervisor.run().await
 }
 
@@ -696,9 +700,18 @@ impl Supervisor {
     }
 
     /// The container's argv: its name, then `args`.
+    /// The container's argv: `command` then `args` (or its name then `args`), with `$(NAME)`
+    /// references to its environment expanded, as Kubernetes does.
     fn argv(&self) -> Vec<String> {
-        std::iter::once(self.spec.name.clone())
-            .chain(self.spec.args.iter().cloned())
+        let start = if self.spec.command.is_empty() {
+            vec![self.spec.name.clone()]
+        } else {
+            self.spec.command.clone()
+        };
+        start
+            .iter()
+            .chain(&self.spec.args)
+            .map(|arg| expand_references(arg, &self.env))
             .collect()
     }
 
@@ -707,7 +720,8 @@ impl Supervisor {
         let sink = Arc::new(move |line| pod.hub.publish(PodUpdate::Log(line)));
         InstanceIo {
             args: argv,
-            env: self.spec.env.clone(),
+            env: self.env.clone(),
+            working_dir: self.spec.working_dir.clone(),
             tmp_dir: self.tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
             logs: LogTarget::new(
                 self.spec.name.as_str().into(),
@@ -718,6 +732,39 @@ impl Supervisor {
             ),
         }
     }
+}
+
+/// Kubernetes' `$(NAME)` expansion: a reference to a variable in `env` is replaced by its value;
+/// one to an unknown variable is left as written; `$$` is a literal `$`.
+pub(crate) fn expand_references(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(escaped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = escaped;
+        } else if let Some(reference) = after.strip_prefix('(')
+            && let Some(close) = reference.find(')')
+        {
+            let name = &reference[..close];
+            match env.iter().rev().find(|(n, _)| n == name) {
+                Some((_, value)) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &reference[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Resolves when the hook in `slot` ends; never, if there is none.
@@ -779,6 +826,22 @@ mod tests {
         assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(back_off.delay(Duration::from_secs(600)), BACK_OFF_INITIAL);
         assert_eq!(back_off.delay(quick), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn references_expand_as_in_kubernetes() {
+        let env = vec![
+            ("NAME".to_string(), "web".to_string()),
+            ("PORT".to_string(), "8080".to_string()),
+        ];
+        let expand = |text| expand_references(text, &env);
+        assert_eq!(expand("--name=$(NAME):$(PORT)"), "--name=web:8080");
+        assert_eq!(expand("$(MISSING) stays"), "$(MISSING) stays");
+        assert_eq!(
+            expand("$$(NAME) is escaped, $$ too"),
+            "$(NAME) is escaped, $ too"
+        );
+        assert_eq!(expand("a lone $ and $(unclosed"), "a lone $ and $(unclosed");
     }
 
     #[test]

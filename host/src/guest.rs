@@ -520,6 +520,8 @@ fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
 pub(crate) struct InstanceIo {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The initial working directory (`workingDir`).
+    pub working_dir: Option<String>,
     pub tmp_dir: Option<std::path::PathBuf>,
     pub logs: LogTarget,
 }
@@ -663,6 +665,9 @@ fn new_store(
         .stdout(io.logs.stream(LogStream::Stdout))
         .stderr(io.logs.stream(LogStream::Stderr))
         .wall_clock(GuestWallClock(clock));
+    if let Some(dir) = &io.working_dir {
+        wasi.initial_cwd(dir);
+    }
     if let Some(seed) = setup.seed {
         use rand::SeedableRng as _;
         // Distinct, fixed streams for each purpose, all from the instance's seed.
@@ -859,6 +864,11 @@ impl DeterministicGuests {
     /// gets the same seed every run.
     fn next_instance_seed(&self) -> u64 {
         let n = self.instances.fetch_add(1, Ordering::SeqCst);
+        self.seeded(n)
+    }
+
+    /// The `n`-th number of a sequence drawn from the seed.
+    pub fn seeded(&self, n: u64) -> u64 {
         splitmix64(self.seed ^ splitmix64(n))
     }
 }

@@ -37,6 +37,9 @@ pub struct HostConfig {
     pub guest_threads: usize,
     /// The clock everything reads and schedules on. Default: a [`SystemClock`].
     pub clock: Option<Arc<dyn Clock>>,
+    /// The node name pods see (`spec.nodeName` through the downward API). Default: this
+    /// machine's host name (in deterministic mode: `simulation`).
+    pub node_name: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -47,6 +50,7 @@ impl Default for HostConfig {
             default_grace_period: DEFAULT_GRACE_PERIOD,
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             clock: None,
+            node_name: None,
         }
     }
 }
@@ -67,6 +71,10 @@ pub(crate) struct HostInner {
     pub ticker: Arc<EpochTicker>,
     /// Set in deterministic mode ([`crate::testing`]).
     pub deterministic: Option<DeterministicGuests>,
+    /// The node name pods see.
+    pub node_name: String,
+    /// Pods started so far (for their uids in deterministic mode).
+    pods_started: std::sync::atomic::AtomicU64,
     guest_runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
@@ -164,9 +172,11 @@ impl Host {
                 wasm,
                 clock_origin: clock.now(),
                 clock,
+                node_name: config.node_name.clone().unwrap_or_else(machine_name),
                 config,
                 ticker,
                 deterministic: None,
+                pods_started: Default::default(),
             }),
         })
     }
@@ -187,9 +197,14 @@ impl Host {
                 wasm,
                 clock_origin: guests.clock.origin(),
                 clock,
+                node_name: config
+                    .node_name
+                    .clone()
+                    .unwrap_or_else(|| "simulation".into()),
                 config,
                 ticker: EpochTicker::idle(),
                 deterministic: Some(guests),
+                pods_started: Default::default(),
             }),
         }
     }
@@ -249,6 +264,46 @@ impl Host {
         }
         Ok(crate::pod::LoadedPod { containers })
     }
+}
+
+impl HostInner {
+    /// A new pod uid, shaped like Kubernetes' (a UUID): random, or in deterministic mode drawn
+    /// from the seed by the order pods start.
+    pub fn new_uid(&self) -> String {
+        use std::hash::BuildHasher;
+        let n = self
+            .pods_started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (high, low) = match &self.deterministic {
+            // A stream of its own, apart from the instances' seeds.
+            Some(guests) => (guests.seeded(!(2 * n)), guests.seeded(!(2 * n + 1))),
+            None => {
+                // Each RandomState is keyed from the OS's randomness.
+                let random = std::collections::hash_map::RandomState::new();
+                (random.hash_one(n), random.hash_one(!n))
+            }
+        };
+        let bits = (u128::from(high) << 64) | u128::from(low);
+        let hex = format!("{bits:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+}
+
+/// This machine's host name, for `spec.nodeName`.
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "wasmlet".into())
 }
 
 impl Drop for HostInner {

@@ -54,7 +54,9 @@ pub use container::{EXIT_KILLED, EXIT_TRAPPED};
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
 pub use guest::LoadedComponent;
 pub use host::{Host, HostConfig};
-pub use manifest::{ContainerSpec, Handler, ManifestError, PodSpec, Problem, RestartPolicy};
+pub use manifest::{
+    ContainerSpec, EnvValue, Handler, ManifestError, PodField, PodSpec, Problem, RestartPolicy,
+};
 pub use pod::{Pod, all_terminated};
 
 /// Kubernetes types wasmlet reports in (statuses) and reads (manifests).

@@ -22,6 +22,8 @@ pub struct PodSpec {
     pub name: String,
     /// `metadata.namespace` (`default` when absent).
     pub namespace: String,
+    /// `metadata.uid`, if the manifest gives one; otherwise the pod gets one when it starts.
+    pub uid: Option<String>,
     /// `spec.terminationGracePeriodSeconds`; `None` means the host's default (30 s).
     pub termination_grace_period: Option<Duration>,
     /// `spec.restartPolicy`: `Always` when absent, as in Kubernetes.
@@ -40,10 +42,15 @@ pub struct ContainerSpec {
     pub name: String,
     /// `image`, resolved to a component file.
     pub image: PathBuf,
-    /// `args`: passed to the component after its name (`argv[0]` is the container name).
+    /// `command`: the start of the component's argv (`argv[0]` first); empty means the
+    /// container's name alone. The component is always `image`: there is no other entrypoint.
+    pub command: Vec<String>,
+    /// `args`: passed to the component after `command` (or after its name).
     pub args: Vec<String>,
-    /// `env` with literal `value`s, in order.
-    pub env: Vec<(String, String)>,
+    /// `env`, in order.
+    pub env: Vec<(String, EnvValue)>,
+    /// `workingDir`: the guest's initial working directory (absolute).
+    pub working_dir: Option<String>,
     /// `resources.limits.memory` in bytes: all instances of the container together.
     pub memory_limit: Option<u64>,
     /// `lifecycle.postStart`.
@@ -53,6 +60,28 @@ pub struct ContainerSpec {
     /// An init container with `restartPolicy: Always`: a sidecar, started before the app
     /// containers, restarted whenever it ends, and stopped after them.
     pub sidecar: bool,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    /// `value`: literal text, in which `$(NAME)` refers to a variable defined before it.
+    Value(String),
+    /// `valueFrom.fieldRef`: a field of the pod.
+    Field(PodField),
+}
+
+/// The pod fields an environment variable can take its value from (the downward API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodField {
+    /// `metadata.name`.
+    Name,
+    /// `metadata.namespace`.
+    Namespace,
+    /// `metadata.uid`.
+    Uid,
+    /// `spec.nodeName`: the host's node name.
+    NodeName,
 }
 
 /// When a container that ended is started again (`spec.restartPolicy`).
@@ -151,9 +180,13 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].name",
     "spec.containers[].image",
     "spec.containers[].imagePullPolicy",
+    "spec.containers[].command[]",
     "spec.containers[].args[]",
+    "spec.containers[].workingDir",
     "spec.containers[].env[].name",
     "spec.containers[].env[].value",
+    "spec.containers[].env[].valueFrom.fieldRef.fieldPath",
+    "spec.containers[].env[].valueFrom.fieldRef.apiVersion",
     "spec.containers[].resources.limits.memory",
     "spec.containers[].resources.requests.memory",
     "spec.containers[].lifecycle.postStart.exec.command[]",
@@ -181,10 +214,6 @@ const EXPLAINED: &[(&str, &str)] = &[
         "deprecated, not supported (Kubernetes rejects it too); use exec or sleep",
     ),
     (
-        "spec.containers[].command",
-        "not supported: a component's entrypoint is its `wasi:cli/run` export; pass `args` instead",
-    ),
-    (
         "spec.containers[].resources.limits.cpu",
         "not supported: wasmlet time-slices guests fairly but does not cap CPU",
     ),
@@ -193,8 +222,20 @@ const EXPLAINED: &[(&str, &str)] = &[
         "not supported: wasmlet time-slices guests fairly but does not reserve CPU",
     ),
     (
-        "spec.containers[].env[].valueFrom",
-        "not supported yet; give a literal `value`",
+        "spec.containers[].env[].valueFrom.secretKeyRef",
+        "not supported: wasmlet has no Secrets; give a literal `value`",
+    ),
+    (
+        "spec.containers[].env[].valueFrom.configMapKeyRef",
+        "not supported: wasmlet has no ConfigMaps; give a literal `value`",
+    ),
+    (
+        "spec.containers[].env[].valueFrom.resourceFieldRef",
+        "not supported: wasmlet reserves no CPU and sets limits itself; give a literal `value`",
+    ),
+    (
+        "spec.containers[].envFrom",
+        "not supported: wasmlet has no ConfigMaps or Secrets; list the variables in `env`",
     ),
 ];
 
@@ -284,6 +325,7 @@ impl PodSpec {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
+        let uid = pod.metadata.uid.clone();
         let Some(spec) = &pod.spec else {
             problem(
                 "spec",
@@ -397,6 +439,7 @@ impl PodSpec {
             Ok(PodSpec {
                 name,
                 namespace,
+                uid,
                 termination_grace_period: grace,
                 restart_policy,
                 init_containers,
@@ -430,14 +473,17 @@ impl PodSpec {
         PodSpec {
             name: name.clone(),
             namespace: "default".into(),
+            uid: None,
             termination_grace_period: None,
             restart_policy: RestartPolicy::Never,
             init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name,
                 image: path.to_path_buf(),
+                command: Vec::new(),
                 args,
                 env: Vec::new(),
+                working_dir: None,
                 memory_limit: None,
                 post_start: None,
                 pre_stop: None,
@@ -476,10 +522,47 @@ fn container_spec(
     };
     let mut env = Vec::new();
     for (index, var) in container.env.iter().flatten().enumerate() {
+        let at = format!("{at}.env[{index}]");
         if var.name.is_empty() {
-            problem(format!("{at}.env[{index}].name"), "required".into());
+            problem(format!("{at}.name"), "required".into());
         }
-        env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
+        let field = var
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref());
+        let value = match (&var.value, field) {
+            (Some(_), Some(_)) => {
+                problem(at.clone(), "give `value` or `valueFrom`, not both".into());
+                continue;
+            }
+            (_, Some(field)) => match field.field_path.as_str() {
+                "metadata.name" => EnvValue::Field(PodField::Name),
+                "metadata.namespace" => EnvValue::Field(PodField::Namespace),
+                "metadata.uid" => EnvValue::Field(PodField::Uid),
+                "spec.nodeName" => EnvValue::Field(PodField::NodeName),
+                other => {
+                    problem(
+                        format!("{at}.valueFrom.fieldRef.fieldPath"),
+                        format!(
+                            "`{other}` is not supported; wasmlet provides metadata.name, \
+                             metadata.namespace, metadata.uid and spec.nodeName"
+                        ),
+                    );
+                    continue;
+                }
+            },
+            (value, None) => EnvValue::Value(value.clone().unwrap_or_default()),
+        };
+        env.push((var.name.clone(), value));
+    }
+    let working_dir = container.working_dir.clone().filter(|dir| !dir.is_empty());
+    if let Some(dir) = &working_dir
+        && !dir.starts_with('/')
+    {
+        problem(
+            format!("{at}.workingDir"),
+            format!("`{dir}` must be an absolute path, such as `/tmp`"),
+        );
     }
     // Requests reserve nothing in wasmlet, but a malformed one is still an error.
     if let Some(request) = container
@@ -521,8 +604,10 @@ fn container_spec(
         Some(image) if problems.is_empty() => Ok(ContainerSpec {
             name: container.name.clone(),
             image,
+            command: container.command.clone().unwrap_or_default(),
             args: container.args.clone().unwrap_or_default(),
             env,
+            working_dir,
             memory_limit,
             post_start,
             pre_stop,

@@ -74,6 +74,8 @@ pub(crate) struct PodShared {
     status_taps: std::sync::Mutex<Vec<StatusTap>>,
     /// Set when nothing of the pod runs or will run again: only then is its phase final.
     finished: std::sync::atomic::AtomicBool,
+    /// `metadata.uid`: the manifest's, or one made when the pod started.
+    pub uid: String,
     started: Instant,
 }
 
@@ -125,6 +127,7 @@ impl Pod {
             ..Default::default()
         };
         let slots = spec.init_containers.len() + spec.containers.len();
+        let uid = spec.uid.clone().unwrap_or_else(|| host.new_uid());
         let shared = Arc::new(PodShared {
             spec,
             host,
@@ -134,6 +137,7 @@ impl Pod {
             status: watch::Sender::new(status),
             status_taps: std::sync::Mutex::new(Vec::new()),
             finished: std::sync::atomic::AtomicBool::new(false),
+            uid,
             started: clock.now(),
         });
         for (slot, loaded) in loaded.containers.iter().enumerate() {
@@ -397,6 +401,27 @@ pub fn all_terminated(status: &PodStatus) -> bool {
 }
 
 impl PodShared {
+    /// The environment of `container`, resolved: pod fields filled in, and `$(NAME)` references
+    /// to variables defined before each one expanded.
+    pub fn container_env(
+        &self,
+        container: &crate::manifest::ContainerSpec,
+    ) -> Vec<(String, String)> {
+        use crate::manifest::{EnvValue, PodField};
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (name, value) in &container.env {
+            let value = match value {
+                EnvValue::Value(text) => container::expand_references(text, &env),
+                EnvValue::Field(PodField::Name) => self.spec.name.clone(),
+                EnvValue::Field(PodField::Namespace) => self.spec.namespace.clone(),
+                EnvValue::Field(PodField::Uid) => self.uid.clone(),
+                EnvValue::Field(PodField::NodeName) => self.host.node_name.clone(),
+            };
+            env.push((name.clone(), value));
+        }
+        env
+    }
+
     /// The container of `slot`: init containers first, then app containers.
     pub fn container(&self, slot: usize) -> &crate::manifest::ContainerSpec {
         let init = &self.spec.init_containers;

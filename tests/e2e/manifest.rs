@@ -260,3 +260,55 @@ spec:
 "#,
     );
 }
+
+#[test]
+fn env_sources_command_and_working_dir_are_checked() {
+    let found = problems(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: x}
+spec:
+  containers:
+    - name: app
+      image: ../../target/components/hello.wasm
+      command: ["server"]
+      workingDir: relative/dir
+      envFrom:
+        - configMapRef: {name: settings}
+      env:
+        - name: IP
+          valueFrom: {fieldRef: {fieldPath: status.podIP}}
+        - name: BOTH
+          value: "1"
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        - name: SECRET
+          valueFrom: {secretKeyRef: {name: db, key: password}}
+"#,
+    );
+    has(
+        &found,
+        "spec.containers[0].workingDir",
+        "must be an absolute path",
+    );
+    has(
+        &found,
+        "spec.containers[0].envFrom",
+        "no ConfigMaps or Secrets",
+    );
+    has(
+        &found,
+        "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
+        "`status.podIP` is not supported",
+    );
+    has(&found, "spec.containers[0].env[1]", "not both");
+    has(
+        &found,
+        "spec.containers[0].env[2].valueFrom.secretKeyRef",
+        "no Secrets",
+    );
+    assert!(
+        !found.iter().any(|(path, _)| path.ends_with(".command")),
+        "command is supported: {found:#?}"
+    );
+}

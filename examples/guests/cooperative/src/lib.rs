@@ -3,7 +3,8 @@
 //!
 //! Knobs (env): `POST_START_MS` — how long postStart takes; `WORK_MS` — exit on its own after
 //! this long; `CLEANUP_MS` — how long shutdown takes after terminate; `NOT_READY_MS` — report
-//! not-ready for this long after start, then ready.
+//! not-ready for this long after start, then ready; `SHOW_PWD` — say the working directory at
+//! start.
 
 use std::time::{Duration, Instant};
 use wasmlet_sdk::{App, PostStart, PreStop, export};
@@ -16,7 +17,11 @@ fn millis_from_env(name: &str) -> Option<Duration> {
 
 impl App for Cooperative {
     fn run() -> Result<(), String> {
-                println!("run: started, working until terminated");
+        println!("run: started, working until terminated");
+        if std::env::var("SHOW_PWD").is_ok() {
+            let dir = std::env::current_dir().map(|d| d.display().to_string());
+            println!("run: working directory {}", dir.unwrap_or_else(|e| e.to_string()));
+        }
         let started = Instant::now();
         let work = millis_from_env("WORK_MS");
         let mut warming = millis_from_env("NOT_READY_MS");

@@ -3,8 +3,8 @@
 //!
 //! Arguments: `--sleep SECONDS` sleeps (in a host call) before exiting; `--exit CODE` exits with
 //! that code; `--random` prints a number drawn from the host's randomness (`wasi:random`);
-//! `--clock` prints the wall-clock time and how long the program has run. Everything else is
-//! printed.
+//! `--clock` prints the wall-clock time and how long the program has run; `--env NAME` prints
+//! that environment variable; `--pwd` prints the working directory. Everything else is printed.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -25,6 +25,15 @@ fn main() {
             "--exit" => exit_code = args.next().and_then(|s| s.parse().ok()).unwrap_or(1),
             // std seeds each RandomState from wasi:random.
             "--random" => println!("random: {}", RandomState::new().hash_one(0u8)),
+            "--env" => {
+                let name = args.next().unwrap_or_default();
+                let value = std::env::var(&name).unwrap_or_else(|_| "(unset)".into());
+                println!("env {name}={value}");
+            }
+            "--pwd" => match std::env::current_dir() {
+                Ok(dir) => println!("pwd: {}", dir.display()),
+                Err(error) => println!("pwd: unknown ({error})"),
+            },
             "--clock" => {
                 let wall = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
