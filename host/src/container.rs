@@ -26,7 +26,7 @@ use crate::guest::{
     LogTarget, spawn_instance, spawn_task,
 };
 use crate::manifest::{ContainerSpec, Handler, RestartPolicy};
-use crate::pod::{LoadedContainer, PodShared, StopRequest};
+use crate::pod::{LoadedContainer, Mount, PodShared, StopRequest};
 
 /// Exit code of a killed container: 128 + SIGKILL.
 pub const EXIT_KILLED: i32 = 137;
@@ -86,6 +86,32 @@ struct Supervisor {
     started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     /// The container's environment, resolved (fields of the pod, `$(NAME)` references).
     env: Vec<(String, String)>,
+    /// Its volume mounts, resolved.
+    mounts: Vec<Mount>,
+}
+
+/// A run that could not start because the container's configuration cannot be set up (a
+/// volume mount): reported like containerd's start error, exit code 128.
+fn config_error(
+    pod: &PodShared,
+    spec: &ContainerSpec,
+    message: String,
+) -> ContainerStateTerminated {
+    pod.event(
+        EventType::Warning,
+        "Failed",
+        Some(&spec.name),
+        format!("Error: {message}"),
+    );
+    let now = pod.now_time();
+    ContainerStateTerminated {
+        exit_code: 128,
+        reason: Some("CreateContainerConfigError".into()),
+        message: Some(message),
+        started_at: Some(now.clone()),
+        finished_at: Some(now),
+        ..Default::default()
+    }
 }
 
 /// The wait before the first restart (Kubernetes' initial back-off).
@@ -226,6 +252,10 @@ async fn run_once(
     context: Arc<ContainerContext>,
 ) -> ContainerStateTerminated {
     let spec = pod.container(index).clone();
+    let mounts = match pod.mounts(&spec) {
+        Ok(mounts) => mounts,
+        Err(message) => return config_error(&pod, &spec, message),
+    };
     let tmp_dir = tempfile::Builder::new()
         .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
         .tempdir();
@@ -256,6 +286,7 @@ async fn run_once(
         stop_reason: None,
         started_at,
         env: Vec::new(),
+        mounts,
     };
     supervisor.env = supervisor.pod.container_env(&supervisor.spec);
     supervisor.run().await
@@ -722,6 +753,7 @@ impl Supervisor {
             args: argv,
             env: self.env.clone(),
             working_dir: self.spec.working_dir.clone(),
+            mounts: self.mounts.clone(),
             tmp_dir: self.tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
             logs: LogTarget::new(
                 self.spec.name.as_str().into(),

@@ -354,6 +354,48 @@ impl Pollable for ClockDeadline {
     }
 }
 
+/// `wasi:io/poll` as wasmtime-wasi implements it, noting for deterministic mode that the guest
+/// is in a wait that timers and other guests end (see [`VirtualCpu::waits_outside`]).
+impl wasmtime_wasi::p2::bindings::io::poll::Host for GuestState {
+    async fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        let cpu = self.cpu.clone();
+        let _polling = cpu.as_deref().map(PollingGuard::new);
+        wasmtime_wasi::p2::bindings::io::poll::Host::poll(&mut self.table, pollables).await
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::io::poll::HostPollable for GuestState {
+    async fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        let cpu = self.cpu.clone();
+        let _polling = cpu.as_deref().map(PollingGuard::new);
+        wasmtime_wasi::p2::bindings::io::poll::HostPollable::block(&mut self.table, pollable).await
+    }
+
+    async fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        wasmtime_wasi::p2::bindings::io::poll::HostPollable::ready(&mut self.table, pollable).await
+    }
+
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        wasmtime_wasi::p2::bindings::io::poll::HostPollable::drop(&mut self.table, pollable)
+    }
+}
+
+/// Marks a guest as inside `wasi:io/poll` while it lives.
+struct PollingGuard<'a>(&'a VirtualCpu);
+
+impl<'a> PollingGuard<'a> {
+    fn new(cpu: &'a VirtualCpu) -> Self {
+        cpu.lock().in_poll = true;
+        PollingGuard(cpu)
+    }
+}
+
+impl Drop for PollingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().in_poll = false;
+    }
+}
+
 /// The guest's `wasi:clocks/wall-clock`, on the host's [`Clock`].
 struct GuestWallClock(Arc<dyn Clock>);
 
@@ -382,6 +424,11 @@ pub(crate) fn add_to_linker(
         _,
         wasmtime::component::HasSelf<_>,
     >(linker, |state| state)?;
+    // And its poll, to know when a guest waits there (deterministic mode).
+    wasmtime_wasi::p2::bindings::io::poll::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        linker,
+        |state| state,
+    )?;
     linker.allow_shadowing(false);
     control::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
     crate::bindings::wasmlet::lifecycle::types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
@@ -522,6 +569,8 @@ pub(crate) struct InstanceIo {
     pub env: Vec<(String, String)>,
     /// The initial working directory (`workingDir`).
     pub working_dir: Option<String>,
+    /// Volume mounts: host directories and where the guest sees them.
+    pub mounts: Vec<crate::pod::Mount>,
     pub tmp_dir: Option<std::path::PathBuf>,
     pub logs: LogTarget,
 }
@@ -678,7 +727,21 @@ fn new_store(
             // clock.
             .allow_blocking_current_thread(true);
     }
-    if let Some(tmp) = &io.tmp_dir {
+    for mount in &io.mounts {
+        let perms = if mount.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&mount.host_path, &mount.guest_path, perms)?;
+    }
+    // The private /tmp, unless a volume is mounted there.
+    if let Some(tmp) = &io.tmp_dir
+        && !io
+            .mounts
+            .iter()
+            .any(|m| m.guest_path.trim_end_matches('/') == "/tmp")
+    {
         wasi.preopened_dir(tmp, "/tmp", FsPerms::ReadWrite)?;
     }
     let fuel = setup.cpu.as_ref().map(|cpu| cpu.fuel_per_slice);
@@ -724,10 +787,15 @@ fn new_store(
             transition,
             CallHook::CallingHost | CallHook::ReturningFromHost
         );
-        if let Some(cpu) = &context.data().cpu
-            && matches!(transition, CallHook::CallingHost)
-        {
-            cpu.charge_consumed(context.get_fuel().ok());
+        if let Some(cpu) = &context.data().cpu {
+            match transition {
+                CallHook::CallingHost => {
+                    cpu.charge_consumed(context.get_fuel().ok());
+                    cpu.lock().in_host_call = true;
+                }
+                CallHook::ReturningFromHost => cpu.lock().in_host_call = false,
+                _ => {}
+            }
         }
         if matches!(transition, CallHook::CallingHost) {
             context
@@ -897,6 +965,10 @@ pub(crate) struct VirtualCpu {
 struct FuelAccount {
     /// Fuel already turned into virtual time.
     charged: u64,
+    /// Inside a host call.
+    in_host_call: bool,
+    /// Inside `wasi:io/poll` (a wait that timers and other guests end).
+    in_poll: bool,
 }
 
 impl VirtualCpu {
@@ -927,6 +999,13 @@ impl VirtualCpu {
         }
     }
 
+    /// Whether the guest, pending, waits on work outside this thread: inside a host call
+    /// other than a poll (a file operation on tokio's blocking pool).
+    fn waits_outside(&self) -> bool {
+        let account = self.lock();
+        account.in_host_call && !account.in_poll
+    }
+
     /// Charges what the store has consumed, given the fuel it has `left`.
     fn charge_consumed(&self, left: Option<u64>) {
         if let Some(left) = left {
@@ -936,17 +1015,34 @@ impl VirtualCpu {
 
     /// Polls the guest's future with a waker that holds back the guest's own wake-ups; returns
     /// the poll and whether the guest woke itself.
+    ///
+    /// A guest that is left waiting on another thread (a file operation, which wasmtime-wasi
+    /// hands to tokio's blocking pool) is waited for right here, then polled again: nothing
+    /// else may run meanwhile, or the order of events would depend on that thread's timing.
     fn poll_guest(
         &self,
-        future: Pin<&mut (dyn Future<Output = InstanceEnd> + Send)>,
+        mut future: Pin<&mut (dyn Future<Output = InstanceEnd> + Send)>,
         cx: &mut Context<'_>,
     ) -> (Poll<InstanceEnd>, bool) {
         *self.wake.real.lock().unwrap() = Some(cx.waker().clone());
-        self.wake.polling.store(true, Ordering::SeqCst);
         let waker = Waker::from(self.wake.clone());
-        let polled = future.poll(&mut Context::from_waker(&waker));
-        self.wake.polling.store(false, Ordering::SeqCst);
-        (polled, self.wake.woken.swap(false, Ordering::SeqCst))
+        loop {
+            *self.wake.woken_outside.lock().unwrap() = false;
+            *self.wake.polling.lock().unwrap() = Some(std::thread::current().id());
+            let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
+            *self.wake.polling.lock().unwrap() = None;
+            let woke_itself = self.wake.woken.swap(false, Ordering::SeqCst);
+            if polled.is_pending() && !woke_itself && self.waits_outside() {
+                if self.wake.wait(OUTSIDE_WAIT_LIMIT) {
+                    continue;
+                }
+                tracing::warn!(
+                    "a guest waited more than {OUTSIDE_WAIT_LIMIT:?} for work on another \
+                     thread; the run goes on, but may not be reproducible"
+                );
+            }
+            return (polled, woke_itself);
+        }
     }
 }
 
@@ -955,8 +1051,25 @@ impl VirtualCpu {
 #[derive(Default)]
 struct DeferredWake {
     real: Mutex<Option<Waker>>,
-    polling: AtomicBool,
+    /// The thread polling the guest, while it does: only a wake-up on that thread is the
+    /// guest's own.
+    polling: Mutex<Option<std::thread::ThreadId>>,
     woken: AtomicBool,
+    /// Set by a wake-up outside a poll (from the blocking pool, say), for [`DeferredWake::wait`].
+    woken_outside: Mutex<bool>,
+    outside: std::sync::Condvar,
+}
+
+impl DeferredWake {
+    /// Waits (blocking this thread) for a wake-up from outside a poll; false after `limit`.
+    fn wait(&self, limit: Duration) -> bool {
+        let woken = self.woken_outside.lock().unwrap();
+        let (mut woken, _) = self
+            .outside
+            .wait_timeout_while(woken, limit, |woken| !*woken)
+            .unwrap();
+        std::mem::take(&mut *woken)
+    }
 }
 
 impl std::task::Wake for DeferredWake {
@@ -965,13 +1078,22 @@ impl std::task::Wake for DeferredWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.polling.load(Ordering::SeqCst) {
+        let own = *self.polling.lock().unwrap() == Some(std::thread::current().id());
+        if own {
             self.woken.store(true, Ordering::SeqCst);
-        } else if let Some(waker) = self.real.lock().unwrap().as_ref() {
-            waker.wake_by_ref();
+        } else {
+            *self.woken_outside.lock().unwrap() = true;
+            self.outside.notify_all();
+            if let Some(waker) = self.real.lock().unwrap().as_ref() {
+                waker.wake_by_ref();
+            }
         }
     }
 }
+
+/// How long a deterministic-mode guest may wait for work on another thread before wasmlet
+/// stops holding everything else back (and the run may no longer be reproducible).
+const OUTSIDE_WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 type GuestFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

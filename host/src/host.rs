@@ -234,7 +234,8 @@ impl Host {
                 .await
                 .context("loading components")??
         };
-        Ok(Pod::start(self.inner.clone(), spec, loaded))
+        let volumes = crate::pod::PodVolume::prepare(&spec)?;
+        Ok(Pod::start(self.inner.clone(), spec, loaded, volumes))
     }
 
     fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<crate::pod::LoadedPod> {

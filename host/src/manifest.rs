@@ -28,6 +28,8 @@ pub struct PodSpec {
     pub termination_grace_period: Option<Duration>,
     /// `spec.restartPolicy`: `Always` when absent, as in Kubernetes.
     pub restart_policy: RestartPolicy,
+    /// `spec.volumes`.
+    pub volumes: Vec<VolumeSpec>,
     /// `spec.initContainers`, in order: each runs to completion before the next starts, except
     /// sidecars, which start and keep running beside the app containers.
     pub init_containers: Vec<ContainerSpec>,
@@ -51,6 +53,8 @@ pub struct ContainerSpec {
     pub env: Vec<(String, EnvValue)>,
     /// `workingDir`: the guest's initial working directory (absolute).
     pub working_dir: Option<String>,
+    /// `volumeMounts`: the pod volumes this container sees, and where.
+    pub volume_mounts: Vec<VolumeMount>,
     /// `resources.limits.memory` in bytes: all instances of the container together.
     pub memory_limit: Option<u64>,
     /// `lifecycle.postStart`.
@@ -60,6 +64,43 @@ pub struct ContainerSpec {
     /// An init container with `restartPolicy: Always`: a sidecar, started before the app
     /// containers, restarted whenever it ends, and stopped after them.
     pub sidecar: bool,
+}
+
+/// A pod volume (`spec.volumes[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Its name, which mounts refer to.
+    pub name: String,
+    /// What backs it.
+    pub source: VolumeSource,
+}
+
+/// What backs a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// `emptyDir`: a directory made when the pod starts, shared by its containers, removed
+    /// when the pod ends.
+    EmptyDir,
+    /// `hostPath`: a directory of the host (absolute, or relative to the manifest).
+    HostPath {
+        /// The directory, resolved.
+        path: PathBuf,
+        /// `type: DirectoryOrCreate`: made if missing (otherwise it must exist).
+        create: bool,
+    },
+}
+
+/// A volume mounted into a container (`volumeMounts[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub volume: String,
+    /// Where the guest sees it (absolute).
+    pub mount_path: String,
+    /// Read-only for this container.
+    pub read_only: bool,
+    /// A directory inside the volume to mount instead of its root (relative, no `..`).
+    pub sub_path: Option<String>,
 }
 
 /// Where an environment variable's value comes from.
@@ -176,6 +217,14 @@ const SUPPORTED: &[&str] = &[
     "spec.terminationGracePeriodSeconds",
     "spec.restartPolicy",
     "spec.initContainers",
+    "spec.volumes[].name",
+    "spec.volumes[].emptyDir",
+    "spec.volumes[].hostPath.path",
+    "spec.volumes[].hostPath.type",
+    "spec.containers[].volumeMounts[].name",
+    "spec.containers[].volumeMounts[].mountPath",
+    "spec.containers[].volumeMounts[].readOnly",
+    "spec.containers[].volumeMounts[].subPath",
     "spec.containers[].restartPolicy",
     "spec.containers[].name",
     "spec.containers[].image",
@@ -232,6 +281,30 @@ const EXPLAINED: &[(&str, &str)] = &[
     (
         "spec.containers[].env[].valueFrom.resourceFieldRef",
         "not supported: wasmlet reserves no CPU and sets limits itself; give a literal `value`",
+    ),
+    (
+        "spec.volumes[].emptyDir.medium",
+        "not supported: an emptyDir is a directory on the host's disk (no tmpfs); drop `medium`",
+    ),
+    (
+        "spec.volumes[].emptyDir.sizeLimit",
+        "not supported: wasmlet does not limit a volume's size; drop `sizeLimit`",
+    ),
+    (
+        "spec.volumes[].configMap",
+        "not supported: wasmlet has no ConfigMaps; put the files in a hostPath directory",
+    ),
+    (
+        "spec.volumes[].secret",
+        "not supported: wasmlet has no Secrets; put the files in a hostPath directory",
+    ),
+    (
+        "spec.volumes[].persistentVolumeClaim",
+        "not supported: wasmlet has no persistent volumes; use a hostPath directory",
+    ),
+    (
+        "spec.containers[].volumeMounts[].subPathExpr",
+        "not supported: give a fixed `subPath`",
     ),
     (
         "spec.containers[].envFrom",
@@ -364,6 +437,7 @@ impl PodSpec {
                 "a pod needs at least one container".into(),
             );
         }
+        let volumes = volume_specs(spec.volumes.iter().flatten(), base, &mut problem);
         let mut names = HashSet::new();
         let mut init_containers = Vec::new();
         let mut containers = Vec::new();
@@ -422,7 +496,8 @@ impl PodSpec {
                         .into(),
                 );
             }
-            match container_spec(container, &at, base, grace.unwrap_or(DEFAULT_GRACE_PERIOD)) {
+            let grace = grace.unwrap_or(DEFAULT_GRACE_PERIOD);
+            match container_spec(container, &at, base, grace, &volumes) {
                 Ok(mut spec) => {
                     spec.sidecar = sidecar;
                     if init {
@@ -442,6 +517,7 @@ impl PodSpec {
                 uid,
                 termination_grace_period: grace,
                 restart_policy,
+                volumes,
                 init_containers,
                 containers,
             })
@@ -476,6 +552,7 @@ impl PodSpec {
             uid: None,
             termination_grace_period: None,
             restart_policy: RestartPolicy::Never,
+            volumes: Vec::new(),
             init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name,
@@ -484,6 +561,7 @@ impl PodSpec {
                 args,
                 env: Vec::new(),
                 working_dir: None,
+                volume_mounts: Vec::new(),
                 memory_limit: None,
                 post_start: None,
                 pre_stop: None,
@@ -493,11 +571,88 @@ impl PodSpec {
     }
 }
 
+/// The pod's volumes, checked: names, one supported source each, hostPath directories.
+fn volume_specs<'v>(
+    volumes: impl Iterator<Item = &'v k8s_openapi::api::core::v1::Volume>,
+    base: &Path,
+    problem: &mut impl FnMut(&str, String),
+) -> Vec<VolumeSpec> {
+    let mut specs = Vec::new();
+    let mut names = HashSet::new();
+    for (index, volume) in volumes.enumerate() {
+        let at = format!("spec.volumes[{index}]");
+        if let Err(why) = check_dns_label(&volume.name) {
+            problem(&format!("{at}.name"), why);
+        } else if !names.insert(volume.name.clone()) {
+            problem(
+                &format!("{at}.name"),
+                format!("duplicate volume name `{}`", volume.name),
+            );
+        }
+        let source = match (&volume.empty_dir, &volume.host_path) {
+            (Some(_), Some(_)) => {
+                problem(
+                    &at,
+                    "give one source: emptyDir or hostPath, not both".into(),
+                );
+                continue;
+            }
+            (Some(_), None) => VolumeSource::EmptyDir,
+            (None, Some(host)) => {
+                let create = match host.type_.as_deref() {
+                    None | Some("") | Some("Directory") => false,
+                    Some("DirectoryOrCreate") => true,
+                    Some(other) => {
+                        problem(
+                            &format!("{at}.hostPath.type"),
+                            format!(
+                                "`{other}` is not supported: wasmlet mounts directories; use \
+                                 Directory or DirectoryOrCreate"
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let path = lexically_normal(&base.join(&host.path));
+                if !create && !path.is_dir() {
+                    problem(
+                        &format!("{at}.hostPath.path"),
+                        format!(
+                            "`{}` is not a directory (looked for `{}`); set `type: \
+                             DirectoryOrCreate` to have it made",
+                            host.path,
+                            path.display()
+                        ),
+                    );
+                }
+                VolumeSource::HostPath { path, create }
+            }
+            (None, None) => {
+                // A source wasmlet does not support was reported by the field check already.
+                let other_source = serde_json::to_value(volume)
+                    .ok()
+                    .and_then(|v| v.as_object().map(|o| o.len() > 1))
+                    .unwrap_or(false);
+                if !other_source {
+                    problem(&at, "needs a source: emptyDir or hostPath".into());
+                }
+                continue;
+            }
+        };
+        specs.push(VolumeSpec {
+            name: volume.name.clone(),
+            source,
+        });
+    }
+    specs
+}
+
 fn container_spec(
     container: &Container,
     at: &str,
     base: &Path,
     grace: Duration,
+    volumes: &[VolumeSpec],
 ) -> Result<ContainerSpec, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
@@ -555,6 +710,46 @@ fn container_spec(
         };
         env.push((var.name.clone(), value));
     }
+    let mut volume_mounts = Vec::new();
+    let mut mount_paths = HashSet::new();
+    for (index, mount) in container.volume_mounts.iter().flatten().enumerate() {
+        let at = format!("{at}.volumeMounts[{index}]");
+        if !volumes.iter().any(|volume| volume.name == mount.name) {
+            problem(
+                format!("{at}.name"),
+                format!("no volume `{}` in spec.volumes", mount.name),
+            );
+        }
+        if !mount.mount_path.starts_with('/') {
+            problem(
+                format!("{at}.mountPath"),
+                format!("`{}` must be an absolute path", mount.mount_path),
+            );
+        } else if !mount_paths.insert(lexically_normal(Path::new(&mount.mount_path))) {
+            problem(
+                format!("{at}.mountPath"),
+                format!("`{}` is mounted twice", mount.mount_path),
+            );
+        }
+        let sub_path = mount.sub_path.clone().filter(|sub| !sub.is_empty());
+        if let Some(sub) = &sub_path
+            && (sub.starts_with('/')
+                || Path::new(sub)
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir)))
+        {
+            problem(
+                format!("{at}.subPath"),
+                format!("`{sub}` must be a relative path inside the volume, without `..`"),
+            );
+        }
+        volume_mounts.push(VolumeMount {
+            volume: mount.name.clone(),
+            mount_path: mount.mount_path.clone(),
+            read_only: mount.read_only.unwrap_or(false),
+            sub_path,
+        });
+    }
     let working_dir = container.working_dir.clone().filter(|dir| !dir.is_empty());
     if let Some(dir) = &working_dir
         && !dir.starts_with('/')
@@ -608,6 +803,7 @@ fn container_spec(
             args: container.args.clone().unwrap_or_default(),
             env,
             working_dir,
+            volume_mounts,
             memory_limit,
             post_start,
             pre_stop,

@@ -17,7 +17,7 @@ use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
 use crate::guest::LoadedComponent;
 use crate::host::HostInner;
-use crate::manifest::{PodSpec, RestartPolicy};
+use crate::manifest::{PodSpec, RestartPolicy, VolumeSource};
 use crate::signal::Watched;
 
 /// A function that sees every status of a pod, with when it took effect.
@@ -39,6 +39,66 @@ impl StopRequest {
     pub fn is_kill(&self) -> bool {
         self.grace_period.is_zero()
     }
+}
+
+/// A pod volume on the host: its directory, and for an `emptyDir` the temporary directory
+/// that is removed with it.
+pub(crate) struct PodVolume {
+    name: String,
+    path: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl PodVolume {
+    /// Makes the pod's volumes: a fresh directory for each `emptyDir`, a `hostPath` made if
+    /// asked. An error here starts nothing.
+    pub fn prepare(spec: &PodSpec) -> anyhow::Result<Vec<PodVolume>> {
+        use anyhow::Context as _;
+        let mut volumes = Vec::new();
+        for volume in &spec.volumes {
+            let (path, temporary) = match &volume.source {
+                VolumeSource::EmptyDir => {
+                    let dir = tempfile::Builder::new()
+                        .prefix(&format!("wasmlet-{}-{}-", spec.name, volume.name))
+                        .tempdir()
+                        .with_context(|| format!("creating emptyDir volume `{}`", volume.name))?;
+                    (dir.path().to_path_buf(), Some(dir))
+                }
+                VolumeSource::HostPath { path, create } => {
+                    if *create {
+                        std::fs::create_dir_all(path).with_context(|| {
+                            format!(
+                                "creating hostPath `{}` of volume `{}`",
+                                path.display(),
+                                volume.name
+                            )
+                        })?;
+                    }
+                    anyhow::ensure!(
+                        path.is_dir(),
+                        "hostPath `{}` of volume `{}` is not a directory",
+                        path.display(),
+                        volume.name
+                    );
+                    (path.clone(), None)
+                }
+            };
+            volumes.push(PodVolume {
+                name: volume.name.clone(),
+                path,
+                _temporary: temporary,
+            });
+        }
+        Ok(volumes)
+    }
+}
+
+/// A directory of the host a container sees at `guest_path`.
+#[derive(Debug, Clone)]
+pub(crate) struct Mount {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
 }
 
 /// The compiled components of a pod, loaded before anything starts.
@@ -76,6 +136,8 @@ pub(crate) struct PodShared {
     finished: std::sync::atomic::AtomicBool,
     /// `metadata.uid`: the manifest's, or one made when the pod started.
     pub uid: String,
+    /// The pod's volumes, until it finishes (an emptyDir goes with it).
+    volumes: std::sync::Mutex<Vec<PodVolume>>,
     started: Instant,
 }
 
@@ -100,7 +162,12 @@ fn waiting_status(container: &crate::manifest::ContainerSpec, reason: &str) -> C
 }
 
 impl Pod {
-    pub(crate) fn start(host: Arc<HostInner>, spec: PodSpec, loaded: LoadedPod) -> Pod {
+    pub(crate) fn start(
+        host: Arc<HostInner>,
+        spec: PodSpec,
+        loaded: LoadedPod,
+        volumes: Vec<PodVolume>,
+    ) -> Pod {
         let clock = host.clock.clone();
         let start_time = time(clock.wall_time());
         // Kubernetes' reasons: app containers wait for the init containers to finish.
@@ -138,6 +205,7 @@ impl Pod {
             status_taps: std::sync::Mutex::new(Vec::new()),
             finished: std::sync::atomic::AtomicBool::new(false),
             uid,
+            volumes: std::sync::Mutex::new(volumes),
             started: clock.now(),
         });
         for (slot, loaded) in loaded.containers.iter().enumerate() {
@@ -388,6 +456,8 @@ async fn run_pod(shared: Arc<PodShared>, loaded: Vec<LoadedContainer>) {
         .finished
         .store(true, std::sync::atomic::Ordering::SeqCst);
     shared.refresh_phase();
+    // The pod's emptyDir volumes go with it.
+    shared.volumes.lock().unwrap().clear();
     shared.hub.close();
 }
 
@@ -420,6 +490,58 @@ impl PodShared {
             env.push((name.clone(), value));
         }
         env
+    }
+
+    /// Where `container`'s volume mounts are on the host. A `subPath` is made if missing, and
+    /// must stay inside its volume once symlinks are followed.
+    pub fn mounts(&self, container: &crate::manifest::ContainerSpec) -> Result<Vec<Mount>, String> {
+        let volumes = self.volumes.lock().unwrap();
+        let mut mounts = Vec::new();
+        for mount in &container.volume_mounts {
+            let volume = volumes
+                .iter()
+                .find(|v| v.name == mount.volume)
+                .ok_or_else(|| format!("volume `{}` is gone", mount.volume))?;
+            let host_path = match &mount.sub_path {
+                None => volume.path.clone(),
+                Some(sub) => {
+                    let target = volume.path.join(sub);
+                    let root = volume.path.canonicalize().map_err(|e| {
+                        format!("volume `{}` ({}): {e}", mount.volume, volume.path.display())
+                    })?;
+                    if !target.exists() {
+                        std::fs::create_dir_all(&target).map_err(|e| {
+                            format!("creating subPath `{sub}` of volume `{}`: {e}", mount.volume)
+                        })?;
+                    }
+                    let resolved = target.canonicalize().map_err(|e| {
+                        format!("subPath `{sub}` of volume `{}`: {e}", mount.volume)
+                    })?;
+                    if !resolved.starts_with(&root) {
+                        return Err(format!(
+                            "subPath `{sub}` of volume `{}` leads outside the volume (to `{}`) \
+                             through a symlink",
+                            mount.volume,
+                            resolved.display()
+                        ));
+                    }
+                    if !resolved.is_dir() {
+                        return Err(format!(
+                            "subPath `{sub}` of volume `{}` is not a directory: wasmlet mounts \
+                             directories",
+                            mount.volume
+                        ));
+                    }
+                    resolved
+                }
+            };
+            mounts.push(Mount {
+                host_path,
+                guest_path: mount.mount_path.clone(),
+                read_only: mount.read_only,
+            });
+        }
+        Ok(mounts)
     }
 
     /// The container of `slot`: init containers first, then app containers.

@@ -417,3 +417,59 @@ fn expectations_are_judged_by_when_things_happened() {
         outcome.trace
     );
 }
+
+#[test]
+fn a_sub_path_that_leaves_its_volume_through_a_symlink_is_refused() {
+    let volume = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc", volume.path().join("escape")).unwrap();
+    std::fs::create_dir(volume.path().join("inside")).unwrap();
+    let mut sim = simulation(SimulationConfig::default());
+    let pod = sim
+        .start(crate::support::spec(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: escape}}\nspec:\n  restartPolicy: Never\n  \
+             volumes:\n    - name: host\n      hostPath: {{path: {}}}\n  containers:\n    \
+             - name: out\n      image: ../../target/components/hello.wasm\n      \
+             args: [\"--read\", \"/data/hostname\"]\n      volumeMounts:\n        \
+             - {{name: host, mountPath: /data, subPath: escape}}\n    \
+             - name: in\n      image: ../../target/components/hello.wasm\n      \
+             volumeMounts:\n        - {{name: host, mountPath: /data, subPath: inside}}\n",
+            volume.path().display()
+        )))
+        .unwrap();
+    let status = sim
+        .wait_for(
+            &pod,
+            |s| s.phase.as_deref() == Some("Failed"),
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
+    let containers = status.container_statuses.unwrap();
+    let out = containers[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!(out.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert!(
+        out.message
+            .as_deref()
+            .unwrap()
+            .contains("leads outside the volume"),
+        "{out:?}"
+    );
+    let inside = containers[1]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!(inside.reason.as_deref(), Some("Completed"));
+    assert!(
+        !output(&sim)
+            .iter()
+            .any(|line| line.starts_with("read /data/hostname:"))
+    );
+}

@@ -561,3 +561,47 @@ spec:
         "terminate received (TerminationReason::PodCompleted)",
     );
 }
+
+#[tokio::test]
+async fn an_empty_dir_is_shared_by_the_pods_containers_and_removed_with_the_pod() {
+    let leftovers = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("wasmlet-scratch-pod-scratch-")
+            })
+            .count()
+    };
+    let pod = start(spec(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: scratch-pod}
+spec:
+  restartPolicy: Never
+  volumes:
+    - {name: scratch, emptyDir: {}}
+  initContainers:
+    - name: first
+      image: ../../target/components/hello.wasm
+      args: ["--write", "/scratch/note", "left by first"]
+      volumeMounts: [{name: scratch, mountPath: /scratch}]
+  containers:
+    - name: second
+      image: ../../target/components/hello.wasm
+      args: ["--sleep", "1", "--read", "/scratch/note"]
+      volumeMounts: [{name: scratch, mountPath: /scratch}]
+"#,
+    ))
+    .await;
+    assert_eq!(leftovers(), 1, "the emptyDir exists while the pod runs");
+    let status = finished(&pod).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{status:#?}");
+    let lines = lines(&history(&pod).await);
+    position(&lines, "[second] read /scratch/note: left by first");
+    assert_eq!(leftovers(), 0, "the emptyDir goes with the pod");
+}

@@ -312,3 +312,82 @@ spec:
         "command is supported: {found:#?}"
     );
 }
+
+#[test]
+fn volumes_and_mounts_are_checked() {
+    let found = problems(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: x}
+spec:
+  volumes:
+    - {name: cache, emptyDir: {medium: Memory}}
+    - {name: cache, emptyDir: {}}
+    - {name: settings, configMap: {name: app}}
+    - {name: missing, hostPath: {path: /no/such/dir}}
+    - {name: device, hostPath: {path: /dev/null, type: CharDevice}}
+    - {name: nothing}
+  containers:
+    - name: app
+      image: ../../target/components/hello.wasm
+      volumeMounts:
+        - {name: cache, mountPath: relative}
+        - {name: ghost, mountPath: /ghost}
+        - {name: cache, mountPath: /a, subPath: ../up}
+        - {name: cache, mountPath: /b, subPathExpr: $(POD)}
+        - {name: cache, mountPath: /a/}
+"#,
+    );
+    has(&found, "spec.volumes[0].emptyDir.medium", "no tmpfs");
+    has(
+        &found,
+        "spec.volumes[1].name",
+        "duplicate volume name `cache`",
+    );
+    has(&found, "spec.volumes[2].configMap", "no ConfigMaps");
+    has(
+        &found,
+        "spec.volumes[3].hostPath.path",
+        "is not a directory",
+    );
+    has(
+        &found,
+        "spec.volumes[4].hostPath.type",
+        "`CharDevice` is not supported",
+    );
+    has(
+        &found,
+        "spec.volumes[5]",
+        "needs a source: emptyDir or hostPath",
+    );
+    has(
+        &found,
+        "spec.containers[0].volumeMounts[0].mountPath",
+        "must be an absolute path",
+    );
+    has(
+        &found,
+        "spec.containers[0].volumeMounts[1].name",
+        "no volume `ghost`",
+    );
+    has(
+        &found,
+        "spec.containers[0].volumeMounts[2].subPath",
+        "without `..`",
+    );
+    has(
+        &found,
+        "spec.containers[0].volumeMounts[3].subPathExpr",
+        "give a fixed `subPath`",
+    );
+    has(
+        &found,
+        "spec.containers[0].volumeMounts[4].mountPath",
+        "mounted twice",
+    );
+    assert!(
+        !found.iter().any(|(path, _)| path == "spec.volumes[2]"),
+        "an unsupported source is reported once: {found:#?}"
+    );
+}

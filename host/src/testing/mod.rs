@@ -596,12 +596,23 @@ impl Simulation {
         }
     }
 
+    /// `text` with each aliased path shown as its alias — only where the path stands whole,
+    /// not inside a longer path (`../x/y` is not an occurrence of `x/y`).
     fn aliased(&self, text: &str) -> String {
         let mut text = text.to_string();
-        for (absolute, shown) in &self.path_aliases {
-            if text.contains(absolute.as_str()) {
-                text = text.replace(absolute.as_str(), shown);
+        for (path, shown) in &self.path_aliases {
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find(path.as_str()) {
+                let before = rest[..at].chars().last().or_else(|| out.chars().last());
+                let inside_a_path = before
+                    .is_some_and(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '-' | '_'));
+                out.push_str(&rest[..at]);
+                out.push_str(if inside_a_path { path } else { shown });
+                rest = &rest[at + path.len()..];
             }
+            out.push_str(rest);
+            text = out;
         }
         text
     }
@@ -708,6 +719,16 @@ mod tests {
             "../../target/components/a.wasm"
         );
         assert_eq!(show("/w/examples/a.wasm", "/w/examples"), "a.wasm");
+    }
+
+    #[test]
+    fn aliases_replace_whole_paths_only() {
+        let mut sim = Simulation::new(SimulationConfig::default()).unwrap();
+        sim.path_aliases = vec![("t/a.wasm".into(), "../t/a.wasm".into())];
+        assert_eq!(
+            sim.aliased("loaded \"t/a.wasm\"; see ../../t/a.wasm and t/a.wasm"),
+            "loaded \"../t/a.wasm\"; see ../../t/a.wasm and ../t/a.wasm"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Arguments: `--sleep SECONDS` sleeps (in a host call) before exiting; `--exit CODE` exits with
 //! that code; `--random` prints a number drawn from the host's randomness (`wasi:random`);
 //! `--clock` prints the wall-clock time and how long the program has run; `--env NAME` prints
-//! that environment variable; `--pwd` prints the working directory. Everything else is printed.
+//! that environment variable; `--pwd` prints the working directory; `--write PATH TEXT` writes a
+//! file and `--read PATH` prints one (each says what failed, if it did). Everything else is
+//! printed.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -29,6 +31,21 @@ fn main() {
                 let name = args.next().unwrap_or_default();
                 let value = std::env::var(&name).unwrap_or_else(|_| "(unset)".into());
                 println!("env {name}={value}");
+            }
+            "--write" => {
+                let path = args.next().unwrap_or_default();
+                let text = args.next().unwrap_or_default();
+                match std::fs::write(&path, &text) {
+                    Ok(()) => println!("wrote {path}"),
+                    Err(error) => println!("write {path} failed: {error}"),
+                }
+            }
+            "--read" => {
+                let path = args.next().unwrap_or_default();
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => println!("read {path}: {text}"),
+                    Err(error) => println!("read {path} failed: {error}"),
+                }
             }
             "--pwd" => match std::env::current_dir() {
                 Ok(dir) => println!("pwd: {}", dir.display()),
