@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("failing-poststart", "failing_poststart"),
     ("hello", "hello"),
     ("memory-hog", "memory-hog"),
+    ("random-generator", "random_generator"),
 ];
 
 fn main() {

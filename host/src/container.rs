@@ -25,7 +25,7 @@ use crate::guest::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LoadedComponent,
     LogTarget, spawn_instance, spawn_task,
 };
-use crate::manifest::{ContainerSpec, Handler, RestartPolicy};
+use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
 use crate::pod::{LoadedContainer, Mount, PodShared, StopRequest};
 
 /// Exit code of a killed container: 128 + SIGKILL.
@@ -457,8 +457,12 @@ impl Supervisor {
                     description: format!("sleep {}", humantime::format_duration(duration)),
                 }
             }
-            Some(Handler::Exec { command, component }) => {
-                let component = self.loaded.exec.get(&component)?.clone();
+            Some(Handler::Exec { command, target }) => {
+                let component = match target {
+                    ExecTarget::Shell => self.loaded.shell.clone()?,
+                    ExecTarget::Component(path) => self.loaded.exec.get(&path)?.clone(),
+                    ExecTarget::Container => self.loaded.main.clone(),
+                };
                 // The command is the instance's whole argv, as exec in a container.
                 let io = self.io(source, command.clone(), true);
                 let logs = io.logs.clone();

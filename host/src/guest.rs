@@ -467,6 +467,17 @@ impl LoadedComponent {
         use anyhow::Context as _;
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
+        Self::from_bytes(engine, linker, &bytes, path)
+    }
+
+    /// Compiles a component given as bytes; `path` names it in errors.
+    pub(crate) fn from_bytes(
+        engine: &Engine,
+        linker: &wasmtime::component::Linker<GuestState>,
+        bytes: &[u8],
+        path: &Path,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
         if !bytes.starts_with(b"\0asm") {
             anyhow::bail!(
                 "`{}` is not WebAssembly (it does not start with the `\\0asm` magic); expected a \
@@ -474,14 +485,14 @@ impl LoadedComponent {
                 path.display()
             );
         }
-        if wasmparser_is_core_module(&bytes) {
+        if wasmparser_is_core_module(bytes) {
             anyhow::bail!(
                 "`{}` is a core WebAssembly module, not a component; build it for \
                  wasm32-wasip2 (or wrap it with `wasm-tools component new`)",
                 path.display()
             );
         }
-        let component = wasmtime::component::Component::new(engine, &bytes)
+        let component = wasmtime::component::Component::new(engine, bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling component `{}`", path.display()))?;
         let pre = linker
@@ -504,7 +515,7 @@ impl LoadedComponent {
         };
         // A component built with wasmlet-sdk says which hooks it implements; one that does not
         // say is asked at each hook, and may answer not-implemented.
-        let (has_post_start, has_pre_stop) = declared_hooks(&bytes).unwrap_or((true, true));
+        let (has_post_start, has_pre_stop) = declared_hooks(bytes).unwrap_or((true, true));
         Ok(LoadedComponent {
             run: export_of("wasi:cli/run@0.2.", "run"),
             post_start: export_of("wasmlet:lifecycle/hooks@0.1.", "post-start")

@@ -91,7 +91,12 @@ pub(crate) struct WasmEngine {
     pub engine: Engine,
     pub linker: Linker<GuestState>,
     components: Mutex<HashMap<PathBuf, CachedComponent>>,
+    /// The bundled shell, compiled on first use.
+    shell: std::sync::OnceLock<Arc<LoadedComponent>>,
 }
+
+/// wasmlet's bundled shell (`host/sh`), built by `build.rs`.
+const SHELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sh.wasm"));
 
 struct CachedComponent {
     modified: Option<SystemTime>,
@@ -118,7 +123,22 @@ impl WasmEngine {
             engine,
             linker,
             components: Mutex::new(HashMap::new()),
+            shell: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The bundled shell, compiled once.
+    pub fn shell(&self) -> anyhow::Result<Arc<LoadedComponent>> {
+        if let Some(shell) = self.shell.get() {
+            return Ok(shell.clone());
+        }
+        let shell = Arc::new(LoadedComponent::from_bytes(
+            &self.engine,
+            &self.linker,
+            SHELL,
+            Path::new("<wasmlet's sh>"),
+        )?);
+        Ok(self.shell.get_or_init(|| shell).clone())
     }
 
     /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
@@ -246,20 +266,33 @@ impl Host {
                 .load_component(&container.image)
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
             let mut exec = HashMap::new();
+            let mut shell = None;
             for handler in [&container.post_start, &container.pre_stop]
                 .into_iter()
                 .flatten()
             {
-                if let crate::manifest::Handler::Exec { component, .. } = handler {
+                if let crate::manifest::Handler::Exec {
+                    target: crate::manifest::ExecTarget::Component(component),
+                    ..
+                } = handler
+                {
                     let loaded = self.load_component(component).with_context(|| {
                         format!("loading an exec hook of container `{}`", container.name)
                     })?;
                     exec.insert(component.clone(), loaded);
                 }
+                if let crate::manifest::Handler::Exec {
+                    target: crate::manifest::ExecTarget::Shell,
+                    ..
+                } = handler
+                {
+                    shell = Some(self.inner.wasm.shell().context("loading wasmlet's sh")?);
+                }
             }
             containers.push(crate::pod::LoadedContainer {
                 main,
                 exec,
+                shell,
                 load_time: self.inner.clock.now().saturating_duration_since(started),
             });
         }

@@ -55,7 +55,8 @@ pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Wat
 pub use guest::LoadedComponent;
 pub use host::{Host, HostConfig};
 pub use manifest::{
-    ContainerSpec, EnvValue, Handler, ManifestError, PodField, PodSpec, Problem, RestartPolicy,
+    ContainerSpec, EnvValue, ExecTarget, Handler, ManifestError, PodField, PodSpec, Problem,
+    RestartPolicy,
 };
 pub use pod::{Pod, all_terminated};
 

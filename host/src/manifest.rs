@@ -103,6 +103,21 @@ pub struct VolumeMount {
     pub sub_path: Option<String>,
 }
 
+/// What runs an `exec` handler's command. `command[0]` is looked up in this order:
+/// 1. `sh`, `/bin/sh`, `/usr/bin/sh`: wasmlet's bundled shell (`sh -c "…"`);
+/// 2. a path to a component file, relative to the manifest: that command component;
+/// 3. anything else: the container's own component, with `command` as its argv (an app that
+///    handles its own subcommands, such as `["app", "flush-cache"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecTarget {
+    /// wasmlet's bundled shell.
+    Shell,
+    /// A command component, resolved.
+    Component(PathBuf),
+    /// The container's own component.
+    Container,
+}
+
 /// Where an environment variable's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvValue {
@@ -152,14 +167,13 @@ impl RestartPolicy {
 /// A lifecycle hook handler from the manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
-    /// `exec`: runs a command component inside the container (own instance, the container's
-    /// env and `/tmp`). `command[0]` is its path, relative to the manifest; the whole `command`
-    /// is its argv.
+    /// `exec`: runs `command` inside the container, as an instance of its own with the
+    /// container's env, `/tmp` and volumes; `command` is its whole argv.
     Exec {
         /// The `command` as written.
         command: Vec<String>,
-        /// `command[0]` resolved to a component file.
-        component: PathBuf,
+        /// What runs it, from `command[0]`.
+        target: ExecTarget,
     },
     /// `sleep`: waits, cancelled when the container ends or the grace period runs out.
     Sleep(Duration),
@@ -862,18 +876,28 @@ fn lifecycle_handler(
         let Some(program) = command.first() else {
             return fail(
                 format!("{at}.exec.command"),
-                "required: the command to run, command[0] being a component path".into(),
+                "required: the command to run (`sh -c …`, a component path, or a command of \
+                 the container's own component)"
+                    .into(),
             );
         };
+        if matches!(program.as_str(), "sh" | "/bin/sh" | "/usr/bin/sh") {
+            return Ok(Handler::Exec {
+                command,
+                target: ExecTarget::Shell,
+            });
+        }
         return match component_path(base, program) {
-            Ok(component) => Ok(Handler::Exec { command, component }),
-            Err(why) => fail(
-                format!("{at}.exec.command[0]"),
-                format!(
-                    "{why}; exec runs a command component given by its path relative to the \
-                     manifest (shell commands such as `sh -c` are not supported yet)"
-                ),
-            ),
+            Ok(component) => Ok(Handler::Exec {
+                command,
+                target: ExecTarget::Component(component),
+            }),
+            // Clearly meant as a component file: a typo must not run the app instead.
+            Err(why) if program.ends_with(".wasm") => fail(format!("{at}.exec.command[0]"), why),
+            Err(_) => Ok(Handler::Exec {
+                command,
+                target: ExecTarget::Container,
+            }),
         };
     }
     // httpGet and tcpSocket were reported by the field check.

@@ -110,6 +110,8 @@ pub(crate) struct LoadedPod {
 pub(crate) struct LoadedContainer {
     pub main: Arc<LoadedComponent>,
     pub exec: HashMap<PathBuf, Arc<LoadedComponent>>,
+    /// The bundled shell, if an exec hook uses it.
+    pub shell: Option<Arc<LoadedComponent>>,
     pub load_time: Duration,
 }
 

@@ -136,7 +136,7 @@ spec:
       lifecycle:
         postStart:
           exec:
-            command: ["sh", "-c", "sleep 30 && echo 'Wake up!' > /tmp/postStart_done"]
+            command: ["../../target/components/no-such-hook.wasm"]
         preStop:
           exec: {command: ["../../target/components/hello.wasm"]}
           sleep: {seconds: 1}
@@ -145,7 +145,7 @@ spec:
     has(
         &found,
         "spec.containers[0].lifecycle.postStart.exec.command[0]",
-        "component `sh` not found",
+        "component `../../target/components/no-such-hook.wasm` not found",
     );
     has(
         &found,
@@ -390,4 +390,42 @@ spec:
         !found.iter().any(|(path, _)| path == "spec.volumes[2]"),
         "an unsupported source is reported once: {found:#?}"
     );
+}
+
+#[test]
+fn exec_commands_resolve_to_the_shell_a_component_or_the_app() {
+    use wasmlet::{ExecTarget, Handler};
+    let spec = PodSpec::from_yaml(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: exec}
+spec:
+  initContainers:
+    - name: shell
+      image: ../../target/components/cooperative.wasm
+      restartPolicy: Always
+      lifecycle:
+        postStart: {exec: {command: ["/bin/sh", "-c", "true"]}}
+        preStop: {exec: {command: ["../../target/components/hello.wasm"]}}
+  containers:
+    - name: app
+      image: ../../target/components/cooperative.wasm
+      lifecycle:
+        preStop: {exec: {command: ["app", "drain"]}}
+"#,
+        &wasmlet_examples::pods_dir(),
+        "exec.yaml",
+    )
+    .unwrap();
+    let target = |handler: &Option<Handler>| match handler {
+        Some(Handler::Exec { target, .. }) => target.clone(),
+        other => panic!("not an exec: {other:?}"),
+    };
+    let sidecar = &spec.init_containers[0];
+    assert_eq!(target(&sidecar.post_start), ExecTarget::Shell);
+    assert!(
+        matches!(target(&sidecar.pre_stop), ExecTarget::Component(path) if path.ends_with("hello.wasm"))
+    );
+    assert_eq!(target(&spec.containers[0].pre_stop), ExecTarget::Container);
 }

@@ -292,7 +292,11 @@ impl Simulation {
                 .into_iter()
                 .flatten()
             {
-                if let Handler::Exec { component, .. } = handler {
+                if let Handler::Exec {
+                    target: crate::manifest::ExecTarget::Component(component),
+                    ..
+                } = handler
+                {
                     self.alias_path(component);
                 }
             }
