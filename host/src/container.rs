@@ -198,15 +198,15 @@ pub(crate) async fn supervise(
             status.ready = false;
             earlier
         });
+        // The kubelet's message, without the delay (that is in the waiting state), so that the
+        // event is counted rather than repeated.
         pod.event(
             EventType::Warning,
             "BackOff",
             Some(&spec.name),
             format!(
-                "Back-off {} restarting failed container {} in pod {}",
-                humantime::format_duration(delay),
-                spec.name,
-                pod.spec.name
+                "Back-off restarting failed container {} in pod {}",
+                spec.name, pod.spec.name
             ),
         );
         // A delete during the back-off ends the container where it is: terminated.

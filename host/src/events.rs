@@ -34,12 +34,21 @@ pub struct Event {
     pub container: Option<String>,
     /// Human-readable detail, including a hook's output when it failed.
     pub message: String,
-    /// Time since the pod was started, on the host's clock.
+    /// How many times it has happened: an event with the same type, reason, object, container
+    /// and message is one event counted again, as Kubernetes aggregates them.
+    pub count: u32,
+    /// Time since the pod was started when it first happened.
+    #[serde(with = "humantime_serde_duration")]
+    pub first_age: Duration,
+    /// Time since the pod was started, on the host's clock (the latest occurrence).
     #[serde(with = "humantime_serde_duration")]
     pub age: Duration,
-    /// Wall-clock time of the event.
+    /// Wall-clock time of the event (the latest occurrence).
     #[serde(skip)]
     pub time: SystemTime,
+    /// Wall-clock time of its first occurrence.
+    #[serde(skip)]
+    pub first_time: SystemTime,
     /// When it happened on the host's monotonic clock. For a `Killed` event: the moment the
     /// guest stopped executing.
     #[serde(skip)]
@@ -80,6 +89,38 @@ pub struct LogLine {
     /// When it was written, on the host's monotonic clock.
     #[serde(skip)]
     pub at: Instant,
+}
+
+impl Event {
+    /// Whether `other` is another occurrence of this event.
+    fn same_as(&self, other: &Event) -> bool {
+        self.kind == other.kind
+            && self.reason == other.reason
+            && self.object == other.object
+            && self.container == other.container
+            && self.message == other.message
+    }
+
+    /// ` (x3 over 40s)` for an event that happened more than once, as `kubectl describe` shows
+    /// it; empty otherwise.
+    pub fn repeats(&self) -> String {
+        if self.count > 1 {
+            // Whole seconds, as kubectl shows it (milliseconds for a span under a second).
+            let span = self.age.saturating_sub(self.first_age);
+            let span = if span >= Duration::from_secs(1) {
+                Duration::from_secs(span.as_secs())
+            } else {
+                Duration::from_millis(span.as_millis() as u64)
+            };
+            format!(
+                " (x{} over {})",
+                self.count,
+                humantime::format_duration(span)
+            )
+        } else {
+            String::new()
+        }
+    }
 }
 
 impl LogLine {
@@ -144,8 +185,18 @@ impl UpdateHub {
         }
     }
 
-    pub fn publish(&self, update: PodUpdate) {
+    /// Publishes an update. An event that happened before (see [`Event::count`]) replaces its
+    /// earlier occurrence in the history, counted, and goes to watchers with its count.
+    pub fn publish(&self, mut update: PodUpdate) {
         let mut inner = self.inner.lock().unwrap();
+        if let PodUpdate::Event(event) = &mut update
+            && let Some(index) = inner.events.iter().position(|(_, e)| e.same_as(event))
+        {
+            let (_, earlier) = inner.events.remove(index);
+            event.count = earlier.count + 1;
+            event.first_age = earlier.first_age;
+            event.first_time = earlier.first_time;
+        }
         for tap in &inner.taps {
             tap(&update);
         }
@@ -246,8 +297,11 @@ impl Watch {
                 object: String::new(),
                 container: None,
                 message: format!("this watcher fell behind and skipped {skipped} updates"),
+                count: 1,
                 age: Duration::ZERO,
+                first_age: Duration::ZERO,
                 time: SystemTime::now(),
+                first_time: SystemTime::now(),
                 at: Instant::now(),
             })),
         }
@@ -275,10 +329,48 @@ mod tests {
             object: "pod/test".into(),
             container: None,
             message: String::new(),
+            count: 1,
             age: Duration::ZERO,
+            first_age: Duration::ZERO,
             time: SystemTime::now(),
+            first_time: SystemTime::now(),
             at: Instant::now(),
         })
+    }
+
+    #[test]
+    fn a_repeated_event_is_counted_and_keeps_its_first_time() {
+        let hub = UpdateHub::new();
+        let occurrence = |seconds: u64| {
+            let PodUpdate::Event(mut event) = event("BackOff") else {
+                unreachable!()
+            };
+            event.age = Duration::from_secs(seconds);
+            event.first_age = event.age;
+            PodUpdate::Event(event)
+        };
+        let mut watch = hub.watch();
+        hub.publish(occurrence(10));
+        hub.publish(event("Started"));
+        hub.publish(occurrence(30));
+        hub.publish(occurrence(70));
+        let events = hub.events();
+        assert_eq!(events.len(), 2, "one BackOff event, counted: {events:?}");
+        let back_off = events.iter().find(|e| e.reason == "BackOff").unwrap();
+        assert_eq!(back_off.count, 3);
+        assert_eq!(back_off.first_age, Duration::from_secs(10));
+        assert_eq!(back_off.repeats(), " (x3 over 1m)");
+        // A live watcher sees each occurrence, with its count so far.
+        let mut live = watch.live.take().unwrap();
+        let mut seen = Vec::new();
+        while let Ok(update) = live.try_recv() {
+            if let PodUpdate::Event(e) = update
+                && e.reason == "BackOff"
+            {
+                seen.push(e.count);
+            }
+        }
+        assert_eq!(seen, [1, 2, 3]);
     }
 
     fn log(line: &str) -> PodUpdate {

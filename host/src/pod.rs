@@ -210,6 +210,15 @@ impl Pod {
             volumes: std::sync::Mutex::new(volumes),
             started: clock.now(),
         });
+        shared.event(
+            EventType::Normal,
+            "Scheduled",
+            None,
+            format!(
+                "Successfully assigned {}/{} to {}",
+                shared.spec.namespace, shared.spec.name, shared.host.node_name
+            ),
+        );
         for (slot, loaded) in loaded.containers.iter().enumerate() {
             let spec = shared.container(slot);
             shared.event(
@@ -692,15 +701,19 @@ impl PodShared {
         container: Option<&str>,
         message: String,
     ) {
+        let wall = self.host.clock.wall_time();
         let event = Event {
             kind,
             reason: reason.into(),
             object: format!("pod/{}", self.spec.name),
             container: container.map(str::to_string),
             message,
+            count: 1,
             age: now.saturating_duration_since(self.started),
+            first_age: now.saturating_duration_since(self.started),
             at: now,
-            time: self.host.clock.wall_time(),
+            time: wall,
+            first_time: wall,
         };
         tracing::debug!(?event, "event");
         self.hub.publish(PodUpdate::Event(event));

@@ -42,7 +42,14 @@ async fn cooperative_runs_its_hooks_in_order_and_completes_on_terminate() {
 
     assert_eq!(
         reasons(&history),
-        ["Pulled", "Created", "Started", "Killing", "Completed"]
+        [
+            "Scheduled",
+            "Pulled",
+            "Created",
+            "Started",
+            "Killing",
+            "Completed"
+        ]
     );
 }
 
@@ -158,6 +165,7 @@ async fn failing_post_start_stops_the_container_with_post_start_hook_error() {
     assert_eq!(
         reasons(&history),
         [
+            "Scheduled",
             "Pulled",
             "Created",
             "Started",
@@ -166,7 +174,10 @@ async fn failing_post_start_stops_the_container_with_post_start_hook_error() {
             "PostStartHookError"
         ]
     );
-    let failed = &events(&history)[3];
+    let failed = events(&history)
+        .into_iter()
+        .find(|e| e.reason == "FailedPostStartHook")
+        .unwrap();
     assert!(
         failed
             .message

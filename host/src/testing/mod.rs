@@ -484,7 +484,7 @@ impl Simulation {
             let line = match &entry.what {
                 TraceItem::Step(step) => format!("== {step}"),
                 TraceItem::Event(event) => format!(
-                    "{:<7} {} {}{}: {}",
+                    "{:<7} {} {}{}: {}{}",
                     format!("{:?}", event.kind),
                     event.reason,
                     event.object,
@@ -493,7 +493,8 @@ impl Simulation {
                         .as_ref()
                         .map(|c| format!("/{c}"))
                         .unwrap_or_default(),
-                    event.message
+                    event.message,
+                    event.repeats()
                 ),
                 TraceItem::Log(line) => format!(
                     "{}{} {}",

@@ -130,6 +130,8 @@ pub enum Condition {
         kind: Option<EventType>,
         /// Text its message contains.
         message: Option<String>,
+        /// How many times it has happened (its count reached this).
+        count: Option<u32>,
     },
     /// A line of output printed so far.
     Log {
@@ -582,9 +584,13 @@ impl Condition {
                     container,
                     kind,
                     message,
+                    count,
                 },
                 TraceItem::Event(event),
-            ) => event_matches(event, reason, container, kind, message),
+            ) => {
+                event_matches(event, reason, container, kind, message)
+                    && count.is_none_or(|count| event.count >= count)
+            }
             (Condition::Log { text, container }, TraceItem::Log(line)) => {
                 log_matches(line, text, container)
             }
@@ -638,8 +644,12 @@ impl Condition {
                 container,
                 kind,
                 message,
+                count,
             } => {
                 let mut text = format!("event {reason}");
+                if let Some(count) = count {
+                    let _ = write!(text, " x{count}");
+                }
                 if let Some(kind) = kind {
                     let _ = write!(text, " ({kind:?})");
                 }
@@ -754,6 +764,7 @@ struct ConditionFile {
     #[serde(rename = "type")]
     kind: Option<String>,
     message: Option<String>,
+    count: Option<u32>,
     log: Option<String>,
     by: Option<DurationValue>,
     within: Option<DurationValue>,
@@ -893,8 +904,8 @@ impl ConditionFile {
             return Err((
                 at.to_string(),
                 "give one of `phase`, `container` (with `state`, `exitCode`, `reason`, `ready` \
-                 or `restartCount`), `event` (optionally with `container`, `type`, `message`) \
-                 or `log` (optionally with `container`)"
+                 or `restartCount`), `event` (optionally with `container`, `type`, `message`, \
+                 `count`) or `log` (optionally with `container`)"
                     .into(),
             ));
         }
@@ -917,6 +928,7 @@ impl ConditionFile {
         let event_fields = [
             ("type", self.kind.is_some()),
             ("message", self.message.is_some()),
+            ("count", self.count.is_some()),
         ];
         match kinds[0] {
             "phase" => {
@@ -986,6 +998,7 @@ impl ConditionFile {
                     container: self.container.clone(),
                     kind,
                     message: self.message.clone(),
+                    count: self.count,
                 })
             }
             _ => {

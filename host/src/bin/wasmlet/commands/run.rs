@@ -168,7 +168,7 @@ fn format_event(event: &Event) -> String {
         format!("{:?}", event.kind),
         event.reason,
         object,
-        event.message.replace('\n', "\n            | ")
+        event.message.replace('\n', "\n            | ") + &event.repeats()
     )
 }
 
