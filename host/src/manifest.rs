@@ -382,9 +382,17 @@ impl PodSpec {
             Ok(spec) if problems.is_empty() => Ok(spec),
             Ok(_) => Err(error(problems)),
             Err(mut semantic) => {
-                // Keep one message per field: an unsupported field is not also "invalid".
-                let reported: HashSet<String> = problems.iter().map(|p| p.path.clone()).collect();
-                semantic.retain(|p| !reported.contains(&p.path));
+                // Keep one message per fault: an unsupported field is not also "invalid", nor is
+                // the handler or object that holds it.
+                let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+                semantic.retain(|p| {
+                    !reported.iter().any(|field| {
+                        field == &p.path
+                            || field
+                                .strip_prefix(&p.path)
+                                .is_some_and(|rest| rest.starts_with('.'))
+                    })
+                });
                 problems.extend(semantic);
                 Err(error(problems))
             }

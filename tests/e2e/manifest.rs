@@ -30,7 +30,18 @@ fn has(problems: &[(String, String)], path: &str, words: &str) {
 fn the_example_pods_are_valid() {
     for entry in std::fs::read_dir(wasmlet_examples::pods_dir()).unwrap() {
         let path = entry.unwrap().path();
-        PodSpec::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = PodSpec::from_file(&path);
+        if path.ends_with("pre-stop-hook.yaml") {
+            // The seed's preStop is an httpGet: its one problem until HTTP support lands.
+            let error = parsed.unwrap_err();
+            assert_eq!(error.problems.len(), 1, "{error}");
+            assert_eq!(
+                error.problems[0].path,
+                "spec.containers[0].lifecycle.preStop.httpGet"
+            );
+        } else {
+            parsed.unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 }
 
