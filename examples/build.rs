@@ -42,7 +42,10 @@ fn main() {
         .arg(guests.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
         // The outer build's flags are for the host, not for wasm.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            reproducible_rustflags(&workspace),
+        )
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
     let status = build
@@ -72,6 +75,26 @@ fn main() {
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("components.rs");
     std::fs::write(out, generated).unwrap();
+}
+
+/// rustc flags that keep where the checkout and Cargo's home are out of the built wasm: the same
+/// source gives the same component wherever it is built, so a guest uses the same fuel — and a
+/// deterministic-mode trace is the same — on every machine.
+fn reproducible_rustflags(workspace: &Path) -> String {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let mut flags = vec![format!(
+        "--remap-path-prefix={}=/wasmlet",
+        workspace.display()
+    )];
+    if let Some(cargo_home) = cargo_home {
+        flags.push(format!(
+            "--remap-path-prefix={}=/cargo",
+            cargo_home.display()
+        ));
+    }
+    flags.join("\x1f")
 }
 
 fn copy_if_changed(from: &Path, to: &Path) {

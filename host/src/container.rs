@@ -210,19 +210,20 @@ pub(crate) async fn supervise(
             ),
         );
         // A delete during the back-off ends the container where it is: terminated.
-        stop_requests.borrow_and_update();
         let mut wait = sleep(&clock, delay);
-        let deleted = loop {
-            tokio::select! {
-                biased;
-                changed = stop_requests.changed() => match changed {
-                    Ok(()) if stop_requests.borrow_and_update().is_some() => break true,
-                    Ok(()) => {}
-                    Err(_) => break true,
-                },
-                () = &mut wait => break false,
-            }
-        };
+        let already_deleted = stop_requests.borrow_and_update().is_some();
+        let deleted = already_deleted
+            || loop {
+                tokio::select! {
+                    biased;
+                    changed = stop_requests.changed() => match changed {
+                        Ok(()) if stop_requests.borrow_and_update().is_some() => break true,
+                        Ok(()) => {}
+                        Err(_) => break true,
+                    },
+                    () = &mut wait => break false,
+                }
+            };
         if deleted {
             pod.update_container(index, |status| {
                 status.state = status.last_state.take();
@@ -514,10 +515,17 @@ impl Supervisor {
             ),
         );
         self.stop_reason = Some((reason, message));
+        let now = self.pod.host.clock.now();
+        // A stop whose grace was used up before it reached this container (a sidecar, after
+        // the app containers) still gets the kubelet's minimum, not a kill without terminate.
+        let deadline = if !grace_period.is_zero() && deadline <= now {
+            after(now, self.pod.host.config.min_grace_after_pre_stop)
+        } else {
+            deadline
+        };
         let began = deadline.checked_sub(grace_period).unwrap_or(deadline);
         self.context.start_grace(began, deadline);
-        let now = self.pod.host.clock.now();
-        if deadline <= now {
+        if grace_period.is_zero() {
             // Grace 0: straight to the kill — no preStop, and no terminate (Kubernetes sends no
             // SIGTERM either), so the guest cannot race the kill to a clean exit.
             self.stopping = Stopping::Terminating { deadline };

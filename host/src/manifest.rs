@@ -767,7 +767,10 @@ fn container_spec(
         }
         volume_mounts.push(VolumeMount {
             volume: mount.name.clone(),
-            mount_path: mount.mount_path.clone(),
+            // `/tmp/.` and `//tmp` are `/tmp`: one name for one place.
+            mount_path: lexically_normal(Path::new(&mount.mount_path))
+                .display()
+                .to_string(),
             read_only: mount.read_only.unwrap_or(false),
             sub_path,
         });
@@ -896,12 +899,29 @@ fn lifecycle_handler(
             });
         }
         return match component_path(base, program) {
+            Ok(component) if !starts_as_wasm(&component) => fail(
+                format!("{at}.exec.command[0]"),
+                format!(
+                    "`{program}` is not a WebAssembly component; exec runs `sh` (wasmlet's \
+                     bundled shell), a component file, or a command of the container's own \
+                     component (a bare name)"
+                ),
+            ),
             Ok(component) => Ok(Handler::Exec {
                 command,
                 target: ExecTarget::Component(component),
             }),
-            // Clearly meant as a component file: a typo must not run the app instead.
+            // Clearly meant as a file (a component, or a program of an image): a typo or another
+            // shell must not run the app instead.
             Err(why) if program.ends_with(".wasm") => fail(format!("{at}.exec.command[0]"), why),
+            Err(_) if program.contains('/') => fail(
+                format!("{at}.exec.command[0]"),
+                format!(
+                    "`{program}` is neither `sh` (wasmlet's bundled shell) nor a component file; \
+                     exec runs `sh`, a component (a path relative to the manifest), or a \
+                     command of the container's own component (a bare name)"
+                ),
+            ),
             Err(_) => Ok(Handler::Exec {
                 command,
                 target: ExecTarget::Container,
@@ -913,6 +933,15 @@ fn lifecycle_handler(
         at.into(),
         "this handler is not supported; use exec or sleep".into(),
     )
+}
+
+/// Whether `path` begins with WebAssembly's magic number.
+fn starts_as_wasm(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"\0asm")
 }
 
 fn component_path(base: &Path, image: &str) -> Result<PathBuf, String> {

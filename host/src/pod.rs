@@ -2,7 +2,7 @@
 //! end, and the status it reports (Kubernetes `PodStatus`, so tools that read pod JSON read ours).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,8 +26,10 @@ pub(crate) type StatusTap = Box<dyn Fn(Instant, &PodStatus) + Send + Sync>;
 /// A request to stop the pod's containers, from [`Pod::delete`].
 #[derive(Debug, Clone)]
 pub(crate) struct StopRequest {
-    /// The grace period the request gave.
+    /// The grace period in force.
     pub grace_period: Duration,
+    /// When the stop began (the first delete).
+    pub began: Instant,
     /// When the grace period ends. A later request only ever moves it earlier.
     pub deadline: Instant,
     pub reason: TerminationReason,
@@ -99,6 +101,49 @@ pub(crate) struct Mount {
     pub host_path: PathBuf,
     pub guest_path: String,
     pub read_only: bool,
+    /// The open directory `host_path` names (`/proc/self/fd/N`), kept open while the mount is.
+    _held: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
+/// Opens `sub` inside `root`, one component at a time, refusing any component that is a
+/// symlink or not a directory, and making missing ones (Kubernetes makes a missing subPath).
+fn open_beneath(root: &Path, sub: &str) -> Result<std::os::fd::OwnedFd, String> {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    use rustix::io::Errno;
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, flags, Mode::empty())
+        .map_err(|e| format!("opening the volume `{}`: {e}", root.display()))?;
+    for component in Path::new(sub).components() {
+        let name = match component {
+            std::path::Component::Normal(name) => name,
+            std::path::Component::CurDir => continue,
+            _ => return Err("must be relative, without `..`".into()),
+        };
+        let open =
+            |dir: &std::os::fd::OwnedFd| openat(dir, name, flags | OFlags::NOFOLLOW, Mode::empty());
+        let next = match open(&dir) {
+            Err(Errno::NOENT) => {
+                match mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(format!("making `{}`: {e}", name.to_string_lossy())),
+                }
+                open(&dir)
+            }
+            other => other,
+        };
+        dir = match next {
+            Ok(next) => next,
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                return Err(format!(
+                    "`{}` is a symlink or not a directory; a subPath may not leave its volume, \
+                     and wasmlet follows no link inside one",
+                    name.to_string_lossy()
+                ));
+            }
+            Err(e) => return Err(format!("opening `{}`: {e}", name.to_string_lossy())),
+        };
+    }
+    Ok(dir)
 }
 
 /// The compiled components of a pod, loaded before anything starts.
@@ -295,6 +340,7 @@ impl Pod {
         let deadline = crate::clock::after(now, grace_period);
         let request = StopRequest {
             grace_period,
+            began: now,
             deadline,
             reason,
             message: message.into(),
@@ -362,17 +408,29 @@ pub fn phase_is_final(status: &PodStatus) -> bool {
 
 /// Lets `request` replace what `cell` holds if it supersedes it; says whether it did. A kill
 /// always goes through (a running stop's deadline may have been extended past the first
-/// request's, after a preStop); otherwise only an earlier deadline.
+/// request's, after a preStop). Otherwise, as the apiserver does with a second delete, only a
+/// shorter grace period counts, and it counts from when the stop began: a delete with 30 s,
+/// then one with 20 s a little later, ends at 20 s.
 fn supersede(cell: &Watched<Option<StopRequest>>, request: &StopRequest) -> bool {
     cell.send_if_modified(|current| {
-        let supersedes = match current {
-            None => true,
-            Some(existing) => {
-                (request.is_kill() && !existing.is_kill()) || request.deadline < existing.deadline
+        let replacement = match current {
+            None => Some(request.clone()),
+            Some(existing) if request.is_kill() && !existing.is_kill() => Some(request.clone()),
+            Some(existing)
+                if !existing.is_kill() && request.grace_period < existing.grace_period =>
+            {
+                let deadline = crate::clock::after(existing.began, request.grace_period);
+                (deadline < existing.deadline).then(|| StopRequest {
+                    grace_period: request.grace_period,
+                    deadline,
+                    ..existing.clone()
+                })
             }
+            Some(_) => None,
         };
-        if supersedes {
-            *current = Some(request.clone());
+        let supersedes = replacement.is_some();
+        if let Some(replacement) = replacement {
+            *current = Some(replacement);
         }
         supersedes
     })
@@ -453,14 +511,20 @@ async fn run_pod(shared: Arc<PodShared>, loaded: Vec<LoadedContainer>) {
         }
     }
     for (slot, supervisor) in sidecars.into_iter().rev() {
-        let request = shared.stop_request.get().unwrap_or_else(|| {
-            shared.stop_request_now(
-                None,
-                TerminationReason::PodCompleted,
-                "every app container of the pod has ended",
-            )
-        });
-        supersede(&shared.stops[slot], &request);
+        let own = shared.stop_request_now(
+            None,
+            TerminationReason::PodCompleted,
+            "every app container of the pod has ended",
+        );
+        supersede(
+            &shared.stops[slot],
+            &shared.stop_request.get().unwrap_or(own),
+        );
+        // A delete that came between reading the pod's request and writing the sidecar's found
+        // the sidecar's cell empty and passed it by: hand it on now.
+        if let Some(request) = shared.stop_request.get() {
+            supersede(&shared.stops[slot], &request);
+        }
         shared.join(slot, supervisor).await;
     }
     shared
@@ -503,8 +567,10 @@ impl PodShared {
         env
     }
 
-    /// Where `container`'s volume mounts are on the host. A `subPath` is made if missing, and
-    /// must stay inside its volume once symlinks are followed.
+    /// Where `container`'s volume mounts are on the host. A `subPath` is walked from the volume
+    /// root one directory at a time, following no symlink and making what is missing, and the
+    /// directory it ends at stays open: the guest is given that directory, never a path that
+    /// could be swapped for a link before its instance starts.
     pub fn mounts(&self, container: &crate::manifest::ContainerSpec) -> Result<Vec<Mount>, String> {
         let volumes = self.volumes.lock().unwrap();
         let mut mounts = Vec::new();
@@ -513,43 +579,22 @@ impl PodShared {
                 .iter()
                 .find(|v| v.name == mount.volume)
                 .ok_or_else(|| format!("volume `{}` is gone", mount.volume))?;
-            let host_path = match &mount.sub_path {
-                None => volume.path.clone(),
+            let (host_path, held) = match &mount.sub_path {
+                None => (volume.path.clone(), None),
                 Some(sub) => {
-                    let target = volume.path.join(sub);
-                    let root = volume.path.canonicalize().map_err(|e| {
-                        format!("volume `{}` ({}): {e}", mount.volume, volume.path.display())
+                    let dir = open_beneath(&volume.path, sub).map_err(|why| {
+                        format!("subPath `{sub}` of volume `{}`: {why}", mount.volume)
                     })?;
-                    if !target.exists() {
-                        std::fs::create_dir_all(&target).map_err(|e| {
-                            format!("creating subPath `{sub}` of volume `{}`: {e}", mount.volume)
-                        })?;
-                    }
-                    let resolved = target.canonicalize().map_err(|e| {
-                        format!("subPath `{sub}` of volume `{}`: {e}", mount.volume)
-                    })?;
-                    if !resolved.starts_with(&root) {
-                        return Err(format!(
-                            "subPath `{sub}` of volume `{}` leads outside the volume (to `{}`) \
-                             through a symlink",
-                            mount.volume,
-                            resolved.display()
-                        ));
-                    }
-                    if !resolved.is_dir() {
-                        return Err(format!(
-                            "subPath `{sub}` of volume `{}` is not a directory: wasmlet mounts \
-                             directories",
-                            mount.volume
-                        ));
-                    }
-                    resolved
+                    use std::os::fd::AsRawFd as _;
+                    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+                    (path, Some(Arc::new(dir)))
                 }
             };
             mounts.push(Mount {
                 host_path,
                 guest_path: mount.mount_path.clone(),
                 read_only: mount.read_only,
+                _held: held,
             });
         }
         Ok(mounts)
@@ -574,9 +619,11 @@ impl PodShared {
         message: &str,
     ) -> StopRequest {
         let grace_period = grace_period.unwrap_or_else(|| self.grace_period());
+        let now = self.host.clock.now();
         StopRequest {
             grace_period,
-            deadline: crate::clock::after(self.host.clock.now(), grace_period),
+            began: now,
+            deadline: crate::clock::after(now, grace_period),
             reason,
             message: message.into(),
         }
@@ -585,9 +632,11 @@ impl PodShared {
     /// Whether the container of `slot` has started (is running, or ran and ended).
     fn has_started(&self, slot: usize, status: &PodStatus) -> bool {
         self.status_of(slot, status).is_some_and(|c| {
-            c.state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            c.restart_count > 0
+                || c.last_state.is_some()
+                || c.state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
         })
     }
 

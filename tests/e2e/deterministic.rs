@@ -423,17 +423,26 @@ fn a_sub_path_that_leaves_its_volume_through_a_symlink_is_refused() {
     let volume = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/etc", volume.path().join("escape")).unwrap();
     std::fs::create_dir(volume.path().join("inside")).unwrap();
+    // A relative link out, as a guest could make one in a shared volume: a subPath through it
+    // must not make anything outside the volume either.
+    std::os::unix::fs::symlink("..", volume.path().join("up")).unwrap();
+    let outside = volume.path().parent().unwrap().join("made-by-subpath");
+    let mount = |name: &str, sub_path: &str, args: &str| {
+        format!(
+            "    - name: {name}\n      image: ../../target/components/hello.wasm\n      \
+             args: [{args}]\n      volumeMounts:\n        \
+             - {{name: host, mountPath: /data, subPath: \"{sub_path}\"}}\n"
+        )
+    };
     let mut sim = simulation(SimulationConfig::default());
     let pod = sim
         .start(crate::support::spec(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: escape}}\nspec:\n  restartPolicy: Never\n  \
-             volumes:\n    - name: host\n      hostPath: {{path: {}}}\n  containers:\n    \
-             - name: out\n      image: ../../target/components/hello.wasm\n      \
-             args: [\"--read\", \"/data/hostname\"]\n      volumeMounts:\n        \
-             - {{name: host, mountPath: /data, subPath: escape}}\n    \
-             - name: in\n      image: ../../target/components/hello.wasm\n      \
-             volumeMounts:\n        - {{name: host, mountPath: /data, subPath: inside}}\n",
-            volume.path().display()
+             volumes:\n    - name: host\n      hostPath: {{path: {}}}\n  containers:\n{}{}{}",
+            volume.path().display(),
+            mount("out", "escape", "\"--read\", \"/data/hostname\""),
+            mount("in", "inside", ""),
+            mount("up", "up/made-by-subpath", ""),
         )))
         .unwrap();
     let status = sim
@@ -443,30 +452,33 @@ fn a_sub_path_that_leaves_its_volume_through_a_symlink_is_refused() {
             Some(Duration::from_secs(5)),
         )
         .unwrap();
-    let containers = status.container_statuses.unwrap();
-    let out = containers[0]
-        .state
-        .as_ref()
+    let ended: Vec<_> = status
+        .container_statuses
         .unwrap()
-        .terminated
-        .as_ref()
-        .unwrap();
-    assert_eq!(out.reason.as_deref(), Some("CreateContainerConfigError"));
+        .into_iter()
+        .map(|c| c.state.unwrap().terminated.unwrap())
+        .collect();
+    assert_eq!(
+        ended[0].reason.as_deref(),
+        Some("CreateContainerConfigError")
+    );
     assert!(
-        out.message
+        ended[0]
+            .message
             .as_deref()
             .unwrap()
-            .contains("leads outside the volume"),
-        "{out:?}"
+            .contains("is a symlink"),
+        "{:?}",
+        ended[0]
     );
-    let inside = containers[1]
-        .state
-        .as_ref()
-        .unwrap()
-        .terminated
-        .as_ref()
-        .unwrap();
-    assert_eq!(inside.reason.as_deref(), Some("Completed"));
+    assert_eq!(ended[1].reason.as_deref(), Some("Completed"));
+    assert_eq!(
+        ended[2].reason.as_deref(),
+        Some("CreateContainerConfigError"),
+        "{:?}",
+        ended[2]
+    );
+    assert!(!outside.exists(), "nothing is made outside the volume");
     assert!(
         !output(&sim)
             .iter()

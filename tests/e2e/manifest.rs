@@ -439,4 +439,13 @@ spec:
         matches!(target(&sidecar.pre_stop), ExecTarget::Component(path) if path.ends_with("hello.wasm"))
     );
     assert_eq!(target(&spec.containers[0].pre_stop), ExecTarget::Container);
+    // Another shell or a program of an image is not the app: refused, not run as the app.
+    let found = problems(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n      lifecycle:\n        preStop:\n          exec: {command: [\"/bin/bash\", \"-c\", \"true\"]}\n",
+    );
+    has(
+        &found,
+        "spec.containers[0].lifecycle.preStop.exec.command[0]",
+        "is not a WebAssembly component",
+    );
 }

@@ -1,11 +1,11 @@
 //! wasmlet's `sh`: the subset of a POSIX shell that lifecycle hooks use, as a WASI command.
 //!
-//! `sh -c SCRIPT` runs commands separated by `;`, `&&`, `||` or newlines, with `>`/`>>`
-//! redirection of standard output, single and double quotes, backslash escapes, `$NAME`,
-//! `${NAME}` and `$?`. The commands are built in: `sleep`, `echo`, `cat`, `touch`, `rm`, `mkdir`,
-//! `test`/`[`, `true`, `false`, `exit` and `:`. Anything else — another program, a pipe, a
-//! subshell, backgrounding — fails with a message that says so, and exit code 127 (or 2 for a
-//! syntax wasmlet's sh does not support).
+//! `sh -c SCRIPT` runs commands separated by `;`, `&&`, `||` or newlines, with redirections
+//! (`>`, `>>`, `2>`, `2>>`, `2>&1`, `>&2`, `/dev/null`), single and double quotes, backslash
+//! escapes, `$NAME`, `${NAME}` and `$?`. The commands are built in: `sleep`, `echo`, `cat`,
+//! `touch`, `rm`, `mkdir`, `test`/`[`, `true`, `false`, `exit` and `:`. Anything else — another
+//! program, a pipe, a subshell, backgrounding — fails with a message that says so (status 127,
+//! or 2 for syntax wasmlet's sh does not support; WASI 0.2 reports any failure as exit code 1).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -55,7 +55,11 @@ enum Join {
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),
-    Variable(String),
+    /// A variable; `quoted` inside double quotes (an unquoted one that is empty vanishes).
+    Variable {
+        name: String,
+        quoted: bool,
+    },
 }
 
 type Word = Vec<Part>;
@@ -63,15 +67,24 @@ type Word = Vec<Part>;
 #[derive(Debug, Default)]
 struct Command {
     words: Vec<Word>,
-    /// `>` (false) or `>>` (true) and the file.
-    output: Option<(bool, Word)>,
+    /// Redirections, applied in order (`> f 2>&1` differs from `2>&1 > f`).
+    redirects: Vec<Redirect>,
+}
+
+#[derive(Debug)]
+enum Redirect {
+    /// `N>` / `N>>` a file.
+    File { fd: u8, append: bool, file: Word },
+    /// `N>&M`.
+    Dup { fd: u8, to: u8 },
 }
 
 #[derive(Debug)]
 enum Token {
     Word(Word),
     Join(Join),
-    Redirect { append: bool },
+    Redirect { fd: u8, append: bool },
+    Dup { fd: u8, to: u8 },
 }
 
 fn parse(script: &str) -> Result<Vec<(Join, Command)>, String> {
@@ -83,13 +96,16 @@ fn parse(script: &str) -> Result<Vec<(Join, Command)>, String> {
     while let Some(token) = tokens.next() {
         match token {
             Token::Word(word) => command.words.push(word),
-            Token::Redirect { append } => match tokens.next() {
-                Some(Token::Word(file)) => command.output = Some((append, file)),
+            Token::Redirect { fd, append } => match tokens.next() {
+                Some(Token::Word(file)) => {
+                    command.redirects.push(Redirect::File { fd, append, file })
+                }
                 _ => return Err("`>` needs a file name".into()),
             },
+            Token::Dup { fd, to } => command.redirects.push(Redirect::Dup { fd, to }),
             Token::Join(next) => {
                 if command.words.is_empty() {
-                    if next == Join::Always && command.output.is_none() {
+                    if next == Join::Always && command.redirects.is_empty() {
                         continue; // An empty command between `;`s or newlines.
                     }
                     return Err(
@@ -154,9 +170,26 @@ fn tokenize(script: &str) -> Result<Vec<Token>, String> {
                 }
             }
             '>' => {
-                flush(&mut word, &mut text, &mut in_word, &mut tokens);
-                let append = chars.next_if_eq(&'>').is_some();
-                tokens.push(Token::Redirect { append });
+                // `2>`: a number written right before `>` is the descriptor, not a word.
+                let fd = if in_word && word.is_empty() && (text == "1" || text == "2") {
+                    let fd = if text == "2" { 2 } else { 1 };
+                    text.clear();
+                    in_word = false;
+                    fd
+                } else {
+                    flush(&mut word, &mut text, &mut in_word, &mut tokens);
+                    1
+                };
+                if chars.next_if_eq(&'&').is_some() {
+                    match chars.next() {
+                        Some('1') => tokens.push(Token::Dup { fd, to: 1 }),
+                        Some('2') => tokens.push(Token::Dup { fd, to: 2 }),
+                        _ => return Err("`>&` takes 1 or 2".into()),
+                    }
+                } else {
+                    let append = chars.next_if_eq(&'>').is_some();
+                    tokens.push(Token::Redirect { fd, append });
+                }
             }
             '<' | '(' | ')' | '`' => {
                 return Err(format!(
@@ -187,7 +220,7 @@ fn tokenize(script: &str) -> Result<Vec<Token>, String> {
                             }
                             None => return Err("unterminated double quote".into()),
                         },
-                        Some('$') => variable(&mut chars, &mut word, &mut text)?,
+                        Some('$') => variable(&mut chars, &mut word, &mut text, true)?,
                         Some(c) => text.push(c),
                         None => return Err("unterminated double quote".into()),
                     }
@@ -202,7 +235,7 @@ fn tokenize(script: &str) -> Result<Vec<Token>, String> {
             }
             '$' => {
                 in_word = true;
-                variable(&mut chars, &mut word, &mut text)?;
+                variable(&mut chars, &mut word, &mut text, false)?;
             }
             c => {
                 in_word = true;
@@ -219,6 +252,7 @@ fn variable(
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
     word: &mut Word,
     text: &mut String,
+    quoted: bool,
 ) -> Result<(), String> {
     let name = if chars.next_if_eq(&'{').is_some() {
         let mut name = String::new();
@@ -247,7 +281,7 @@ fn variable(
         if !text.is_empty() {
             word.push(Part::Text(std::mem::take(text)));
         }
-        word.push(Part::Variable(name));
+        word.push(Part::Variable { name, quoted });
     }
     Ok(())
 }
@@ -256,10 +290,44 @@ fn expand(word: &Word, status: i32) -> String {
     word.iter()
         .map(|part| match part {
             Part::Text(text) => text.clone(),
-            Part::Variable(name) if name == "?" => status.to_string(),
-            Part::Variable(name) => std::env::var(name).unwrap_or_default(),
+            Part::Variable { name, .. } if name == "?" => status.to_string(),
+            Part::Variable { name, .. } => std::env::var(name).unwrap_or_default(),
         })
         .collect()
+}
+
+/// A word made only of unquoted variables that expand to nothing is no word at all, as in a
+/// POSIX shell (`[ -n $UNSET ]` is `[ -n ]`).
+fn vanishes(word: &Word, expanded: &str) -> bool {
+    expanded.is_empty()
+        && word
+            .iter()
+            .all(|part| matches!(part, Part::Variable { quoted: false, .. }))
+}
+
+/// Where a descriptor writes.
+#[derive(Clone, PartialEq)]
+enum Destination {
+    Stdout,
+    Stderr,
+    Null,
+    File { path: String, append: bool },
+}
+
+fn writer(destination: &Destination) -> io::Result<Box<dyn Write>> {
+    Ok(match destination {
+        Destination::Stdout => Box::new(io::stdout()),
+        Destination::Stderr => Box::new(io::stderr()),
+        Destination::Null => Box::new(io::sink()),
+        Destination::File { path, append } => Box::new(
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(*append)
+                .truncate(!*append)
+                .open(path)?,
+        ),
+    })
 }
 
 fn run(list: &[(Join, Command)]) -> i32 {
@@ -278,65 +346,132 @@ fn run(list: &[(Join, Command)]) -> i32 {
 }
 
 fn execute(command: &Command, last: i32) -> i32 {
-    let words: Vec<String> = command.words.iter().map(|w| expand(w, last)).collect();
-    let mut out: Box<dyn Write> = match &command.output {
-        None => Box::new(io::stdout()),
-        Some((append, file)) => {
-            let path = expand(file, last);
-            if path == "/dev/null" {
-                Box::new(io::sink())
-            } else {
-                let opened = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .append(*append)
-                    .truncate(!*append)
-                    .open(&path);
-                match opened {
-                    Ok(file) => Box::new(file),
-                    Err(error) => {
-                        eprintln!("sh: cannot open {path}: {error}");
-                        return 1;
+    let words: Vec<String> = command
+        .words
+        .iter()
+        .filter_map(|word| {
+            let expanded = expand(word, last);
+            (!vanishes(word, &expanded)).then_some(expanded)
+        })
+        .collect();
+    let mut destinations = [Destination::Stdout, Destination::Stderr];
+    for redirect in &command.redirects {
+        match redirect {
+            Redirect::File { fd, append, file } => {
+                let path = expand(file, last);
+                destinations[usize::from(*fd - 1)] = if path == "/dev/null" {
+                    Destination::Null
+                } else {
+                    Destination::File {
+                        path,
+                        append: *append,
                     }
-                }
+                };
+            }
+            Redirect::Dup { fd, to } => {
+                destinations[usize::from(*fd - 1)] = destinations[usize::from(*to - 1)].clone();
+            }
+        }
+    }
+    let err = match writer(&destinations[1]) {
+        Ok(err) => Port::new(err),
+        Err(error) => {
+            eprintln!("sh: cannot open the file for standard error: {error}");
+            return 1;
+        }
+    };
+    // One open file for both when they go to the same file (`> f 2>&1`).
+    let out = if destinations[0] == destinations[1]
+        && matches!(destinations[0], Destination::File { .. })
+    {
+        err.clone()
+    } else {
+        match writer(&destinations[0]) {
+            Ok(out) => Port::new(out),
+            Err(error) => {
+                let _ = writeln!(
+                    err.clone(),
+                    "sh: cannot open the file for standard output: {error}"
+                );
+                return 1;
             }
         }
     };
-    let (name, args) = (words[0].as_str(), &words[1..]);
-    let status = match name {
+    let Some((name, args)) = words.split_first() else {
+        return 0; // Only redirections, or only empty variables.
+    };
+    let (mut out, mut err) = (out, err);
+    let status = run_builtin(name, args, last, &mut out, &mut err);
+    let _ = out.flush();
+    let _ = err.flush();
+    status
+}
+
+/// A descriptor's writer, shareable by stdout and stderr.
+#[derive(Clone)]
+struct Port(std::rc::Rc<std::cell::RefCell<Box<dyn Write>>>);
+
+impl Port {
+    fn new(writer: Box<dyn Write>) -> Self {
+        Port(std::rc::Rc::new(std::cell::RefCell::new(writer)))
+    }
+}
+
+impl Write for Port {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+fn run_builtin(
+    name: &str,
+    args: &[String],
+    last: i32,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    match name {
         "true" | ":" => 0,
         "false" => 1,
-        "exit" => std::process::exit(args.first().and_then(|a| a.parse().ok()).unwrap_or(last)),
-        "echo" => echo(args, &mut out),
-        "sleep" => sleep(args),
-        "cat" => cat(args, &mut out),
-        "touch" => each_path(name, args, |path| {
+        "exit" => {
+            let _ = out.flush();
+            std::process::exit(args.first().and_then(|a| a.parse().ok()).unwrap_or(last))
+        }
+        "echo" => echo(args, out, err),
+        "sleep" => sleep(args, err),
+        "cat" => cat(args, out, err),
+        "touch" => each_path(name, args, err, |path| {
             OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map(drop)
         }),
-        "mkdir" => mkdir(args),
-        "rm" => rm(args),
-        "test" => test(args),
+        "mkdir" => mkdir(args, err),
+        "rm" => rm(args, err),
+        "test" => test(args, err),
         "[" => match args.split_last() {
-            Some((last, rest)) if last == "]" => test(rest),
+            Some((last, rest)) if last == "]" => test(rest, err),
             _ => {
-                eprintln!("sh: [: missing `]`");
+                let _ = writeln!(err, "sh: [: missing `]`");
                 2
             }
         },
         other => {
-            eprintln!("sh: {other}: not supported by wasmlet's sh (it runs: {BUILTINS})");
+            let _ = writeln!(
+                err,
+                "sh: {other}: not supported by wasmlet's sh (it runs: {BUILTINS})"
+            );
             127
         }
-    };
-    let _ = out.flush();
-    status
+    }
 }
 
-fn echo(args: &[String], out: &mut dyn Write) -> i32 {
+fn echo(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let (newline, args) = match args.first().map(String::as_str) {
         Some("-n") => (false, &args[1..]),
         _ => (true, args),
@@ -348,13 +483,17 @@ fn echo(args: &[String], out: &mut dyn Write) -> i32 {
     match out.write_all(line.as_bytes()) {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("sh: echo: {error}");
+            let _ = writeln!(err, "sh: echo: {error}");
             1
         }
     }
 }
 
-fn sleep(args: &[String]) -> i32 {
+fn sleep(args: &[String], err: &mut dyn Write) -> i32 {
+    if args.is_empty() {
+        let _ = writeln!(err, "sh: sleep: missing operand");
+        return 1;
+    }
     let mut total = Duration::ZERO;
     for arg in args {
         let (number, unit) = match arg.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
@@ -368,51 +507,55 @@ fn sleep(args: &[String]) -> i32 {
             "d" => 86400.0,
             _ => f64::NAN,
         };
-        match number.parse::<f64>() {
-            Ok(value) if value >= 0.0 && scale.is_finite() => {
-                total += Duration::from_secs_f64(value * scale);
-            }
-            _ => {
-                eprintln!("sh: sleep: invalid time interval `{arg}`");
+        let interval = number
+            .parse::<f64>()
+            .ok()
+            .and_then(|value| Duration::try_from_secs_f64(value * scale).ok())
+            .and_then(|interval| total.checked_add(interval));
+        match interval {
+            Some(sum) => total = sum,
+            None => {
+                let _ = writeln!(err, "sh: sleep: invalid time interval `{arg}`");
                 return 1;
             }
         }
-    }
-    if args.is_empty() {
-        eprintln!("sh: sleep: missing operand");
-        return 1;
     }
     std::thread::sleep(total);
     0
 }
 
-fn cat(args: &[String], out: &mut dyn Write) -> i32 {
+fn cat(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let mut status = 0;
     for path in args {
         let copied = File::open(path).and_then(|mut file| io::copy(&mut file, out));
         if let Err(error) = copied {
-            eprintln!("sh: cat: {path}: {error}");
+            let _ = writeln!(err, "sh: cat: {path}: {error}");
             status = 1;
         }
     }
     status
 }
 
-fn each_path(name: &str, args: &[String], act: impl Fn(&Path) -> io::Result<()>) -> i32 {
+fn each_path(
+    name: &str,
+    args: &[String],
+    err: &mut dyn Write,
+    act: impl Fn(&Path) -> io::Result<()>,
+) -> i32 {
     let mut status = 0;
     for path in args {
         if let Err(error) = act(Path::new(path)) {
-            eprintln!("sh: {name}: {path}: {error}");
+            let _ = writeln!(err, "sh: {name}: {path}: {error}");
             status = 1;
         }
     }
     status
 }
 
-fn mkdir(args: &[String]) -> i32 {
+fn mkdir(args: &[String], err: &mut dyn Write) -> i32 {
     let parents = args.iter().any(|a| a == "-p");
     let paths: Vec<String> = args.iter().filter(|a| *a != "-p").cloned().collect();
-    each_path("mkdir", &paths, |path| {
+    each_path("mkdir", &paths, err, |path| {
         if parents {
             std::fs::create_dir_all(path)
         } else {
@@ -421,7 +564,7 @@ fn mkdir(args: &[String]) -> i32 {
     })
 }
 
-fn rm(args: &[String]) -> i32 {
+fn rm(args: &[String], err: &mut dyn Write) -> i32 {
     let flags: String = args
         .iter()
         .filter(|a| a.starts_with('-'))
@@ -436,7 +579,7 @@ fn rm(args: &[String]) -> i32 {
         .filter(|a| !a.starts_with('-'))
         .cloned()
         .collect();
-    each_path("rm", &paths, |path| {
+    each_path("rm", &paths, err, |path| {
         let removed = if recursive && path.is_dir() {
             std::fs::remove_dir_all(path)
         } else {
@@ -450,7 +593,7 @@ fn rm(args: &[String]) -> i32 {
 }
 
 /// `test`: 0 when the expression holds, 1 when it does not, 2 when it is malformed.
-fn test(args: &[String]) -> i32 {
+fn test(args: &[String], err: &mut dyn Write) -> i32 {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (negate, args) = match args.split_first() {
         Some((&"!", rest)) => (true, rest.to_vec()),
@@ -486,7 +629,7 @@ fn test(args: &[String]) -> i32 {
         Some(holds) if holds != negate => 0,
         Some(_) => 1,
         None => {
-            eprintln!("sh: test: unsupported expression `{}`", args.join(" "));
+            let _ = writeln!(err, "sh: test: unsupported expression `{}`", args.join(" "));
             2
         }
     }

@@ -110,7 +110,7 @@ impl RunCommand {
         if self.output == Output::Json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
-        Ok(exit_code(&status))
+        Ok(exit_code(&status, pod.spec()))
     }
 }
 
@@ -176,11 +176,18 @@ fn format_event(event: &Event) -> String {
 /// container's exit code — init containers first — (1 if that is 0, as for a postStart failure
 /// after a clean exit, or if an app container never started). Sidecars do not count, as in the
 /// pod phase.
-fn exit_code(status: &PodStatus) -> ExitCode {
+fn exit_code(status: &PodStatus, spec: &wasmlet::PodSpec) -> ExitCode {
     if status.phase.as_deref() == Some("Succeeded") {
         return ExitCode::SUCCESS;
     }
-    let failed_init = status.init_container_statuses.iter().flatten().filter(|c| {
+    let regular_init = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .zip(&spec.init_containers)
+        .filter(|(_, init)| !init.sidecar)
+        .map(|(c, _)| c);
+    let failed_init = regular_init.filter(|c| {
         c.state
             .as_ref()
             .and_then(|s| s.terminated.as_ref())
