@@ -3,7 +3,6 @@
 //! paths the pods in `pods/` use) and generates `components.rs` with their paths.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// (example name, crate artifact name): cdylib artifacts use underscores.
 const GUESTS: &[(&str, &str)] = &[
@@ -28,35 +27,17 @@ fn main() {
         guests.clone(),
         workspace.join("guest-sdk"),
         workspace.join("wit"),
+        workspace.join("host").join("wasm_build.rs"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .arg("build")
-        .arg("--release")
-        .arg("--target=wasm32-wasip2")
-        .arg("--manifest-path")
-        .arg(guests.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        // The outer build's flags are for the host, not for wasm.
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            reproducible_rustflags(&workspace),
-        )
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET");
-    let status = build
-        .status()
-        .expect("running cargo for the example guests");
-    if !status.success() {
-        panic!(
-            "building the example guests failed (see above). If the wasm32-wasip2 target is \
-             missing, run `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it)."
-        );
-    }
+    build_wasm(
+        &guests.join("Cargo.toml"),
+        &target_dir,
+        &workspace,
+        "the example guests",
+    );
 
     std::fs::create_dir_all(&components).unwrap();
     let mut generated =
@@ -77,26 +58,6 @@ fn main() {
     std::fs::write(out, generated).unwrap();
 }
 
-/// rustc flags that keep where the checkout and Cargo's home are out of the built wasm: the same
-/// source gives the same component wherever it is built, so a guest uses the same fuel — and a
-/// deterministic-mode trace is the same — on every machine.
-fn reproducible_rustflags(workspace: &Path) -> String {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
-    let mut flags = vec![format!(
-        "--remap-path-prefix={}=/wasmlet",
-        workspace.display()
-    )];
-    if let Some(cargo_home) = cargo_home {
-        flags.push(format!(
-            "--remap-path-prefix={}=/cargo",
-            cargo_home.display()
-        ));
-    }
-    flags.join("\x1f")
-}
-
 fn copy_if_changed(from: &Path, to: &Path) {
     let bytes = std::fs::read(from)
         .unwrap_or_else(|e| panic!("reading built component `{}`: {e}", from.display()));
@@ -104,3 +65,5 @@ fn copy_if_changed(from: &Path, to: &Path) {
         std::fs::write(to, bytes).unwrap();
     }
 }
+
+include!("../host/wasm_build.rs");
