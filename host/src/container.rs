@@ -114,6 +114,12 @@ fn config_error(
     }
 }
 
+/// Whether a run ended in success: exit code 0 and reason `Completed` (not, say, a postStart
+/// failure after a clean exit).
+pub(crate) fn completed(end: &ContainerStateTerminated) -> bool {
+    end.exit_code == 0 && end.reason.as_deref() == Some("Completed")
+}
+
 /// The wait before the first restart (Kubernetes' initial back-off).
 pub const BACK_OFF_INITIAL: Duration = Duration::from_secs(10);
 /// The longest wait between restarts.
@@ -161,8 +167,7 @@ pub(crate) async fn supervise(
             ContainerContext::new(clock.clone(), pod.host.clock_origin, spec.memory_limit);
         let started = clock.now();
         let terminated = run_once(pod.clone(), index, loaded.clone(), context).await;
-        let completed =
-            terminated.exit_code == 0 && terminated.reason.as_deref() == Some("Completed");
+        let completed = completed(&terminated);
         let stopping = pod.stops[index].get().is_some();
         if stopping || !policy.restarts(completed) {
             pod.update_container(index, |status| {

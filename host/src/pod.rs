@@ -478,7 +478,7 @@ async fn run_pod(shared: Arc<PodShared>, loaded: Vec<LoadedContainer>) {
                 policy,
             ));
             match shared.join(slot, supervisor).await {
-                Some(end) if end.exit_code == 0 && end.reason.as_deref() == Some("Completed") => {}
+                Some(end) if container::completed(&end) => {}
                 _ => {
                     initialized = false;
                     break;
@@ -695,7 +695,7 @@ impl PodShared {
             c.state
                 .as_ref()
                 .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"))
+                .is_some_and(container::completed)
         };
         let never_ran = |c: &&ContainerStatus| {
             c.state.as_ref().is_some_and(|s| s.waiting.is_some())
