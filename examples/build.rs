@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hello", "hello"),
     ("memory-hog", "memory-hog"),
     ("random-generator", "random_generator"),
+    ("http-hello", "http_hello"),
 ];
 
 fn main() {

@@ -41,6 +41,9 @@
 //! export!(Worker, PreStop);
 //! ```
 //!
+//! To serve HTTP on the container's ports, implement [`http::Handler`] and call
+//! [`export_http!`] (beside `export!`, or alone for a component that only serves).
+//!
 //! Depend on this crate alone: it re-exports [`wit_bindgen`] and the generated [`bindings`].
 
 use std::time::Duration;
@@ -65,6 +68,8 @@ pub mod bindings {
         generate_all,
     });
 }
+
+pub mod http;
 
 pub use bindings::exports::wasmlet::lifecycle::hooks::HookOutcome;
 pub use bindings::wasi::io::poll::Pollable;

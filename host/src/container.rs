@@ -25,8 +25,13 @@ use crate::guest::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LoadedComponent,
     LogTarget, spawn_instance, spawn_task,
 };
+use crate::http::Server;
 use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
 use crate::pod::{LoadedContainer, Mount, PodShared, StopRequest};
+use crate::probe::{ProbeReport, Probes};
+
+/// The `User-Agent` of httpGet hook requests (Kubernetes sends `kube-lifecycle/<version>`).
+const HOOK_USER_AGENT: &str = concat!("kube-lifecycle/wasmlet-", env!("CARGO_PKG_VERSION"));
 
 /// Exit code of a killed container: 128 + SIGKILL.
 pub const EXIT_KILLED: i32 = 137;
@@ -34,19 +39,91 @@ pub const EXIT_KILLED: i32 = 137;
 /// panics with `panic = "abort"` reports.
 pub const EXIT_TRAPPED: i32 = 134;
 
-/// Every instance of the container that is still alive, so that a kill reaches all of them.
+/// Every instance of the container that is still alive, so that a kill reaches all of them:
+/// main and hooks, and the HTTP handlers of its server.
 #[derive(Clone, Default)]
-struct Instances(Arc<Mutex<Vec<KillSwitch>>>);
+struct Instances {
+    switches: Arc<Mutex<Vec<KillSwitch>>>,
+    server: Arc<Mutex<Option<Arc<Server>>>>,
+}
 
 impl Instances {
     fn add(&self, switch: KillSwitch) {
-        self.0.lock().unwrap().push(switch);
+        self.switches.lock().unwrap().push(switch);
     }
 
     fn kill_all(&self) {
-        let switches: Vec<_> = self.0.lock().unwrap().drain(..).collect();
+        let switches: Vec<_> = self.switches.lock().unwrap().drain(..).collect();
         for switch in switches {
             switch.kill();
+        }
+        if let Some(server) = self.server.lock().unwrap().as_ref() {
+            server.kill_handlers();
+        }
+    }
+}
+
+/// What every instance of one run of a container is made from: its components, its context,
+/// and its command line, environment, files and logs.
+pub(crate) struct Launcher {
+    pub pod: Arc<PodShared>,
+    pub index: usize,
+    pub spec: ContainerSpec,
+    pub loaded: LoadedContainer,
+    pub context: Arc<ContainerContext>,
+    /// The container's environment, resolved (fields of the pod, `$(NAME)` references).
+    env: Vec<(String, String)>,
+    /// Its volume mounts, resolved.
+    mounts: Vec<Mount>,
+    /// Its private /tmp, if it has one.
+    tmp_dir: Option<std::path::PathBuf>,
+}
+
+impl Launcher {
+    /// Starts an instance of `component` calling `entry`, as part of this container.
+    pub fn spawn(
+        &self,
+        component: Arc<LoadedComponent>,
+        entry: Entry,
+        io: InstanceIo,
+    ) -> (KillSwitch, InstanceDone) {
+        spawn_instance(&self.pod.host, component, entry, self.context.clone(), io)
+    }
+
+    /// The container's argv: `command` then `args` (or its name then `args`), with `$(NAME)`
+    /// references to its environment expanded, as Kubernetes does.
+    pub fn argv(&self) -> Vec<String> {
+        let start = if self.spec.command.is_empty() {
+            vec![self.spec.name.clone()]
+        } else {
+            self.spec.command.clone()
+        };
+        start
+            .iter()
+            .chain(&self.spec.args)
+            .map(|arg| expand_references(arg, &self.env))
+            .collect()
+    }
+
+    /// An instance's I/O: `argv`, the container's env and files, and output to the pod's log
+    /// (kept for a hook's event when `capture`).
+    pub fn io(&self, source: LogSource, argv: Vec<String>, capture: bool) -> InstanceIo {
+        let pod = self.pod.clone();
+        let sink = Arc::new(move |line| pod.hub.publish(PodUpdate::Log(line)));
+        InstanceIo {
+            args: argv,
+            env: self.env.clone(),
+            working_dir: self.spec.working_dir.clone(),
+            mounts: self.mounts.clone(),
+            tmp_dir: self.tmp_dir.clone(),
+            logs: LogTarget::new(
+                self.spec.name.as_str().into(),
+                source,
+                self.pod.host.clock.clone(),
+                sink,
+                capture,
+            ),
+            http: None,
         }
     }
 }
@@ -75,7 +152,9 @@ struct Supervisor {
     spec: ContainerSpec,
     loaded: LoadedContainer,
     context: Arc<ContainerContext>,
+    launcher: Arc<Launcher>,
     instances: Instances,
+    /// The container's /tmp: removed when the run ends.
     tmp_dir: Option<tempfile::TempDir>,
     /// The pending deadline action (kill preStop, or kill everything).
     deadline_timer: Option<CancelOnDrop>,
@@ -84,17 +163,29 @@ struct Supervisor {
     failure: Option<String>,
     stop_reason: Option<(TerminationReason, String)>,
     started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-    /// The container's environment, resolved (fields of the pod, `$(NAME)` references).
-    env: Vec<(String, String)>,
-    /// Its volume mounts, resolved.
-    mounts: Vec<Mount>,
+    /// When it started, on the host's clock (probes count their initial delay from it).
+    started_instant: Instant,
+    /// Its HTTP server, if its component serves HTTP.
+    server: Option<Arc<Server>>,
+    /// Its probes, from when it runs until it begins to stop.
+    probes: Option<Probes>,
+    /// Whether the probes were started (they run once per container run).
+    probes_started: bool,
+    /// postStart is done: the container is `Running`.
+    running: bool,
+    /// The startup probe has succeeded (or there is none).
+    startup_passed: bool,
+    /// What the readiness probe last decided (`None` before it decided anything).
+    probe_ready: Option<bool>,
 }
 
-/// A run that could not start because the container's configuration cannot be set up (a
-/// volume mount): reported like containerd's start error, exit code 128.
-fn config_error(
+/// A run that could not start: its configuration cannot be set up (a volume mount; reason
+/// `CreateContainerConfigError`), or it could not start serving (a port in use; `StartError`).
+/// Reported like containerd's start errors, exit code 128.
+fn start_error(
     pod: &PodShared,
     spec: &ContainerSpec,
+    reason: &str,
     message: String,
 ) -> ContainerStateTerminated {
     pod.event(
@@ -106,7 +197,7 @@ fn config_error(
     let now = pod.now_time();
     ContainerStateTerminated {
         exit_code: 128,
-        reason: Some("CreateContainerConfigError".into()),
+        reason: Some(reason.into()),
         message: Some(message),
         started_at: Some(now.clone()),
         finished_at: Some(now),
@@ -260,7 +351,7 @@ async fn run_once(
     let spec = pod.container(index).clone();
     let mounts = match pod.mounts(&spec) {
         Ok(mounts) => mounts,
-        Err(message) => return config_error(&pod, &spec, message),
+        Err(message) => return start_error(&pod, &spec, "CreateContainerConfigError", message),
     };
     let tmp_dir = tempfile::Builder::new()
         .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
@@ -278,12 +369,24 @@ async fn run_once(
         }
     };
     let started_at = pod.now_time();
+    let launcher = Arc::new(Launcher {
+        pod: pod.clone(),
+        index,
+        spec: spec.clone(),
+        loaded: loaded.clone(),
+        context: context.clone(),
+        env: pod.container_env(&spec),
+        mounts,
+        tmp_dir: tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
+    });
+    let started_instant = pod.host.clock.now();
     let mut supervisor = Supervisor {
         pod,
         index,
         spec,
         loaded,
         context,
+        launcher,
         instances: Instances::default(),
         tmp_dir,
         deadline_timer: None,
@@ -291,10 +394,14 @@ async fn run_once(
         failure: None,
         stop_reason: None,
         started_at,
-        env: Vec::new(),
-        mounts,
+        started_instant,
+        server: None,
+        probes: None,
+        probes_started: false,
+        running: false,
+        startup_passed: false,
+        probe_ready: None,
     };
-    supervisor.env = supervisor.pod.container_env(&supervisor.spec);
     supervisor.run().await
 }
 
@@ -315,10 +422,28 @@ impl Supervisor {
             Some(&name),
             format!("Created container {name}"),
         );
-        let io = self.io(LogSource::Main, self.argv(), false);
-        let (switch, mut main) = self.spawn(self.loaded.main.clone(), Entry::Run, io);
+        if let Err(message) = self.start_serving() {
+            return start_error(&self.pod, &self.spec, "StartError", message);
+        }
+        let (switch, mut main) = if self.loaded.main.exports(Entry::Run) {
+            let io = self.io(LogSource::Main, self.argv(), false);
+            self.spawn(self.loaded.main.clone(), Entry::Run, io)
+        } else {
+            // A component that only serves HTTP: its "process" is the server, which ends
+            // when terminate has come and the requests in flight are done.
+            let context = self.context.clone();
+            let server = self.server.clone();
+            spawn_task(&self.pod.host, async move {
+                context.terminated().await;
+                if let Some(server) = server {
+                    server.drained().await;
+                }
+                InstanceEnd::Returned(Ok(()))
+            })
+        };
         self.instances.add(switch);
         self.started_at = self.pod.now_time();
+        self.started_instant = self.pod.host.clock.now();
         self.pod.event(
             EventType::Normal,
             "Started",
@@ -337,13 +462,31 @@ impl Supervisor {
 
         let mut ready_reports = self.context.ready_reports();
         let mut requests_open = true;
+        // `run` has ended during a stop while requests were still in flight: the container
+        // ends when they are done (or killed at the deadline).
+        let mut ended_draining: Option<InstanceEnd> = None;
 
         let main_end = loop {
             tokio::select! {
                 // First: a container that has ended gets no preStop, even if a stop request
                 // arrived in the same instant.
                 biased;
-                end = &mut main => break end.unwrap_or_else(|_| InstanceEnd::lost()),
+                end = &mut main, if ended_draining.is_none() => {
+                    let end = end.unwrap_or_else(|_| InstanceEnd::lost());
+                    let terminating = matches!(self.stopping, Stopping::Terminating { .. });
+                    match &self.server {
+                        Some(server) if terminating && server.busy() => ended_draining = Some(end),
+                        _ => break end,
+                    }
+                }
+                () = drained(&self.server), if ended_draining.is_some() => {
+                    break ended_draining.take().expect("guarded by the condition");
+                }
+                report = Probes::next(&mut self.probes) => {
+                    if let Some(hook) = self.probe_report(report) {
+                        pre_stop = Some(hook);
+                    }
+                }
                 changed = stop_requests.changed(), if requests_open => {
                     if changed.is_err() {
                         requests_open = false;
@@ -407,26 +550,120 @@ impl Supervisor {
                     self.terminate_after_pre_stop(end != InstanceEnd::NotImplemented);
                 }
                 Ok(()) = ready_reports.changed() => {
-                    let reported = ready_reports.borrow_and_update();
-                    if let Some(ready) = reported {
-                        let ready = ready && !self.context.terminating();
-                        self.pod.update_container(self.index, |status| {
-                            if status.state.as_ref().is_some_and(|s| s.running.is_some()) {
-                                status.ready = ready;
-                            }
-                        });
-                    }
+                    ready_reports.borrow_and_update();
+                    self.refresh_ready();
                 }
             }
         };
 
-        // The container has ended: nothing of it may outlive it (hooks included).
+        // The container has ended: nothing of it may outlive it (hooks and handlers included).
         self.deadline_timer = None;
+        self.probes = None;
         self.instances.kill_all();
         for hook in [post_start, pre_stop].into_iter().flatten() {
             let _ = hook.end.await;
         }
+        if let Some(server) = self.server.take() {
+            server.handlers_ended().await;
+            server.shut_down();
+            self.pod.unregister_server(&server);
+        }
         self.finish(main_end)
+    }
+
+    /// Starts the container's HTTP server if its component exports
+    /// `wasi:http/incoming-handler`. `Err` says which port could not be bound.
+    fn start_serving(&mut self) -> Result<(), String> {
+        if !self.loaded.main.exports(Entry::Handle) {
+            return Ok(());
+        }
+        let name = self.spec.name.clone();
+        let ports = self.spec.listen_ports();
+        if ports.is_empty() {
+            // Not a warning: a seed manifest may run an HTTP app for its log alone.
+            self.pod.event(
+                EventType::Normal,
+                "NotServed",
+                Some(&name),
+                "the component exports wasi:http/incoming-handler but the container has no \
+                 port to serve it on; add `ports: [{containerPort: 8080}]`"
+                    .into(),
+            );
+            return Ok(());
+        }
+        let server = Server::start(self.launcher.clone(), self.loaded.main.clone(), &ports)?;
+        self.pod.register_server(&ports, &server);
+        *self.instances.server.lock().unwrap() = Some(server.clone());
+        let at = if server.addresses.is_empty() {
+            let ports: Vec<_> = ports.iter().map(u16::to_string).collect();
+            format!("port {}", ports.join(", "))
+        } else {
+            let addresses: Vec<_> = server.addresses.iter().map(|a| a.to_string()).collect();
+            addresses.join(", ")
+        };
+        self.pod.event(
+            EventType::Normal,
+            "Listening",
+            Some(&name),
+            format!("Serving HTTP on {at}"),
+        );
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// What a probe found; returns the preStop hook if a failure began a stop.
+    fn probe_report(&mut self, report: ProbeReport) -> Option<HookRun> {
+        match report {
+            ProbeReport::Started => {
+                self.startup_passed = true;
+                self.refresh_ready();
+                None
+            }
+            ProbeReport::Ready(ready) => {
+                self.probe_ready = Some(ready);
+                self.refresh_ready();
+                None
+            }
+            ProbeReport::Failed { kind, grace } => {
+                if !matches!(self.stopping, Stopping::No) {
+                    return None;
+                }
+                let grace = grace.unwrap_or_else(|| self.pod.grace_period());
+                let now = self.pod.host.clock.now();
+                // The kubelet kills the container (preStop runs) and restarts it per policy.
+                self.begin_stop(
+                    grace,
+                    after(now, grace),
+                    TerminationReason::ProbeFailed,
+                    format!("failed {kind} probe, will be restarted"),
+                )
+            }
+        }
+    }
+
+    /// Whether the container is ready: running, past its startup probe, passing its readiness
+    /// probe, not reported unready through `set-ready`, and not being stopped.
+    fn ready(&self) -> bool {
+        self.running
+            && self.startup_passed
+            && (self.spec.readiness_probe.is_none() || self.probe_ready == Some(true))
+            && self.context.reported_ready().unwrap_or(true)
+            && !self.context.terminating()
+    }
+
+    /// Publishes `ready` and `started` after one of their inputs changed.
+    fn refresh_ready(&mut self) {
+        if !self.running {
+            return;
+        }
+        let ready = self.ready();
+        let started = self.startup_passed;
+        self.pod.update_container(self.index, |status| {
+            if status.state.as_ref().is_some_and(|s| s.running.is_some()) {
+                status.ready = ready;
+                status.started = Some(started);
+            }
+        });
     }
 
     /// Starts an instance of `component` calling `entry`, as part of this container.
@@ -436,7 +673,7 @@ impl Supervisor {
         entry: Entry,
         io: InstanceIo,
     ) -> (KillSwitch, InstanceDone) {
-        spawn_instance(&self.pod.host, component, entry, self.context.clone(), io)
+        self.launcher.spawn(component, entry, io)
     }
 
     /// Starts the postStart or preStop handler: the manifest's, else the component's own
@@ -445,10 +682,53 @@ impl Supervisor {
         let (handler, entry) = match source {
             LogSource::PostStart => (self.spec.post_start.clone(), Entry::PostStart),
             LogSource::PreStop => (self.spec.pre_stop.clone(), Entry::PreStop),
-            LogSource::Main => unreachable!("run is not a hook"),
+            LogSource::Main | LogSource::Handler => unreachable!("not a hook"),
         };
         let host = &self.pod.host;
         let run = match handler {
+            Some(Handler::HttpGet(get)) => {
+                let pod = self.pod.clone();
+                let logs = self.io(source, Vec::new(), true).logs;
+                let (reason, name) = match source {
+                    LogSource::PostStart => ("PostStartHook", "postStart"),
+                    _ => ("PreStopHook", "preStop"),
+                };
+                let container = self.spec.name.clone();
+                let url = crate::http::get_url(&pod, &get);
+                let description = format!("httpGet {url}");
+                let (switch, end) = spawn_task(host, async move {
+                    // No timeout of its own, as in Kubernetes: the grace period bounds a
+                    // preStop, and a postStart runs until it answers.
+                    match crate::http::http_get(&pod, &get, HOOK_USER_AGENT, None).await {
+                        Ok(got) => {
+                            // Any answer is a success; the status is recorded.
+                            let kind = if got.status.as_u16() < 400 {
+                                EventType::Normal
+                            } else {
+                                EventType::Warning
+                            };
+                            pod.event(
+                                kind,
+                                reason,
+                                Some(&container),
+                                format!(
+                                    "{name} httpGet {url} answered {} in {}",
+                                    got.status,
+                                    crate::events::short_duration(got.took)
+                                ),
+                            );
+                            InstanceEnd::Returned(Ok(()))
+                        }
+                        Err(error) => InstanceEnd::Returned(Err(error)),
+                    }
+                });
+                HookRun {
+                    switch,
+                    end,
+                    logs,
+                    description,
+                }
+            }
             Some(Handler::Sleep(duration)) => {
                 let clock = host.clock.clone();
                 let logs = self.io(source, Vec::new(), true).logs;
@@ -520,6 +800,8 @@ impl Supervisor {
             ),
         );
         self.stop_reason = Some((reason, message));
+        // The kubelet stops probing a container it is stopping.
+        self.probes = None;
         let now = self.pod.host.clock.now();
         // A stop whose grace was used up before it reached this container (a sidecar, after
         // the app containers) still gets the kubelet's minimum, not a kill without terminate.
@@ -618,8 +900,12 @@ impl Supervisor {
             .clone()
             .unwrap_or((TerminationReason::PodDeleted, String::new()));
         self.context.deliver_terminate(reason, message);
+        // Not ready first, so that the gate answers 503 before the listeners close.
         self.pod
             .update_container(self.index, |status| status.ready = false);
+        if let Some(server) = &self.server {
+            server.begin_drain();
+        }
     }
 
     fn schedule_kill_of(&mut self, at: Instant, switch: KillSwitch) {
@@ -640,10 +926,13 @@ impl Supervisor {
         self.deadline_timer = Some(CancelOnDrop::new(clock, id));
     }
 
+    /// postStart is done: the container is `Running`, and its probes begin.
     fn mark_running(&mut self) {
         let started_at = self.started_at.clone();
-        // Ready unless the guest said otherwise, and never while it is being stopped.
-        let ready = self.context.reported_ready().unwrap_or(true) && !self.context.terminating();
+        self.running = true;
+        self.startup_passed = self.spec.startup_probe.is_none();
+        let ready = self.ready();
+        let started = self.startup_passed;
         self.pod.update_container(self.index, |status| {
             status.state = Some(ContainerState {
                 running: Some(ContainerStateRunning {
@@ -651,9 +940,13 @@ impl Supervisor {
                 }),
                 ..Default::default()
             });
-            status.started = Some(true);
+            status.started = Some(started);
             status.ready = ready;
         });
+        if !self.probes_started && matches!(self.stopping, Stopping::No) {
+            self.probes_started = true;
+            self.probes = Probes::start(&self.launcher, self.started_instant);
+        }
     }
 
     /// Says how the container ended (an event, and the terminated state to report).
@@ -747,39 +1040,12 @@ impl Supervisor {
         }
     }
 
-    /// The container's argv: its name, then `args`.
-    /// The container's argv: `command` then `args` (or its name then `args`), with `$(NAME)`
-    /// references to its environment expanded, as Kubernetes does.
     fn argv(&self) -> Vec<String> {
-        let start = if self.spec.command.is_empty() {
-            vec![self.spec.name.clone()]
-        } else {
-            self.spec.command.clone()
-        };
-        start
-            .iter()
-            .chain(&self.spec.args)
-            .map(|arg| expand_references(arg, &self.env))
-            .collect()
+        self.launcher.argv()
     }
 
     fn io(&self, source: LogSource, argv: Vec<String>, capture: bool) -> InstanceIo {
-        let pod = self.pod.clone();
-        let sink = Arc::new(move |line| pod.hub.publish(PodUpdate::Log(line)));
-        InstanceIo {
-            args: argv,
-            env: self.env.clone(),
-            working_dir: self.spec.working_dir.clone(),
-            mounts: self.mounts.clone(),
-            tmp_dir: self.tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
-            logs: LogTarget::new(
-                self.spec.name.as_str().into(),
-                source,
-                self.pod.host.clock.clone(),
-                sink,
-                capture,
-            ),
-        }
+        self.launcher.io(source, argv, capture)
     }
 }
 
@@ -814,6 +1080,14 @@ pub(crate) fn expand_references(text: &str, env: &[(String, String)]) -> String 
     }
     out.push_str(rest);
     out
+}
+
+/// Resolves when the server's requests in flight are done; never, if there is no server.
+async fn drained(server: &Option<Arc<Server>>) {
+    match server {
+        Some(server) => server.drained().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the hook in `slot` ends; never, if there is none.

@@ -64,6 +64,8 @@ pub enum LogSource {
     PostStart,
     /// The preStop hook instance.
     PreStop,
+    /// An instance handling an HTTP request.
+    Handler,
 }
 
 /// stdout or stderr.
@@ -130,6 +132,7 @@ impl LogLine {
             LogSource::Main => format!("[{}]", self.container),
             LogSource::PostStart => format!("[{}:postStart]", self.container),
             LogSource::PreStop => format!("[{}:preStop]", self.container),
+            LogSource::Handler => format!("[{}:http]", self.container),
         }
     }
 }
@@ -316,6 +319,12 @@ mod humantime_serde_duration {
     ) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&humantime::format_duration(*duration))
     }
+}
+
+/// A duration for messages, to the millisecond: `1s 250ms`, `3ms`, `0s`.
+pub(crate) fn short_duration(duration: std::time::Duration) -> String {
+    let millis = std::time::Duration::from_millis(duration.as_millis() as u64);
+    humantime::format_duration(millis).to_string()
 }
 
 #[cfg(test)]

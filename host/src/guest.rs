@@ -114,6 +114,11 @@ impl ContainerContext {
         });
     }
 
+    /// Resolves when terminate has been delivered.
+    pub async fn terminated(&self) {
+        let _ = self.termination.subscribe().wait_for(Option::is_some).await;
+    }
+
     /// Whether terminate has been delivered.
     pub fn terminating(&self) -> bool {
         self.termination.get().is_some()
@@ -245,6 +250,10 @@ pub(crate) struct GuestState {
     limiter: MemoryLimiter,
     /// Deterministic mode: the fuel account that charges this guest's CPU time.
     cpu: Option<Arc<VirtualCpu>>,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: RefuseOutgoingRequests,
+    /// The request a handler instance is to handle, until it is handed to the guest.
+    http_call: Option<HttpCall>,
 }
 
 impl WasiView for GuestState {
@@ -255,6 +264,51 @@ impl WasiView for GuestState {
         }
     }
 }
+
+impl wasmtime_wasi_http::WasiHttpView for GuestState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// Guests get no network (no `wasi:sockets` addresses either): an outgoing `wasi:http` request
+/// is refused with `HTTP-request-denied`.
+struct RefuseOutgoingRequests;
+
+impl wasmtime_wasi_http::WasiHttpHooks for RefuseOutgoingRequests {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// What one request to a `wasi:http/incoming-handler` instance carries: the request, and where
+/// the guest's response goes.
+pub(crate) struct HttpCall {
+    pub request: http::Request<wasmtime_wasi_http::p2::body::HyperIncomingBody>,
+    pub respond: tokio::sync::oneshot::Sender<HandlerResponse>,
+}
+
+/// What a handler answered: its response (whose body it may still be writing), or an error code.
+pub(crate) type HandlerResponse = Result<
+    http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+    wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+>;
 
 impl crate::bindings::wasmlet::lifecycle::types::Host for GuestState {}
 
@@ -412,11 +466,13 @@ impl wasmtime_wasi::HostWallClock for GuestWallClock {
     }
 }
 
-/// Adds everything a guest may import to `linker`: WASI 0.2 and `wasmlet:lifecycle/control`.
+/// Adds everything a guest may import to `linker`: WASI 0.2 (with `wasi:http`) and
+/// `wasmlet:lifecycle/control`.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<GuestState>,
 ) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     // The guest's monotonic clock replaces wasmtime-wasi's, whose sleeps are tokio timers on
     // wall time.
     linker.allow_shadowing(true);
@@ -447,6 +503,8 @@ pub(crate) enum Entry {
     PostStart,
     /// `wasmlet:lifecycle/hooks#pre-stop`.
     PreStop,
+    /// `wasi:http/incoming-handler#handle`, with the request in [`InstanceIo::http`].
+    Handle,
 }
 
 /// A compiled component, ready to instantiate, with its exports looked up once.
@@ -455,6 +513,7 @@ pub struct LoadedComponent {
     run: Option<ComponentExportIndex>,
     post_start: Option<ComponentExportIndex>,
     pre_stop: Option<ComponentExportIndex>,
+    handler: Option<ComponentExportIndex>,
 }
 
 impl LoadedComponent {
@@ -501,7 +560,7 @@ impl LoadedComponent {
             .with_context(|| {
                 format!(
                     "component `{}` imports something wasmlet does not provide \
-                     (wasmlet provides WASI 0.2 and wasmlet:lifecycle/control)",
+                     (wasmlet provides WASI 0.2, wasi:http and wasmlet:lifecycle/control)",
                     path.display()
                 )
             })?;
@@ -522,6 +581,7 @@ impl LoadedComponent {
                 .filter(|_| has_post_start),
             pre_stop: export_of("wasmlet:lifecycle/hooks@0.1.", "pre-stop")
                 .filter(|_| has_pre_stop),
+            handler: export_of("wasi:http/incoming-handler@0.2.", "handle"),
             pre,
         })
     }
@@ -547,6 +607,7 @@ impl LoadedComponent {
             Entry::Run => self.run.as_ref(),
             Entry::PostStart => self.post_start.as_ref(),
             Entry::PreStop => self.pre_stop.as_ref(),
+            Entry::Handle => self.handler.as_ref(),
         }
     }
 }
@@ -584,6 +645,17 @@ pub(crate) struct InstanceIo {
     pub mounts: Vec<crate::pod::Mount>,
     pub tmp_dir: Option<std::path::PathBuf>,
     pub logs: LogTarget,
+    /// The request, for an instance that handles one ([`Entry::Handle`]).
+    pub http: Option<HttpCall>,
+}
+
+impl InstanceIo {
+    /// The same, with the output kept (when captured) but not published as the container's log:
+    /// a probe's output belongs in its event only, as in Kubernetes.
+    pub fn quiet(mut self) -> Self {
+        self.logs.sink = Arc::new(|_| {});
+        self
+    }
 }
 
 /// How an instance ended.
@@ -652,6 +724,7 @@ pub(crate) fn spawn_instance(
         Entry::Run => None,
         Entry::PostStart => Some(Event::PostStart),
         Entry::PreStop => Some(Event::PreStop),
+        Entry::Handle => None,
     };
     let engine = host.wasm.engine.clone();
     let seed = host
@@ -766,6 +839,9 @@ fn new_store(
             event: setup.event,
             limiter: setup.limiter,
             cpu: setup.cpu,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: RefuseOutgoingRequests,
+            http_call: io.http,
         },
     );
     store.limiter(|state| &mut state.limiter);
@@ -842,6 +918,30 @@ async fn run_instance(
             let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, export)?;
             let (result,) = run.call_async(&mut store, ()).await?;
             InstanceEnd::Returned(result.map_err(|()| String::new()))
+        }
+        Entry::Handle => {
+            use wasmtime_wasi_http::WasiHttpView as _;
+            use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+            use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+            let call = store
+                .data_mut()
+                .http_call
+                .take()
+                .ok_or_else(|| wasmtime::format_err!("a handler instance without a request"))?;
+            let request = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, call.request)?;
+            let respond = store
+                .data_mut()
+                .http()
+                .new_response_outparam(call.respond)?;
+            let handle = instance.get_typed_func::<(
+                Resource<HostIncomingRequest>,
+                Resource<HostResponseOutparam>,
+            ), ()>(&mut store, export)?;
+            handle.call_async(&mut store, (request, respond)).await?;
+            InstanceEnd::Returned(Ok(()))
         }
         Entry::PostStart | Entry::PreStop => {
             let hook = instance.get_typed_func::<(), (HookOutcome,)>(&mut store, export)?;

@@ -40,6 +40,9 @@ pub struct HostConfig {
     /// The node name pods see (`spec.nodeName` through the downward API). Default: this
     /// machine's host name (in deterministic mode: `simulation`).
     pub node_name: Option<String>,
+    /// The address containers that serve HTTP listen on, on their `containerPort`s; it stands
+    /// for the pod's IP. Default: `127.0.0.1` (reachable from this machine only).
+    pub http_address: std::net::IpAddr,
 }
 
 impl Default for HostConfig {
@@ -51,6 +54,7 @@ impl Default for HostConfig {
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             clock: None,
             node_name: None,
+            http_address: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -75,6 +79,9 @@ pub(crate) struct HostInner {
     pub node_name: String,
     /// Pods started so far (for their uids in deterministic mode).
     pods_started: std::sync::atomic::AtomicU64,
+    /// The secret that marks the kubelet's own HTTP requests (hooks and probes), so that they
+    /// pass a container's readiness gate.
+    pub kubelet_token: String,
     guest_runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
@@ -156,9 +163,10 @@ impl WasmEngine {
         }
         let component = Arc::new(LoadedComponent::load(&self.engine, &self.linker, path)?);
         anyhow::ensure!(
-            component.exports(guest::Entry::Run),
-            "component `{}` exports no `wasi:cli/run`: a container needs an entrypoint (build a \
-             command with `fn main`, or use wasmlet-sdk's `export!`)",
+            component.exports(guest::Entry::Run) || component.exports(guest::Entry::Handle),
+            "component `{}` exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`: a \
+             container needs an entrypoint (build a command with `fn main`, use wasmlet-sdk's \
+             `export!`, or export an HTTP handler)",
             path.display()
         );
         self.components.lock().unwrap().insert(
@@ -197,6 +205,7 @@ impl Host {
                 ticker,
                 deterministic: None,
                 pods_started: Default::default(),
+                kubelet_token: random_token(),
             }),
         })
     }
@@ -225,6 +234,8 @@ impl Host {
                 ticker: EpochTicker::idle(),
                 deterministic: Some(guests),
                 pods_started: Default::default(),
+                // Never on the wire in deterministic mode (requests stay in-process).
+                kubelet_token: "simulation".into(),
             }),
         }
     }
@@ -267,26 +278,32 @@ impl Host {
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
             let mut exec = HashMap::new();
             let mut shell = None;
-            for handler in [&container.post_start, &container.pre_stop]
+            use crate::manifest::{ExecTarget, Handler, ProbeAction};
+            let hooks = [&container.post_start, &container.pre_stop]
                 .into_iter()
                 .flatten()
-            {
-                if let crate::manifest::Handler::Exec {
-                    target: crate::manifest::ExecTarget::Component(component),
-                    ..
-                } = handler
-                {
-                    let loaded = self.load_component(component).with_context(|| {
-                        format!("loading an exec hook of container `{}`", container.name)
-                    })?;
-                    exec.insert(component.clone(), loaded);
-                }
-                if let crate::manifest::Handler::Exec {
-                    target: crate::manifest::ExecTarget::Shell,
-                    ..
-                } = handler
-                {
-                    shell = Some(self.inner.wasm.shell().context("loading wasmlet's sh")?);
+                .filter_map(|handler| match handler {
+                    Handler::Exec { target, .. } => Some(target),
+                    _ => None,
+                });
+            let probes = container
+                .probes()
+                .filter_map(|(_, probe)| match &probe.action {
+                    ProbeAction::Exec { target, .. } => Some(target),
+                    _ => None,
+                });
+            for target in hooks.chain(probes) {
+                match target {
+                    ExecTarget::Component(component) => {
+                        let loaded = self.load_component(component).with_context(|| {
+                            format!("loading an exec command of container `{}`", container.name)
+                        })?;
+                        exec.insert(component.clone(), loaded);
+                    }
+                    ExecTarget::Shell => {
+                        shell = Some(self.inner.wasm.shell().context("loading wasmlet's sh")?);
+                    }
+                    ExecTarget::Container => {}
                 }
             }
             containers.push(crate::pod::LoadedContainer {
@@ -328,6 +345,14 @@ impl HostInner {
             &hex[20..32]
         )
     }
+}
+
+/// 128 random bits as hex, from the OS's randomness (through `RandomState`'s keys).
+fn random_token() -> String {
+    use std::hash::BuildHasher;
+    let high = std::collections::hash_map::RandomState::new().hash_one(1u8);
+    let low = std::collections::hash_map::RandomState::new().hash_one(2u8);
+    format!("{high:016x}{low:016x}")
 }
 
 /// This machine's host name, for `spec.nodeName`.

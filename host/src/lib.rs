@@ -43,8 +43,10 @@ mod container;
 pub mod events;
 mod guest;
 mod host;
+mod http;
 pub mod manifest;
 mod pod;
+mod probe;
 mod signal;
 pub mod testing;
 
@@ -55,8 +57,8 @@ pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Wat
 pub use guest::LoadedComponent;
 pub use host::{Host, HostConfig};
 pub use manifest::{
-    ContainerSpec, EnvValue, ExecTarget, Handler, ManifestError, PodField, PodSpec, Problem,
-    RestartPolicy,
+    ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField, PodSpec,
+    PortSpec, Probe, ProbeAction, Problem, RestartPolicy,
 };
 pub use pod::{Pod, all_terminated};
 

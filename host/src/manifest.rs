@@ -10,7 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler, Pod};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The grace period when neither the manifest nor the caller sets one (Kubernetes' default).
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -61,9 +62,130 @@ pub struct ContainerSpec {
     pub post_start: Option<Handler>,
     /// `lifecycle.preStop`.
     pub pre_stop: Option<Handler>,
+    /// `ports[]` (TCP): where the container serves HTTP if its component exports
+    /// `wasi:http/incoming-handler`.
+    pub ports: Vec<PortSpec>,
+    /// `livenessProbe`: failing it kills the container, which then restarts per restartPolicy.
+    pub liveness_probe: Option<Probe>,
+    /// `readinessProbe`: the container's `ready`, which gates its HTTP traffic.
+    pub readiness_probe: Option<Probe>,
+    /// `startupProbe`: liveness and readiness probes wait until it succeeds.
+    pub startup_probe: Option<Probe>,
     /// An init container with `restartPolicy: Always`: a sidecar, started before the app
     /// containers, restarted whenever it ends, and stopped after them.
     pub sidecar: bool,
+}
+
+/// A port of a container (`ports[]`); always TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// `name`, which probes and hooks may use instead of the number.
+    pub name: Option<String>,
+    /// `containerPort`.
+    pub port: u16,
+}
+
+/// An `httpGet` action, of a hook or a probe: `GET http://host:port/path` with `headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGet {
+    /// `host`; `None` means the pod itself (its containers' listeners).
+    pub host: Option<String>,
+    /// `port`, resolved to a number (a name refers to the container's `ports[]`).
+    pub port: u16,
+    /// `path`, `/` when absent.
+    pub path: String,
+    /// `httpHeaders`, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// `exec`: succeeds when the command exits 0 (run as an `exec` hook is).
+    Exec {
+        /// The `command` as written.
+        command: Vec<String>,
+        /// What runs it, from `command[0]`.
+        target: ExecTarget,
+    },
+    /// `httpGet`: succeeds on a status from 200 to 399.
+    HttpGet(HttpGet),
+    /// `tcpSocket`: succeeds when a TCP connection opens.
+    TcpSocket {
+        /// `host`; `None` means the pod itself.
+        host: Option<String>,
+        /// `port`, resolved to a number.
+        port: u16,
+    },
+}
+
+/// A liveness, readiness or startup probe, with Kubernetes' defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// What it checks.
+    pub action: ProbeAction,
+    /// `initialDelaySeconds` (default 0): the wait after the container starts.
+    pub initial_delay: Duration,
+    /// `periodSeconds` (default 10 s).
+    pub period: Duration,
+    /// `timeoutSeconds` (default 1 s): a check that takes longer fails.
+    pub timeout: Duration,
+    /// `successThreshold` (default 1; always 1 for liveness and startup).
+    pub success_threshold: u32,
+    /// `failureThreshold` (default 3).
+    pub failure_threshold: u32,
+    /// `terminationGracePeriodSeconds` (liveness and startup only): the grace period of the
+    /// kill that a failure causes, instead of the pod's.
+    pub termination_grace_period: Option<Duration>,
+}
+
+impl ContainerSpec {
+    /// The ports the container listens on when its component serves HTTP: its `ports[]`; if it
+    /// declares none, the ports its own hooks and probes reach on the pod (in Kubernetes those
+    /// reach the app, so the app must listen there — the seed's preStop `httpGet :8080` relies
+    /// on it).
+    pub fn listen_ports(&self) -> Vec<u16> {
+        if !self.ports.is_empty() {
+            return self.ports.iter().map(|port| port.port).collect();
+        }
+        let mut ports = Vec::new();
+        let hooks = [&self.post_start, &self.pre_stop]
+            .into_iter()
+            .flatten()
+            .filter_map(|handler| match handler {
+                Handler::HttpGet(get) if get.host.is_none() => Some(get.port),
+                _ => None,
+            });
+        let probes = [
+            &self.liveness_probe,
+            &self.readiness_probe,
+            &self.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|probe| match &probe.action {
+            ProbeAction::HttpGet(get) if get.host.is_none() => Some(get.port),
+            ProbeAction::TcpSocket { host: None, port } => Some(*port),
+            _ => None,
+        });
+        for port in hooks.chain(probes) {
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        ports
+    }
+
+    /// The probes, with their kind's name (`liveness`, `readiness`, `startup`).
+    pub fn probes(&self) -> impl Iterator<Item = (&'static str, &Probe)> {
+        [
+            ("startup", &self.startup_probe),
+            ("liveness", &self.liveness_probe),
+            ("readiness", &self.readiness_probe),
+        ]
+        .into_iter()
+        .filter_map(|(kind, probe)| Some((kind, probe.as_ref()?)))
+    }
 }
 
 /// A pod volume (`spec.volumes[]`).
@@ -177,6 +299,9 @@ pub enum Handler {
     },
     /// `sleep`: waits, cancelled when the container ends or the grace period runs out.
     Sleep(Duration),
+    /// `httpGet`: one request; only a transport error fails the hook (the status is recorded in
+    /// an event), as in Kubernetes.
+    HttpGet(HttpGet),
 }
 
 /// Everything wrong with a manifest.
@@ -252,29 +377,55 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].env[].valueFrom.fieldRef.apiVersion",
     "spec.containers[].resources.limits.memory",
     "spec.containers[].resources.requests.memory",
-    "spec.containers[].lifecycle.postStart.exec.command[]",
-    "spec.containers[].lifecycle.postStart.sleep.seconds",
-    "spec.containers[].lifecycle.preStop.exec.command[]",
-    "spec.containers[].lifecycle.preStop.sleep.seconds",
+    "spec.containers[].lifecycle.hook.exec.command[]",
+    "spec.containers[].lifecycle.hook.sleep.seconds",
+    "spec.containers[].lifecycle.hook.httpGet.host",
+    "spec.containers[].lifecycle.hook.httpGet.port",
+    "spec.containers[].lifecycle.hook.httpGet.path",
+    "spec.containers[].lifecycle.hook.httpGet.scheme",
+    "spec.containers[].lifecycle.hook.httpGet.httpHeaders[].name",
+    "spec.containers[].lifecycle.hook.httpGet.httpHeaders[].value",
+    "spec.containers[].ports[].containerPort",
+    "spec.containers[].ports[].name",
+    "spec.containers[].ports[].protocol",
+    // `hook` stands for postStart and preStop; `probe` for livenessProbe, readinessProbe and
+    // startupProbe.
+    "spec.containers[].probe.exec.command[]",
+    "spec.containers[].probe.httpGet.host",
+    "spec.containers[].probe.httpGet.port",
+    "spec.containers[].probe.httpGet.path",
+    "spec.containers[].probe.httpGet.scheme",
+    "spec.containers[].probe.httpGet.httpHeaders[].name",
+    "spec.containers[].probe.httpGet.httpHeaders[].value",
+    "spec.containers[].probe.tcpSocket.host",
+    "spec.containers[].probe.tcpSocket.port",
+    "spec.containers[].probe.initialDelaySeconds",
+    "spec.containers[].probe.periodSeconds",
+    "spec.containers[].probe.timeoutSeconds",
+    "spec.containers[].probe.successThreshold",
+    "spec.containers[].probe.failureThreshold",
+    "spec.containers[].probe.terminationGracePeriodSeconds",
 ];
 
 /// Fields with a message of their own instead of the generic "not supported".
 const EXPLAINED: &[(&str, &str)] = &[
     (
-        "spec.containers[].lifecycle.postStart.httpGet",
-        "httpGet handlers are not supported yet (they arrive with HTTP support); use exec or sleep",
+        "spec.containers[].lifecycle.hook.tcpSocket",
+        "deprecated, not supported (Kubernetes rejects it too); use exec, httpGet or sleep",
     ),
     (
-        "spec.containers[].lifecycle.preStop.httpGet",
-        "httpGet handlers are not supported yet (they arrive with HTTP support); use exec or sleep",
+        "spec.containers[].probe.grpc",
+        "not supported: wasmlet has no gRPC health checking; use httpGet, tcpSocket or exec",
     ),
     (
-        "spec.containers[].lifecycle.postStart.tcpSocket",
-        "deprecated, not supported (Kubernetes rejects it too); use exec or sleep",
+        "spec.containers[].ports[].hostPort",
+        "not supported: every containerPort is already a port of the host (wasmlet binds it on \
+         127.0.0.1, or the host's configured address); drop `hostPort`",
     ),
     (
-        "spec.containers[].lifecycle.preStop.tcpSocket",
-        "deprecated, not supported (Kubernetes rejects it too); use exec or sleep",
+        "spec.containers[].ports[].hostIP",
+        "not supported: the host chooses the address its pods listen on (`wasmlet run \
+         --address`); drop `hostIP`",
     ),
     (
         "spec.containers[].resources.limits.cpu",
@@ -532,6 +683,26 @@ impl PodSpec {
             }
         }
         problems.extend(container_problems);
+        // The containers of a pod share its ports, as they share a pod's network in Kubernetes.
+        let mut claimed: Vec<(u16, &str)> = Vec::new();
+        for (index, container) in init_containers.iter().chain(&containers).enumerate() {
+            for port in container.ports.iter().map(|port| port.port) {
+                match claimed.iter().find(|(p, _)| *p == port) {
+                    Some((_, owner)) => problems.push(Problem {
+                        path: if index < init_containers.len() {
+                            format!("spec.initContainers[{index}].ports")
+                        } else {
+                            format!("spec.containers[{}].ports", index - init_containers.len())
+                        },
+                        message: format!(
+                            "port {port} is already served by container `{owner}`; the \
+                             containers of a pod share its ports"
+                        ),
+                    }),
+                    None => claimed.push((port, &container.name)),
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(PodSpec {
                 name,
@@ -587,6 +758,10 @@ impl PodSpec {
                 memory_limit: None,
                 post_start: None,
                 pre_stop: None,
+                ports: Vec::new(),
+                liveness_probe: None,
+                readiness_probe: None,
+                startup_probe: None,
                 sidecar: false,
             }],
         }
@@ -806,11 +981,12 @@ fn container_spec(
                 None
             }
         });
+    let ports = port_specs(container, at, &mut problems);
     let lifecycle = container.lifecycle.as_ref();
     let mut handler = |name: &str, handler: Option<&LifecycleHandler>| {
         let handler = handler?;
         let path = format!("{at}.lifecycle.{name}");
-        match lifecycle_handler(handler, &path, base, grace) {
+        match lifecycle_handler(handler, &path, base, grace, &ports) {
             Ok(handler) => Some(handler),
             Err(mut more) => {
                 problems.append(&mut more);
@@ -820,6 +996,19 @@ fn container_spec(
     };
     let post_start = handler("postStart", lifecycle.and_then(|l| l.post_start.as_ref()));
     let pre_stop = handler("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref()));
+    let mut probe = |kind: &str, probe: Option<&k8s_openapi::api::core::v1::Probe>| {
+        let probe = probe?;
+        match probe_spec(probe, kind, &format!("{at}.{kind}Probe"), base, &ports) {
+            Ok(probe) => Some(probe),
+            Err(mut more) => {
+                problems.append(&mut more);
+                None
+            }
+        }
+    };
+    let liveness_probe = probe("liveness", container.liveness_probe.as_ref());
+    let readiness_probe = probe("readiness", container.readiness_probe.as_ref());
+    let startup_probe = probe("startup", container.startup_probe.as_ref());
     match image {
         Some(image) if problems.is_empty() => Ok(ContainerSpec {
             name: container.name.clone(),
@@ -832,9 +1021,299 @@ fn container_spec(
             memory_limit,
             post_start,
             pre_stop,
+            ports,
+            liveness_probe,
+            readiness_probe,
+            startup_probe,
             sidecar: false,
         }),
         _ => Err(problems),
+    }
+}
+
+/// The container's `ports[]`: TCP, numbered 1–65535, names unique IANA service names.
+fn port_specs(container: &Container, at: &str, problems: &mut Vec<Problem>) -> Vec<PortSpec> {
+    let mut ports = Vec::new();
+    let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+    for (index, port) in container.ports.iter().flatten().enumerate() {
+        let at = format!("{at}.ports[{index}]");
+        match port.protocol.as_deref() {
+            None | Some("TCP") => {}
+            Some(other) => problem(
+                format!("{at}.protocol"),
+                format!("`{other}` is not supported: wasmlet serves HTTP over TCP; use TCP"),
+            ),
+        }
+        let Ok(number) = u16::try_from(port.container_port)
+            .map_err(|_| ())
+            .and_then(|n| if n == 0 { Err(()) } else { Ok(n) })
+        else {
+            problem(
+                format!("{at}.containerPort"),
+                format!(
+                    "{} is not a port number; expected 1 to 65535",
+                    port.container_port
+                ),
+            );
+            continue;
+        };
+        if ports.iter().any(|p: &PortSpec| p.port == number) {
+            problem(
+                format!("{at}.containerPort"),
+                format!("port {number} is listed twice"),
+            );
+            continue;
+        }
+        let name = port.name.clone().filter(|name| !name.is_empty());
+        if let Some(name) = &name {
+            if let Err(why) = check_port_name(name) {
+                problem(format!("{at}.name"), why);
+            } else if ports.iter().any(|p| p.name.as_ref() == Some(name)) {
+                problem(
+                    format!("{at}.name"),
+                    format!("duplicate port name `{name}`"),
+                );
+            }
+        }
+        ports.push(PortSpec { name, port: number });
+    }
+    ports
+}
+
+/// Kubernetes' IANA_SVC_NAME: at most 15 lowercase letters, digits and '-', with a letter, no
+/// '-' at either end and no "--".
+fn check_port_name(name: &str) -> Result<(), String> {
+    let valid = name.len() <= 15
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().any(|c| c.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid port name: at most 15 lowercase letters, digits and '-', \
+             with at least one letter (like `http` or `metrics-1`)"
+        ))
+    }
+}
+
+/// A port given by number or by the name of one of the container's `ports[]`.
+fn resolve_port(port: &IntOrString, at: &str, ports: &[PortSpec]) -> Result<u16, Problem> {
+    let problem = |message: String| Problem {
+        path: at.to_string(),
+        message,
+    };
+    match port {
+        IntOrString::Int(number) => {
+            u16::try_from(*number)
+                .ok()
+                .filter(|n| *n != 0)
+                .ok_or_else(|| {
+                    problem(format!(
+                        "{number} is not a port number; expected 1 to 65535"
+                    ))
+                })
+        }
+        IntOrString::String(name) => {
+            if let Ok(number) = name.parse::<u16>() {
+                return Ok(number).and_then(|n| {
+                    if n == 0 {
+                        Err(problem(
+                            "0 is not a port number; expected 1 to 65535".into(),
+                        ))
+                    } else {
+                        Ok(n)
+                    }
+                });
+            }
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.port)
+                .ok_or_else(|| {
+                    let names: Vec<_> = ports.iter().filter_map(|p| p.name.as_deref()).collect();
+                    problem(if names.is_empty() {
+                        format!(
+                            "no port named `{name}`: the container's ports[] name none; give a \
+                             number or name a port"
+                        )
+                    } else {
+                        format!(
+                            "no port named `{name}`; the container's ports are named {}",
+                            names.join(", ")
+                        )
+                    })
+                })
+        }
+    }
+}
+
+/// An `httpGet` action of a hook or a probe.
+fn http_get(action: &HTTPGetAction, at: &str, ports: &[PortSpec]) -> Result<HttpGet, Vec<Problem>> {
+    let mut problems = Vec::new();
+    match action.scheme.as_deref() {
+        None | Some("HTTP") => {}
+        Some(other) => problems.push(Problem {
+            path: format!("{at}.scheme"),
+            message: format!(
+                "`{other}` is not supported: wasmlet's listeners serve plain HTTP (no TLS); use \
+                 HTTP"
+            ),
+        }),
+    }
+    let port = resolve_port(&action.port, &format!("{at}.port"), ports)
+        .map_err(|problem| problems.push(problem))
+        .ok();
+    let path = match action.path.as_deref() {
+        None | Some("") => "/".to_string(),
+        Some(path) if path.starts_with('/') => path.to_string(),
+        // Kubernetes prefixes a relative path with '/'.
+        Some(path) => format!("/{path}"),
+    };
+    if path.parse::<http::uri::PathAndQuery>().is_err() {
+        problems.push(Problem {
+            path: format!("{at}.path"),
+            message: format!("`{path}` is not a valid URL path"),
+        });
+    }
+    let host = action.host.clone().filter(|host| !host.is_empty());
+    let mut headers = Vec::new();
+    for (index, header) in action.http_headers.iter().flatten().enumerate() {
+        if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+            problems.push(Problem {
+                path: format!("{at}.httpHeaders[{index}].name"),
+                message: format!("`{}` is not a valid HTTP header name", header.name),
+            });
+        } else if http::HeaderValue::from_str(&header.value).is_err() {
+            problems.push(Problem {
+                path: format!("{at}.httpHeaders[{index}].value"),
+                message: "not a valid HTTP header value (control characters?)".into(),
+            });
+        } else {
+            headers.push((header.name.clone(), header.value.clone()));
+        }
+    }
+    match port {
+        Some(port) if problems.is_empty() => Ok(HttpGet {
+            host,
+            port,
+            path,
+            headers,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// A probe, with Kubernetes' defaults and limits: 0 or absent means the default.
+fn probe_spec(
+    probe: &k8s_openapi::api::core::v1::Probe,
+    kind: &str,
+    at: &str,
+    base: &Path,
+    ports: &[PortSpec],
+) -> Result<Probe, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut seconds = |field: &str, value: Option<i32>, default: u32| -> u32 {
+        match value {
+            None | Some(0) => default,
+            Some(n) if n < 0 => {
+                problems.push(Problem {
+                    path: format!("{at}.{field}"),
+                    message: format!("must be 0 (the default) or more, got {n}"),
+                });
+                default
+            }
+            Some(n) => n as u32,
+        }
+    };
+    let initial_delay = seconds("initialDelaySeconds", probe.initial_delay_seconds, 0);
+    let period = seconds("periodSeconds", probe.period_seconds, 10);
+    let timeout = seconds("timeoutSeconds", probe.timeout_seconds, 1);
+    let success_threshold = seconds("successThreshold", probe.success_threshold, 1);
+    let failure_threshold = seconds("failureThreshold", probe.failure_threshold, 3);
+    if kind != "readiness" && success_threshold != 1 {
+        problems.push(Problem {
+            path: format!("{at}.successThreshold"),
+            message: format!("must be 1 for a {kind} probe, got {success_threshold}"),
+        });
+    }
+    let termination_grace_period = match probe.termination_grace_period_seconds {
+        None => None,
+        Some(_) if kind == "readiness" => {
+            problems.push(Problem {
+                path: format!("{at}.terminationGracePeriodSeconds"),
+                message: "only liveness and startup probes may set it (a readiness probe kills \
+                          nothing)"
+                    .into(),
+            });
+            None
+        }
+        Some(n) if n < 1 => {
+            problems.push(Problem {
+                path: format!("{at}.terminationGracePeriodSeconds"),
+                message: format!("must be 1 or more, got {n}"),
+            });
+            None
+        }
+        Some(n) => Some(Duration::from_secs(n as u64)),
+    };
+    let set = [
+        probe.exec.is_some(),
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.grpc.is_some(),
+    ];
+    let action = match set.iter().filter(|s| **s).count() {
+        0 => Err(vec![Problem {
+            path: at.into(),
+            message: "needs exactly one action: exec, httpGet or tcpSocket".into(),
+        }]),
+        1 => {
+            if let Some(exec) = &probe.exec {
+                exec_action(exec.command.clone().unwrap_or_default(), at, base)
+                    .map(|(command, target)| ProbeAction::Exec { command, target })
+            } else if let Some(get) = &probe.http_get {
+                http_get(get, &format!("{at}.httpGet"), ports).map(ProbeAction::HttpGet)
+            } else if let Some(tcp) = &probe.tcp_socket {
+                resolve_port(&tcp.port, &format!("{at}.tcpSocket.port"), ports)
+                    .map(|port| ProbeAction::TcpSocket {
+                        host: tcp.host.clone().filter(|host| !host.is_empty()),
+                        port,
+                    })
+                    .map_err(|problem| vec![problem])
+            } else {
+                // grpc was reported by the field check.
+                Err(vec![Problem {
+                    path: at.into(),
+                    message: "this action is not supported; use exec, httpGet or tcpSocket".into(),
+                }])
+            }
+        }
+        _ => Err(vec![Problem {
+            path: at.into(),
+            message: "has more than one action; give exactly one of exec, httpGet or tcpSocket"
+                .into(),
+        }]),
+    };
+    match action {
+        Ok(action) if problems.is_empty() => Ok(Probe {
+            action,
+            initial_delay: Duration::from_secs(initial_delay.into()),
+            period: Duration::from_secs(period.into()),
+            timeout: Duration::from_secs(timeout.into()),
+            success_threshold,
+            failure_threshold,
+            termination_grace_period,
+        }),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
     }
 }
 
@@ -843,6 +1322,7 @@ fn lifecycle_handler(
     at: &str,
     base: &Path,
     grace: Duration,
+    ports: &[PortSpec],
 ) -> Result<Handler, Vec<Problem>> {
     let set = [
         handler.exec.is_some(),
@@ -852,14 +1332,22 @@ fn lifecycle_handler(
     ];
     let fail = |path: String, message: String| Err(vec![Problem { path, message }]);
     match set.iter().filter(|s| **s).count() {
-        0 => return fail(at.into(), "needs exactly one handler: exec or sleep".into()),
+        0 => {
+            return fail(
+                at.into(),
+                "needs exactly one handler: exec, httpGet or sleep".into(),
+            );
+        }
         1 => {}
         _ => {
             return fail(
                 at.into(),
-                "has more than one handler; give exactly one of exec or sleep".into(),
+                "has more than one handler; give exactly one of exec, httpGet or sleep".into(),
             );
         }
+    }
+    if let Some(get) = &handler.http_get {
+        return http_get(get, &format!("{at}.httpGet"), ports).map(Handler::HttpGet);
     }
     if let Some(sleep) = &handler.sleep {
         let seconds = sleep.seconds;
@@ -883,56 +1371,57 @@ fn lifecycle_handler(
         return Ok(Handler::Sleep(duration));
     }
     if let Some(exec) = &handler.exec {
-        let command = exec.command.clone().unwrap_or_default();
-        let Some(program) = command.first() else {
-            return fail(
-                format!("{at}.exec.command"),
-                "required: the command to run (`sh -c …`, a component path, or a command of \
-                 the container's own component)"
-                    .into(),
-            );
-        };
-        if matches!(program.as_str(), "sh" | "/bin/sh" | "/usr/bin/sh") {
-            return Ok(Handler::Exec {
-                command,
-                target: ExecTarget::Shell,
-            });
-        }
-        return match component_path(base, program) {
-            Ok(component) if !starts_as_wasm(&component) => fail(
-                format!("{at}.exec.command[0]"),
-                format!(
-                    "`{program}` is not a WebAssembly component; exec runs `sh` (wasmlet's \
-                     bundled shell), a component file, or a command of the container's own \
-                     component (a bare name)"
-                ),
-            ),
-            Ok(component) => Ok(Handler::Exec {
-                command,
-                target: ExecTarget::Component(component),
-            }),
-            // Clearly meant as a file (a component, or a program of an image): a typo or another
-            // shell must not run the app instead.
-            Err(why) if program.ends_with(".wasm") => fail(format!("{at}.exec.command[0]"), why),
-            Err(_) if program.contains('/') => fail(
-                format!("{at}.exec.command[0]"),
-                format!(
-                    "`{program}` is neither `sh` (wasmlet's bundled shell) nor a component file; \
-                     exec runs `sh`, a component (a path relative to the manifest), or a \
-                     command of the container's own component (a bare name)"
-                ),
-            ),
-            Err(_) => Ok(Handler::Exec {
-                command,
-                target: ExecTarget::Container,
-            }),
-        };
+        let (command, target) = exec_action(exec.command.clone().unwrap_or_default(), at, base)?;
+        return Ok(Handler::Exec { command, target });
     }
-    // httpGet and tcpSocket were reported by the field check.
+    // tcpSocket was reported by the field check.
     fail(
         at.into(),
-        "this handler is not supported; use exec or sleep".into(),
+        "this handler is not supported; use exec, httpGet or sleep".into(),
     )
+}
+
+/// An `exec` action's command and what runs it (see [`ExecTarget`]).
+fn exec_action(
+    command: Vec<String>,
+    at: &str,
+    base: &Path,
+) -> Result<(Vec<String>, ExecTarget), Vec<Problem>> {
+    let fail = |path: String, message: String| Err(vec![Problem { path, message }]);
+    let Some(program) = command.first() else {
+        return fail(
+            format!("{at}.exec.command"),
+            "required: the command to run (`sh -c …`, a component path, or a command of \
+                 the container's own component)"
+                .into(),
+        );
+    };
+    if matches!(program.as_str(), "sh" | "/bin/sh" | "/usr/bin/sh") {
+        return Ok((command, ExecTarget::Shell));
+    }
+    match component_path(base, program) {
+        Ok(component) if !starts_as_wasm(&component) => fail(
+            format!("{at}.exec.command[0]"),
+            format!(
+                "`{program}` is not a WebAssembly component; exec runs `sh` (wasmlet's \
+                     bundled shell), a component file, or a command of the container's own \
+                     component (a bare name)"
+            ),
+        ),
+        Ok(component) => Ok((command, ExecTarget::Component(component))),
+        // Clearly meant as a file (a component, or a program of an image): a typo or another
+        // shell must not run the app instead.
+        Err(why) if program.ends_with(".wasm") => fail(format!("{at}.exec.command[0]"), why),
+        Err(_) if program.contains('/') => fail(
+            format!("{at}.exec.command[0]"),
+            format!(
+                "`{program}` is neither `sh` (wasmlet's bundled shell) nor a component file; \
+                     exec runs `sh`, a component (a path relative to the manifest), or a \
+                     command of the container's own component (a bare name)"
+            ),
+        ),
+        Err(_) => Ok((command, ExecTarget::Container)),
+    }
 }
 
 /// Whether `path` begins with WebAssembly's magic number.
@@ -1115,12 +1604,30 @@ fn check_fields(
 }
 
 /// Init containers take the fields of containers: `spec.initContainers[]…` is checked as
-/// `spec.containers[]…`.
+/// `spec.containers[]…`, and each probe as `probe`.
 fn container_pattern(mut pattern: Vec<String>) -> Vec<String> {
     if pattern.first().is_some_and(|s| s == "spec")
         && pattern.get(1).is_some_and(|s| s == "initContainers[]")
     {
         pattern[1] = "containers[]".into();
+    }
+    // The three probes take the same fields, and so do the two hooks.
+    if pattern.get(1).is_some_and(|s| s == "containers[]") {
+        if pattern.get(2).is_some_and(|s| {
+            matches!(
+                s.as_str(),
+                "livenessProbe" | "readinessProbe" | "startupProbe"
+            )
+        }) {
+            pattern[2] = "probe".into();
+        }
+        if pattern.get(2).is_some_and(|s| s == "lifecycle")
+            && pattern
+                .get(3)
+                .is_some_and(|s| s == "postStart" || s == "preStop")
+        {
+            pattern[3] = "hook".into();
+        }
     }
     pattern
 }

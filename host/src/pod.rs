@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{
@@ -186,6 +187,10 @@ pub(crate) struct PodShared {
     /// The pod's volumes, until it finishes (an emptyDir goes with it).
     volumes: std::sync::Mutex<Vec<PodVolume>>,
     started: Instant,
+    /// Each container slot's `ready`, as the status says: the gate of its HTTP listeners.
+    ready_gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    /// The HTTP servers of the running containers, by port (the pod's network).
+    servers: std::sync::Mutex<HashMap<u16, Arc<crate::http::Server>>>,
 }
 
 /// The status of a container that has not started, waiting for `reason`.
@@ -254,6 +259,8 @@ impl Pod {
             uid,
             volumes: std::sync::Mutex::new(volumes),
             started: clock.now(),
+            ready_gates: (0..slots).map(|_| Default::default()).collect(),
+            servers: Default::default(),
         });
         shared.event(
             EventType::Normal,
@@ -787,8 +794,40 @@ impl PodShared {
                 status.container_statuses.as_mut()
             }
             .and_then(|all| all.get_mut(index.checked_sub(init).unwrap_or(index)));
-            container.map(change).unwrap_or_default()
+            container
+                .map(|container| {
+                    let result = change(container);
+                    self.ready_gates[index].store(container.ready, Ordering::SeqCst);
+                    result
+                })
+                .unwrap_or_default()
         })
+    }
+
+    /// The `ready` of container slot `index`, kept up to date with its status.
+    pub fn ready_gate(&self, index: usize) -> Arc<std::sync::atomic::AtomicBool> {
+        self.ready_gates[index].clone()
+    }
+
+    /// Makes `server` the pod's server on `ports`.
+    pub fn register_server(&self, ports: &[u16], server: &Arc<crate::http::Server>) {
+        let mut servers = self.servers.lock().unwrap();
+        for port in ports {
+            servers.insert(*port, server.clone());
+        }
+    }
+
+    /// Forgets `server` (its container run ended).
+    pub fn unregister_server(&self, server: &Arc<crate::http::Server>) {
+        self.servers
+            .lock()
+            .unwrap()
+            .retain(|_, registered| !Arc::ptr_eq(registered, server));
+    }
+
+    /// The server of the pod's container that serves `port`, if one runs.
+    pub fn server_on(&self, port: u16) -> Option<Arc<crate::http::Server>> {
+        self.servers.lock().unwrap().get(&port).cloned()
     }
 
     /// Changes the status, recomputes the phase, and tells the status taps.

@@ -264,7 +264,7 @@ fn bad_components_get_a_clear_error_naming_the_file() {
         (
             "empty.wasm",
             b"\0asm\x0d\0\x01\0",
-            "exports no `wasi:cli/run`",
+            "exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`",
         ),
     ];
     for (name, bytes, expected) in cases {
@@ -287,7 +287,7 @@ fn test_passes_the_example_scenarios_and_fails_a_changed_trace() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("scenarios: 27 passed, 0 failed"),
+        stdout.contains("scenarios: 30 passed, 0 failed"),
         "{stdout}"
     );
 

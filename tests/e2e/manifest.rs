@@ -30,18 +30,7 @@ fn has(problems: &[(String, String)], path: &str, words: &str) {
 fn the_example_pods_are_valid() {
     for entry in std::fs::read_dir(wasmlet_examples::pods_dir()).unwrap() {
         let path = entry.unwrap().path();
-        let parsed = PodSpec::from_file(&path);
-        if path.ends_with("pre-stop-hook.yaml") {
-            // The seed's preStop is an httpGet: its one problem until HTTP support lands.
-            let error = parsed.unwrap_err();
-            assert_eq!(error.problems.len(), 1, "{error}");
-            assert_eq!(
-                error.problems[0].path,
-                "spec.containers[0].lifecycle.preStop.httpGet"
-            );
-        } else {
-            parsed.unwrap_or_else(|e| panic!("{e}"));
-        }
+        PodSpec::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -58,7 +47,7 @@ spec:
   containers:
     - name: app
       image: ../../target/components/cooperative.wasm
-      ports: [{containerPort: 8080}]
+      ports: [{containerPort: 8080, hostPort: 80}, {containerPort: 70000, protocol: UDP}]
       resources:
         limits:
           memory: lots
@@ -68,8 +57,19 @@ spec:
             port: 8080
         postStart:
           httpGet:
-            port: 8080
+            port: metrics
             path: /ready
+            scheme: HTTPS
+      livenessProbe:
+        httpGet: {port: 8080}
+        successThreshold: 2
+        periodSeconds: -1
+      readinessProbe:
+        grpc: {port: 8080}
+        terminationGracePeriodSeconds: 5
+      startupProbe:
+        exec: {command: ["../../target/components/hello.wasm"]}
+        tcpSocket: {port: 8080}
     - name: app
       image: missing.wasm
       colour: blue
@@ -80,10 +80,33 @@ spec:
 "#,
     );
     has(&found, "metadata.name", "not a valid name");
+    has(&found, "spec.containers[0].ports[0].hostPort", "drop `hostPort`");
     has(
         &found,
-        "spec.containers[0].ports",
-        "not supported by wasmlet yet",
+        "spec.containers[0].ports[1].containerPort",
+        "70000 is not a port number",
+    );
+    has(&found, "spec.containers[0].ports[1].protocol", "use TCP");
+    has(
+        &found,
+        "spec.containers[0].livenessProbe.successThreshold",
+        "must be 1 for a liveness probe",
+    );
+    has(
+        &found,
+        "spec.containers[0].livenessProbe.periodSeconds",
+        "must be 0 (the default) or more, got -1",
+    );
+    has(&found, "spec.containers[0].readinessProbe.grpc", "no gRPC");
+    has(
+        &found,
+        "spec.containers[0].readinessProbe.terminationGracePeriodSeconds",
+        "only liveness and startup probes",
+    );
+    has(
+        &found,
+        "spec.containers[0].startupProbe",
+        "more than one action",
     );
     has(
         &found,
@@ -97,8 +120,13 @@ spec:
     );
     has(
         &found,
-        "spec.containers[0].lifecycle.postStart.httpGet",
-        "not supported yet",
+        "spec.containers[0].lifecycle.postStart.httpGet.port",
+        "no port named `metrics`",
+    );
+    has(
+        &found,
+        "spec.containers[0].lifecycle.postStart.httpGet.scheme",
+        "plain HTTP",
     );
     has(
         &found,

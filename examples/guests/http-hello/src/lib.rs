@@ -1,0 +1,56 @@
+//! A small HTTP service: a component that only exports `wasi:http/incoming-handler` (no `run`),
+//! so its container runs as long as it serves. The HTTP benchmark runs it under wasmlet and under
+//! `wasmtime serve`.
+//!
+//! - `GET /` — `hello from wasmlet`;
+//! - `GET /sleep?ms=N` — logs `sleeping N ms`, answers after N milliseconds (a slow request,
+//!   for drain tests);
+//! - `GET /healthz` — 200, or 500 while the file `/tmp/unhealthy` exists;
+//! - `GET /fail` and `GET /recover` — create and remove `/tmp/unhealthy`;
+//! - `GET /echo` — the method, path and headers it received, one per line (and logs the
+//!   headers);
+//! - anything else — 404.
+
+use std::time::Duration;
+use wasmlet_sdk::http::{Handler, Request, Response};
+
+struct Hello;
+
+const UNHEALTHY: &str = "/tmp/unhealthy";
+
+impl Handler for Hello {
+    fn handle(request: Request) -> Response {
+        match request.path() {
+            "/" => Response::text(200, "hello from wasmlet\n"),
+            "/sleep" => {
+                let ms: u64 = request.query("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                println!("sleeping {ms} ms");
+                std::thread::sleep(Duration::from_millis(ms));
+                Response::text(200, format!("slept {ms} ms\n"))
+            }
+            "/healthz" => match std::fs::metadata(UNHEALTHY) {
+                Ok(_) => Response::text(500, "unhealthy: /tmp/unhealthy exists\n"),
+                Err(_) => Response::text(200, "ok\n"),
+            },
+            "/fail" => match std::fs::write(UNHEALTHY, "failed on request\n") {
+                Ok(()) => Response::text(200, "now unhealthy\n"),
+                Err(error) => Response::text(500, format!("cannot write {UNHEALTHY}: {error}\n")),
+            },
+            "/recover" => {
+                let _ = std::fs::remove_file(UNHEALTHY);
+                Response::text(200, "healthy again\n")
+            }
+            "/echo" => {
+                let mut text = format!("{} {}\n", request.method, request.path_with_query);
+                for (name, value) in &request.headers {
+                    text.push_str(&format!("{name}: {value}\n"));
+                    println!("echo {name}: {value}");
+                }
+                Response::text(200, text)
+            }
+            _ => Response::text(404, format!("no route for {}\n", request.path())),
+        }
+    }
+}
+
+wasmlet_sdk::export_http!(Hello);

@@ -1,0 +1,756 @@
+//! HTTP: a container whose component exports `wasi:http/incoming-handler` serves its ports, and
+//! the kubelet's own requests (`httpGet` hooks and probes, `tcpSocket` probes) reach it.
+//!
+//! A [`Server`] owns a container run's listeners and the requests in flight:
+//! - every request gets a fresh instance of the component (as `wasmtime serve` does), killable
+//!   like any instance of the container and charged to its memory limit; instances are not
+//!   reused, so no request sees another's memory;
+//! - the readiness gate: while the container is not ready, the listener answers 503 — the local
+//!   stand-in for Kubernetes taking a pod out of its Service's endpoints. The kubelet's own
+//!   requests pass the gate (in Kubernetes they reach the pod directly, not through a Service);
+//!   they carry a per-host secret header that the listener strips;
+//! - the drain: on terminate the listeners close (new connections are refused), open
+//!   connections finish their current request and close, and the requests in flight run on until
+//!   they finish or the kill at the end of the grace period ends their handlers — then their
+//!   clients get an error, and the count is reported in an event.
+//!
+//! In deterministic mode nothing binds a socket: the kubelet's requests reach the handler
+//! in-process, on virtual time.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body, Frame, Incoming};
+use tokio_util::sync::CancellationToken;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::body::HyperIncomingBody;
+
+use crate::clock::sleep;
+use crate::container::Launcher;
+use crate::events::{EventType, LogSource};
+use crate::guest::{Entry, HttpCall, InstanceEnd, KillSwitch, LoadedComponent};
+use crate::manifest::HttpGet;
+use crate::pod::PodShared;
+
+/// The body of every response a listener sends.
+pub(crate) type ServerBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// The header that marks the kubelet's own requests (its value is the host's secret).
+pub(crate) const KUBELET_HEADER: &str = "wasmlet-kubelet";
+
+/// How much of a probe's response body the kubelet keeps for its message (Kubernetes: 10 KiB).
+const PROBE_BODY_LIMIT: usize = 10 * 1024;
+
+/// One run of a container's HTTP serving: its listeners and the requests in flight.
+pub(crate) struct Server {
+    launcher: Arc<Launcher>,
+    component: Arc<LoadedComponent>,
+    /// The container's `ready`, kept by the pod's status.
+    ready: Arc<AtomicBool>,
+    /// Cancelled when the drain begins (or the container ends): listeners close, connections
+    /// finish their current request and close.
+    draining: CancellationToken,
+    handlers: Mutex<Handlers>,
+    /// How many handler instances are running.
+    handlers_running: tokio::sync::watch::Sender<usize>,
+    in_flight: tokio::sync::watch::Sender<usize>,
+    /// Where it listens (empty in deterministic mode).
+    pub addresses: Vec<SocketAddr>,
+    drain_began: Mutex<Option<(Instant, usize)>>,
+    drained_reported: AtomicBool,
+    /// Requests answered 503 because the container was not ready.
+    pub rejected: AtomicU64,
+    /// Requests whose handler failed (trapped, exited, answered an error code).
+    pub failed: AtomicU64,
+    /// Requests whose handler was killed (at the end of the grace period, or with the container).
+    pub killed: AtomicU64,
+}
+
+#[derive(Default)]
+struct Handlers {
+    next_id: u64,
+    /// Handlers whose end has been counted.
+    ended: usize,
+    /// Kill switches of the handlers not killed yet.
+    running: HashMap<u64, KillSwitch>,
+}
+
+impl Server {
+    /// Starts serving `ports` (binding them, unless in deterministic mode). An error names the
+    /// port that could not be bound.
+    pub fn start(
+        launcher: Arc<Launcher>,
+        component: Arc<LoadedComponent>,
+        ports: &[u16],
+    ) -> Result<Arc<Server>, String> {
+        let pod = launcher.pod.clone();
+        let host = pod.host.clone();
+        let mut listeners = Vec::new();
+        if host.deterministic.is_none() {
+            let address = host.config.http_address;
+            // Registering with the reactor needs the guest runtime's context.
+            let _runtime = host.guests.enter();
+            for &port in ports {
+                let listener = bind(SocketAddr::new(address, port))
+                    .map_err(|error| format!("cannot listen on {address}:{port}: {error}"))?;
+                listeners.push(listener);
+            }
+        }
+        let server = Arc::new(Server {
+            ready: pod.ready_gate(launcher.index),
+            component,
+            draining: CancellationToken::new(),
+            handlers: Mutex::new(Handlers::default()),
+            handlers_running: tokio::sync::watch::Sender::new(0),
+            in_flight: tokio::sync::watch::Sender::new(0),
+            addresses: listeners
+                .iter()
+                .filter_map(|listener| listener.local_addr().ok())
+                .collect(),
+            drain_began: Mutex::new(None),
+            drained_reported: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            killed: AtomicU64::new(0),
+            launcher,
+        });
+        for listener in listeners {
+            host.guests.spawn(server.clone().accept(listener));
+        }
+        Ok(server)
+    }
+
+    fn name(&self) -> &str {
+        &self.launcher.spec.name
+    }
+
+    async fn accept(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let stream = tokio::select! {
+                biased;
+                () = self.draining.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(self.clone().serve_connection(stream));
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream) {
+        let server = self.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.serve(request).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = self.draining.cancelled() => {}
+        }
+        // Draining: finish the request in progress, then close.
+        connection.as_mut().graceful_shutdown();
+        let _ = connection.await;
+    }
+
+    /// One request from a listener: through the readiness gate to a handler instance.
+    async fn serve(self: Arc<Self>, mut request: Request<Incoming>) -> Response<ServerBody> {
+        let token = &self.launcher.pod.host.kubelet_token;
+        let from_kubelet = request
+            .headers_mut()
+            .remove(KUBELET_HEADER)
+            .is_some_and(|value| value.as_bytes() == token.as_bytes());
+        if !from_kubelet && !self.ready.load(Ordering::SeqCst) {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("container {} is not ready\n", self.name()),
+            );
+        }
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        self.dispatch(request).await
+    }
+
+    /// Hands `request` to a new instance of the handler and returns its response, whose body
+    /// streams as the guest writes it. The request counts as in flight until its handler has
+    /// ended and its body is sent (or dropped).
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        request: Request<HyperIncomingBody>,
+    ) -> Response<ServerBody> {
+        let tracker = Arc::new(InFlight::begin(self.clone()));
+        let (respond, mut response) = tokio::sync::oneshot::channel();
+        let mut io = self
+            .launcher
+            .io(LogSource::Handler, self.launcher.argv(), false);
+        io.http = Some(HttpCall { request, respond });
+        let (switch, done) = self
+            .launcher
+            .spawn(self.component.clone(), Entry::Handle, io);
+        let id = self.add_handler(switch);
+        // The handler's end is counted even if this request is abandoned (a probe that timed
+        // out): until then it is in flight.
+        let (end_sender, mut end_receiver) = tokio::sync::oneshot::channel();
+        let server = self.clone();
+        let watcher_tracker = tracker.clone();
+        tokio::spawn(async move {
+            let end = done.await.unwrap_or_else(|_| InstanceEnd::lost());
+            server.handler_ended(id, &end);
+            let _ = end_sender.send(end);
+            drop(watcher_tracker);
+        });
+        tokio::select! {
+            biased;
+            answer = &mut response => match answer {
+                Ok(answer) => self.respond(answer, tracker),
+                // The instance is ending without an answer: say how it ended.
+                Err(_) => {
+                    let end = end_receiver.await.unwrap_or_else(|_| InstanceEnd::lost());
+                    self.no_response(&end)
+                }
+            },
+            end = &mut end_receiver => {
+                let end = end.unwrap_or_else(|_| InstanceEnd::lost());
+                // It may have answered just before it ended.
+                match response.try_recv() {
+                    Ok(answer) => self.respond(answer, tracker),
+                    Err(_) => self.no_response(&end),
+                }
+            }
+        }
+    }
+
+    fn respond(
+        &self,
+        answer: crate::guest::HandlerResponse,
+        tracker: Arc<InFlight>,
+    ) -> Response<ServerBody> {
+        match answer {
+            Ok(response) => response.map(|body| {
+                Tracked {
+                    body,
+                    _tracker: tracker,
+                }
+                .boxed_unsync()
+            }),
+            Err(code) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the handler answered with an error: {code:?}\n"),
+                )
+            }
+        }
+    }
+
+    /// The answer to a request whose handler ended without a response.
+    fn no_response(&self, end: &InstanceEnd) -> Response<ServerBody> {
+        if matches!(
+            end,
+            InstanceEnd::Returned(Ok(())) | InstanceEnd::Exited(0) | InstanceEnd::NotImplemented
+        ) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let (status, message) = match end {
+            InstanceEnd::Killed { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the handler was killed: container {} was stopped and its grace period ran out",
+                    self.name()
+                ),
+            ),
+            InstanceEnd::Trapped { message, .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handler trapped: {message}"),
+            ),
+            InstanceEnd::Exited(code) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handler exited with code {code} before it responded"),
+            ),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the handler returned without a response".to_string(),
+            ),
+        };
+        let mut response = text_response(status, format!("{message}\n"));
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        response
+    }
+
+    fn add_handler(&self, switch: KillSwitch) -> u64 {
+        let mut handlers = self.handlers.lock().unwrap();
+        let id = handlers.next_id;
+        handlers.next_id += 1;
+        handlers.running.insert(id, switch);
+        self.handlers_running
+            .send_replace(handlers.next_id as usize - handlers.ended);
+        id
+    }
+
+    /// Counts how a handler ended.
+    fn handler_ended(&self, id: u64, end: &InstanceEnd) {
+        {
+            let mut handlers = self.handlers.lock().unwrap();
+            handlers.running.remove(&id);
+            handlers.ended += 1;
+            self.handlers_running
+                .send_replace(handlers.next_id as usize - handlers.ended);
+        }
+        match end {
+            InstanceEnd::Killed { .. } => {
+                self.killed.fetch_add(1, Ordering::Relaxed);
+            }
+            InstanceEnd::Trapped { message, .. } => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.launcher.pod.event(
+                    EventType::Warning,
+                    "HandlerFailed",
+                    Some(self.name()),
+                    format!("an HTTP handler trapped: {message}"),
+                );
+            }
+            InstanceEnd::Exited(code) if *code != 0 => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            InstanceEnd::Returned(Err(_)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            // Returned, or exited 0: whether it answered is the request's business.
+            _ => {}
+        }
+    }
+
+    /// Kills every handler still running (the container is being killed).
+    pub fn kill_handlers(&self) {
+        let running: Vec<_> = self
+            .handlers
+            .lock()
+            .unwrap()
+            .running
+            .drain()
+            .map(|(_, switch)| switch)
+            .collect();
+        for switch in running {
+            switch.kill();
+        }
+    }
+
+    /// Terminate: stop accepting connections and let the requests in flight finish.
+    pub fn begin_drain(&self) {
+        if self.draining.is_cancelled() {
+            return;
+        }
+        let in_flight = *self.in_flight.borrow();
+        *self.drain_began.lock().unwrap() = Some((self.launcher.pod.host.clock.now(), in_flight));
+        self.draining.cancel();
+        let listening = if self.addresses.is_empty() {
+            String::new()
+        } else {
+            let addresses: Vec<_> = self.addresses.iter().map(|a| a.to_string()).collect();
+            format!(" on {}", addresses.join(", "))
+        };
+        self.launcher.pod.event(
+            EventType::Normal,
+            "Draining",
+            Some(self.name()),
+            format!(
+                "Stopped accepting connections{listening}; {in_flight} request{} in flight",
+                plural(in_flight)
+            ),
+        );
+    }
+
+    /// Resolves when no request is in flight.
+    pub async fn drained(&self) {
+        let mut in_flight = self.in_flight.subscribe();
+        let _ = in_flight.wait_for(|count| *count == 0).await;
+    }
+
+    /// Resolves when every handler instance has ended and been counted.
+    pub async fn handlers_ended(&self) {
+        let mut running = self.handlers_running.subscribe();
+        let _ = running.wait_for(|count| *count == 0).await;
+    }
+
+    /// Whether a request is in flight.
+    pub fn busy(&self) -> bool {
+        *self.in_flight.borrow() > 0
+    }
+
+    /// The container run is over: close everything, and say what the drain came to.
+    pub fn shut_down(&self) {
+        self.draining.cancel();
+        self.kill_handlers();
+        self.report_drained();
+        let killed = self.killed.load(Ordering::Relaxed);
+        if killed > 0 {
+            self.launcher.pod.event(
+                EventType::Warning,
+                "KilledRequests",
+                Some(self.name()),
+                format!(
+                    "{killed} request{} still in flight when the container was killed; their \
+                     clients got an error",
+                    plural(killed as usize)
+                ),
+            );
+        }
+    }
+
+    /// The event that closes a drain in which every request finished.
+    fn report_drained(&self) {
+        let Some((began, in_flight)) = *self.drain_began.lock().unwrap() else {
+            return;
+        };
+        if self.busy() || self.drained_reported.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let took = self
+            .launcher
+            .pod
+            .host
+            .clock
+            .now()
+            .saturating_duration_since(began);
+        // A drain with nothing in flight has nothing to report.
+        if self.killed.load(Ordering::Relaxed) == 0 && in_flight > 0 {
+            self.launcher.pod.event(
+                EventType::Normal,
+                "Drained",
+                Some(self.name()),
+                format!(
+                    "{in_flight} in-flight request{} finished in {}",
+                    plural(in_flight),
+                    crate::events::short_duration(took)
+                ),
+            );
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// A listening socket that can be bound again at once after the container restarts.
+fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address.ip() {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+/// A request in flight, until the last holder drops it.
+pub(crate) struct InFlight(Arc<Server>);
+
+impl InFlight {
+    fn begin(server: Arc<Server>) -> Self {
+        server.in_flight.send_modify(|count| *count += 1);
+        InFlight(server)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|count| *count -= 1);
+        if !self.0.busy() && self.0.draining.is_cancelled() {
+            self.0.report_drained();
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or dropped.
+struct Tracked<B> {
+    body: B,
+    _tracker: Arc<InFlight>,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn text_response(status: StatusCode, text: String) -> Response<ServerBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// What an `httpGet` got back.
+#[derive(Debug)]
+pub(crate) struct GetResult {
+    pub status: StatusCode,
+    /// The start of the body (at most 10 KiB).
+    pub body: String,
+    pub took: Duration,
+}
+
+/// The kubelet's `httpGet`: `User-Agent: kube-probe/…` for probes, `kube-lifecycle/…` for hooks,
+/// unless the action's headers set one. `Err` is a transport error (or the timeout).
+pub(crate) async fn http_get(
+    pod: &Arc<PodShared>,
+    get: &HttpGet,
+    user_agent: &str,
+    timeout: Option<Duration>,
+) -> Result<GetResult, String> {
+    let clock = pod.host.clock.clone();
+    let started = clock.now();
+    let url = get_url(pod, get);
+    let attempt = async {
+        if pod.host.deterministic.is_some() {
+            get_in_process(pod, get, user_agent).await
+        } else {
+            let pod = pod.clone();
+            let get = get.clone();
+            let user_agent = user_agent.to_string();
+            // Sockets belong to the guest runtime, which has an I/O driver whatever the
+            // embedder's runtime has.
+            pod.host
+                .guests
+                .clone()
+                .spawn(async move { get_over_tcp(&pod, &get, &user_agent).await })
+                .await
+                .map_err(|error| format!("the request task failed: {error}"))?
+        }
+    };
+    let expired = async {
+        match timeout {
+            Some(timeout) => sleep(&clock, timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = attempt => result,
+        () = expired => Err(format!(
+            "Get \"{url}\": context deadline exceeded (timeout {})",
+            crate::events::short_duration(timeout.unwrap_or_default())
+        )),
+    };
+    result
+        .map(|(status, body)| GetResult {
+            status,
+            body,
+            took: clock.now().saturating_duration_since(started),
+        })
+        .map_err(|error| {
+            if error.starts_with("Get \"") {
+                error
+            } else {
+                format!("Get \"{url}\": {error}")
+            }
+        })
+}
+
+/// `http://host:port/path`, as the kubelet writes it in its messages.
+pub(crate) fn get_url(pod: &PodShared, get: &HttpGet) -> String {
+    let host = match &get.host {
+        Some(host) => host.clone(),
+        None => pod_address(pod).to_string(),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("http://{host}:{}{}", get.port, get.path)
+}
+
+/// The address that stands for the pod's IP: where its listeners are bound (loopback, unless
+/// the host was given another address; an unspecified address is reached on loopback).
+fn pod_address(pod: &PodShared) -> IpAddr {
+    match pod.host.config.http_address {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        address => address,
+    }
+}
+
+fn get_request<B>(
+    pod: &PodShared,
+    get: &HttpGet,
+    user_agent: &str,
+    body: B,
+) -> Result<Request<B>, String> {
+    let authority = match &get.host {
+        Some(host) if host.contains(':') => format!("[{host}]:{}", get.port),
+        Some(host) => format!("{host}:{}", get.port),
+        None => SocketAddr::new(pod_address(pod), get.port).to_string(),
+    };
+    let mut builder = Request::get(get.path.as_str())
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::USER_AGENT, user_agent)
+        .header(http::header::ACCEPT, "*/*");
+    if get.host.is_none() {
+        builder = builder.header(KUBELET_HEADER, pod.host.kubelet_token.as_str());
+    }
+    let mut request = builder.body(body).map_err(|error| error.to_string())?;
+    // The action's own headers replace the defaults (Kubernetes lets them set Host and
+    // User-Agent too).
+    for (name, value) in &get.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(request)
+}
+
+async fn get_over_tcp(
+    pod: &PodShared,
+    get: &HttpGet,
+    user_agent: &str,
+) -> Result<(StatusCode, String), String> {
+    let stream = connect(pod, get.host.as_deref(), get.port).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| error.to_string())?;
+    tokio::spawn(connection);
+    let request = get_request(pod, get, user_agent, http_body_util::Empty::<Bytes>::new())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| error.to_string())?;
+    let status = response.status();
+    let body = read_prefix(response.into_body()).await;
+    Ok((status, body))
+}
+
+async fn get_in_process(
+    pod: &Arc<PodShared>,
+    get: &HttpGet,
+    user_agent: &str,
+) -> Result<(StatusCode, String), String> {
+    let Some(server) = pod.server_on(get.port).filter(|_| get.host.is_none()) else {
+        return Err(refused(pod, get.host.as_deref(), get.port));
+    };
+    let body = http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut request = get_request(pod, get, user_agent, body)?;
+    // In-process, the request is the kubelet's by construction.
+    request.headers_mut().remove(KUBELET_HEADER);
+    let response = server.dispatch(request).await;
+    let status = response.status();
+    let body = read_prefix(response.into_body()).await;
+    Ok((status, body))
+}
+
+/// The first 10 KiB of a body, as text; the rest is read and dropped.
+async fn read_prefix<B>(body: B) -> String
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut body = body;
+    let mut prefix = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data()
+            && prefix.len() < PROBE_BODY_LIMIT
+        {
+            let room = PROBE_BODY_LIMIT - prefix.len();
+            prefix.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    String::from_utf8_lossy(&prefix).into_owned()
+}
+
+fn refused(pod: &PodShared, host: Option<&str>, port: u16) -> String {
+    let host = host.map_or_else(|| pod_address(pod).to_string(), str::to_string);
+    format!("dial tcp {host}:{port}: connect: connection refused")
+}
+
+async fn connect(
+    pod: &PodShared,
+    host: Option<&str>,
+    port: u16,
+) -> Result<tokio::net::TcpStream, String> {
+    let stream = match host {
+        Some(host) => tokio::net::TcpStream::connect((host, port)).await,
+        None => tokio::net::TcpStream::connect(SocketAddr::new(pod_address(pod), port)).await,
+    };
+    stream.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::ConnectionRefused {
+            refused(pod, host, port)
+        } else {
+            let host = host.map_or_else(|| pod_address(pod).to_string(), str::to_string);
+            format!("dial tcp {host}:{port}: {error}")
+        }
+    })
+}
+
+/// The kubelet's `tcpSocket` probe: `Ok` when a connection opens within `timeout`.
+pub(crate) async fn tcp_check(
+    pod: &Arc<PodShared>,
+    host: Option<&str>,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), String> {
+    let clock = pod.host.clock.clone();
+    if pod.host.deterministic.is_some() {
+        return match pod.server_on(port).filter(|_| host.is_none()) {
+            Some(server) if !server.draining.is_cancelled() => Ok(()),
+            _ => Err(refused(pod, host, port)),
+        };
+    }
+    let attempt = {
+        let pod = pod.clone();
+        let host = host.map(str::to_string);
+        pod.host
+            .guests
+            .clone()
+            .spawn(async move { connect(&pod, host.as_deref(), port).await.map(drop) })
+    };
+    tokio::select! {
+        joined = attempt => joined.map_err(|error| error.to_string())?,
+        () = sleep(&clock, timeout) => Err(format!(
+            "dial tcp {}:{port}: i/o timeout",
+            host.map_or_else(|| pod_address(pod).to_string(), str::to_string)
+        )),
+    }
+}
