@@ -3,6 +3,7 @@
 
 mod cli;
 mod deterministic;
+mod http;
 mod lifecycle;
 mod manifest;
 mod preemption;

@@ -80,7 +80,11 @@ spec:
 "#,
     );
     has(&found, "metadata.name", "not a valid name");
-    has(&found, "spec.containers[0].ports[0].hostPort", "drop `hostPort`");
+    has(
+        &found,
+        "spec.containers[0].ports[0].hostPort",
+        "drop `hostPort`",
+    );
     has(
         &found,
         "spec.containers[0].ports[1].containerPort",

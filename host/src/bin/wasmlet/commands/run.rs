@@ -34,6 +34,16 @@ pub struct RunCommand {
     #[arg(long, short, value_enum, default_value_t = Output::Text)]
     output: Output,
 
+    /// The address containers that serve HTTP listen on (their containerPorts); it stands for
+    /// the pod's IP. `0.0.0.0` serves other machines too.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
+
+    /// A port to serve HTTP on, when TARGET is a component that exports
+    /// wasi:http/incoming-handler (repeat for more). A manifest lists them in `ports`.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Vec<u16>,
+
     /// Arguments for the component, when TARGET is a component.
     #[arg(last = true)]
     args: Vec<String>,
@@ -49,11 +59,19 @@ impl RunCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let is_component = is_webassembly(&self.target);
         let mut spec = if is_component {
-            PodSpec::for_component(&self.target, self.args.clone())
+            let mut spec = PodSpec::for_component(&self.target, self.args.clone());
+            spec.containers[0].ports = (self.port.iter())
+                .map(|&port| wasmlet::PortSpec { name: None, port })
+                .collect();
+            spec
         } else {
             anyhow::ensure!(
                 self.args.is_empty(),
                 "arguments after `--` are for a component target; a manifest gives them in `args`"
+            );
+            anyhow::ensure!(
+                self.port.is_empty(),
+                "--port is for a component target; a manifest lists its containers' `ports`"
             );
             PodSpec::from_file(&self.target)?
         };
@@ -64,7 +82,10 @@ impl RunCommand {
         // gracefully", not the default action.
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        let host = Host::new(HostConfig::default())?;
+        let host = Host::new(HostConfig {
+            http_address: self.address,
+            ..HostConfig::default()
+        })?;
         let pod = host
             .start_pod(spec)
             .await
