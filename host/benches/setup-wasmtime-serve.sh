@@ -12,6 +12,6 @@ if [ -x "$root/bin/wasmtime" ] && "$root/bin/wasmtime" --version | grep -q "$ver
     exit 0
 fi
 echo "building wasmtime-cli $version (serve) into $root; this takes several minutes"
-cargo install wasmtime-cli --version "=$version" --locked --root "$root" \
-    --no-default-features --features run,serve,cranelift,parallel-compilation,pooling-allocator
+# The default features: `serve` alone does not build at this version.
+cargo install wasmtime-cli --version "=$version" --locked --root "$root"
 "$root/bin/wasmtime" --version

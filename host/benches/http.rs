@@ -1,0 +1,299 @@
+//! The HTTP benchmark: requests/s and latency of the `http-hello` handler served by wasmlet and,
+//! in the same run, by `wasmtime serve` on the same component; then the drain time under load.
+//!
+//! ```text
+//! host/benches/setup-wasmtime-serve.sh           # once: builds the peer into target/bench-tools
+//! cargo bench -p wasmlet --bench http            # -- --seconds 5 --connections 32
+//! ```
+//!
+//! Without the peer the wasmlet rows still print. The load comes from this process: keep-alive
+//! connections, each sending `GET /` as soon as the previous answer is in, for a fixed time.
+//! Server and load share the machine's cores, as a load generator on the same host would.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use wasmlet::{Host, HostConfig, PodSpec, PortSpec};
+use wasmlet_examples::components;
+
+struct Args {
+    seconds: u64,
+    connections: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        seconds: 5,
+        connections: 32,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().and_then(|v| v.parse().ok()).expect("a number");
+        match arg.as_str() {
+            "--seconds" => args.seconds = value() as u64,
+            "--connections" => args.connections = value(),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What one load run measured.
+struct Load {
+    requests: usize,
+    /// Connections refused.
+    refused: usize,
+    /// Requests sent that got no 200.
+    failed: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// `connections` keep-alive clients sending `GET path` back to back for `duration`.
+async fn load(port: u16, path: &'static str, connections: usize, duration: Duration) -> Load {
+    let started = Instant::now();
+    let until = started + duration;
+    let clients: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(client(port, path, until)))
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut refused, mut failed) = (0, 0);
+    for client in clients {
+        let (mut samples, client_refused, client_failed) = client.await.unwrap();
+        latencies.append(&mut samples);
+        refused += client_refused;
+        failed += client_failed;
+    }
+    latencies.sort();
+    Load {
+        requests: latencies.len(),
+        refused,
+        failed,
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+/// One client: its latencies, connections refused, requests failed.
+async fn client(port: u16, path: &'static str, until: Instant) -> (Vec<Duration>, usize, usize) {
+    let mut samples = Vec::new();
+    let (mut refused, mut failed) = (0, 0);
+    while Instant::now() < until {
+        let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((mut sender, connection)) =
+            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+                .await
+        else {
+            refused += 1;
+            continue;
+        };
+        tokio::spawn(connection);
+        while Instant::now() < until {
+            let request = http::Request::get(path)
+                .header("host", format!("127.0.0.1:{port}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let sent = Instant::now();
+            let answer = match sender.send_request(request).await {
+                Ok(response) if response.status() == 200 => {
+                    response.into_body().collect().await.is_ok()
+                }
+                Ok(_) => false,
+                // The server closed the connection between requests (a drain): not a failure.
+                Err(error) if error.is_canceled() || error.is_closed() => break,
+                Err(_) => false,
+            };
+            if answer {
+                samples.push(sent.elapsed());
+            } else {
+                failed += 1;
+                break; // a fresh connection
+            }
+        }
+    }
+    (samples, refused, failed)
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn show(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1000.0 {
+        format!("{micros:.0} µs")
+    } else {
+        format!("{:.2} ms", micros / 1000.0)
+    }
+}
+
+async fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn http_hello_pod(port: u16, name: &str) -> PodSpec {
+    let mut spec = PodSpec::for_component(components::HTTP_HELLO, Vec::new());
+    spec.name = name.into();
+    spec.containers[0].ports = vec![PortSpec { name: None, port }];
+    spec
+}
+
+/// `target/bench-tools/bin/wasmtime`, built by `setup-wasmtime-serve.sh`.
+fn wasmtime_serve() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tools/bin/wasmtime");
+    path.exists().then_some(path)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let duration = Duration::from_secs(args.seconds);
+    let mut rows: Vec<(String, Load)> = Vec::new();
+
+    // wasmlet
+    let host = Host::new(HostConfig::default()).expect("creating the host");
+    let port = free_port();
+    let pod = host
+        .start_pod(http_hello_pod(port, "bench"))
+        .await
+        .expect("starting the pod");
+    pod.wait_running().await;
+    wait_listening(port).await;
+    load(port, "/", 4, Duration::from_millis(500)).await; // warm-up
+    rows.push((
+        "wasmlet".into(),
+        load(port, "/", args.connections, duration).await,
+    ));
+    pod.delete(Some(Duration::from_secs(5)));
+    pod.wait().await;
+
+    // wasmtime serve, same component
+    let peer = wasmtime_serve();
+    if let Some(wasmtime) = &peer {
+        let port = free_port();
+        let mut child = std::process::Command::new(wasmtime)
+            .arg("serve")
+            .arg("-Scli")
+            .arg(format!("--addr=127.0.0.1:{port}"))
+            .arg(components::HTTP_HELLO)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting wasmtime serve");
+        wait_listening(port).await;
+        load(port, "/", 4, Duration::from_millis(500)).await;
+        rows.push((
+            "wasmtime serve".into(),
+            load(port, "/", args.connections, duration).await,
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // Drain under load: a delete while `connections` clients keep 100 ms requests in flight.
+    let port = free_port();
+    let pod = host
+        .start_pod(http_hello_pod(port, "drain"))
+        .await
+        .expect("starting the pod");
+    pod.wait_running().await;
+    wait_listening(port).await;
+    let loading = tokio::spawn(load(
+        port,
+        "/sleep?ms=100",
+        args.connections,
+        Duration::from_secs(3),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deleted = Instant::now();
+    pod.delete(Some(Duration::from_secs(30)));
+    let status = pod.wait().await;
+    let drain_time = deleted.elapsed();
+    let drain_load = loading.await.unwrap();
+    let exit_code = status.container_statuses.unwrap()[0]
+        .state
+        .as_ref()
+        .and_then(|state| state.terminated.as_ref())
+        .map(|terminated| terminated.exit_code);
+    let in_flight = pod
+        .events()
+        .iter()
+        .find(|event| event.reason == "Draining")
+        .map(|event| event.message.clone())
+        .unwrap_or_default();
+
+    println!();
+    println!(
+        "HTTP: `http-hello` GET /, {} keep-alive connections for {} s, load from the same \
+         process ({} cores)",
+        args.connections,
+        args.seconds,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!(
+        "| server | requests/s | p50 | p99 | max | failed | requests/s vs wasmtime serve |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let peer_rate = rows
+        .iter()
+        .find(|(name, _)| name == "wasmtime serve")
+        .map(|(_, load)| load.requests as f64 / load.elapsed.as_secs_f64());
+    for (name, load) in &rows {
+        let rate = load.requests as f64 / load.elapsed.as_secs_f64();
+        let ratio = match peer_rate {
+            Some(peer) => format!("{:.2}×", rate / peer),
+            None => "(peer not built)".into(),
+        };
+        println!(
+            "| {name} | {rate:.0} | {} | {} | {} | {} | {ratio} |",
+            show(percentile(&load.latencies, 0.5)),
+            show(percentile(&load.latencies, 0.99)),
+            show(load.latencies.last().copied().unwrap_or_default()),
+            load.failed + load.refused,
+        );
+    }
+    if peer.is_none() {
+        println!();
+        println!(
+            "(wasmtime serve not found: run host/benches/setup-wasmtime-serve.sh to add the peer)"
+        );
+    }
+    println!();
+    println!(
+        "Drain under load: delete with {} clients sending `GET /sleep?ms=100`: pod ended {} \
+         after the delete (exit code {}); {in_flight}; {} answers with 200, {} failed requests, \
+         {} connections refused once the drain began.",
+        args.connections,
+        show(drain_time),
+        exit_code.map_or("?".into(), |code| code.to_string()),
+        drain_load.requests,
+        drain_load.failed,
+        drain_load.refused,
+    );
+}
