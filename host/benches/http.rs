@@ -256,9 +256,7 @@ async fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!();
-    println!(
-        "| server | requests/s | p50 | p99 | max | failed | requests/s vs wasmtime serve |"
-    );
+    println!("| server | requests/s | p50 | p99 | max | failed | requests/s vs wasmtime serve |");
     println!("|---|---|---|---|---|---|---|");
     let peer_rate = rows
         .iter()

@@ -41,6 +41,7 @@ use crate::events::{EventType, LogSource};
 use crate::guest::{Entry, HttpCall, InstanceEnd, KillSwitch, LoadedComponent};
 use crate::manifest::HttpGet;
 use crate::pod::PodShared;
+use crate::signal::Watched;
 
 /// The body of every response a listener sends.
 pub(crate) type ServerBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -61,9 +62,10 @@ pub(crate) struct Server {
     /// finish their current request and close.
     draining: CancellationToken,
     handlers: Mutex<Handlers>,
-    /// How many handler instances are running.
-    handlers_running: tokio::sync::watch::Sender<usize>,
-    in_flight: tokio::sync::watch::Sender<usize>,
+    /// How many handler instances are running. (`Watched` wakes waiters in order, which
+    /// deterministic mode needs.)
+    handlers_running: Watched<usize>,
+    in_flight: Watched<usize>,
     /// Where it listens (empty in deterministic mode).
     pub addresses: Vec<SocketAddr>,
     drain_began: Mutex<Option<(Instant, usize)>>,
@@ -111,8 +113,8 @@ impl Server {
             component,
             draining: CancellationToken::new(),
             handlers: Mutex::new(Handlers::default()),
-            handlers_running: tokio::sync::watch::Sender::new(0),
-            in_flight: tokio::sync::watch::Sender::new(0),
+            handlers_running: Watched::new(0),
+            in_flight: Watched::new(0),
             addresses: listeners
                 .iter()
                 .filter_map(|listener| listener.local_addr().ok())
@@ -164,6 +166,7 @@ impl Server {
             .serve_connection(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         tokio::select! {
+            biased;
             _ = connection.as_mut() => return,
             () = self.draining.cancelled() => {}
         }
@@ -362,7 +365,7 @@ impl Server {
         if self.draining.is_cancelled() {
             return;
         }
-        let in_flight = *self.in_flight.borrow();
+        let in_flight = self.in_flight.get();
         *self.drain_began.lock().unwrap() = Some((self.launcher.pod.host.clock.now(), in_flight));
         self.draining.cancel();
         let listening = if self.addresses.is_empty() {
@@ -396,7 +399,7 @@ impl Server {
 
     /// Whether a request is in flight.
     pub fn busy(&self) -> bool {
-        *self.in_flight.borrow() > 0
+        self.in_flight.get() > 0
     }
 
     /// The container run is over: close everything, and say what the drain came to.
@@ -470,14 +473,20 @@ pub(crate) struct InFlight(Arc<Server>);
 
 impl InFlight {
     fn begin(server: Arc<Server>) -> Self {
-        server.in_flight.send_modify(|count| *count += 1);
+        server.in_flight.send_if_modified(|count| {
+            *count += 1;
+            true
+        });
         InFlight(server)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.send_modify(|count| *count -= 1);
+        self.0.in_flight.send_if_modified(|count| {
+            *count -= 1;
+            true
+        });
         if !self.0.busy() && self.0.draining.is_cancelled() {
             self.0.report_drained();
         }
@@ -568,6 +577,7 @@ pub(crate) async fn http_get(
         }
     };
     let result = tokio::select! {
+        biased;
         result = attempt => result,
         () = expired => Err(format!(
             "Get \"{url}\": context deadline exceeded (timeout {})",
@@ -747,6 +757,7 @@ pub(crate) async fn tcp_check(
             .spawn(async move { connect(&pod, host.as_deref(), port).await.map(drop) })
     };
     tokio::select! {
+        biased;
         joined = attempt => joined.map_err(|error| error.to_string())?,
         () = sleep(&clock, timeout) => Err(format!(
             "dial tcp {}:{port}: i/o timeout",

@@ -18,13 +18,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::clock::{after, sleep, sleep_until};
 use crate::container::Launcher;
 use crate::events::{EventType, LogSource};
 use crate::guest::{Entry, InstanceEnd, KillSwitch};
 use crate::manifest::{ExecTarget, Probe, ProbeAction};
+use crate::signal::{Watched, Watcher};
 
 /// The `User-Agent` of probe requests (Kubernetes sends `kube-probe/<version>`).
 pub(crate) const PROBE_USER_AGENT: &str = concat!("kube-probe/wasmlet-", env!("CARGO_PKG_VERSION"));
@@ -64,8 +65,8 @@ impl Probes {
         let spec = &launcher.spec;
         spec.probes().next()?;
         let (reports, receiver) = mpsc::unbounded_channel();
-        let (started, started_watch) = watch::channel(spec.startup_probe.is_none());
-        let started = Arc::new(started);
+        // Watched wakes the two waiting probes in order (deterministic mode needs that).
+        let started = Arc::new(Watched::new(spec.startup_probe.is_none()));
         let mut tasks = Vec::new();
         for (kind, probe) in spec.probes() {
             let worker = Worker {
@@ -76,7 +77,8 @@ impl Probes {
                 reports: reports.clone(),
                 started: started.clone(),
             };
-            tasks.push(tokio::spawn(worker.run(started_watch.clone())));
+            let started = started.subscribe();
+            tasks.push(tokio::spawn(worker.run(started)));
         }
         Some(Probes {
             tasks,
@@ -102,11 +104,11 @@ struct Worker {
     probe: Probe,
     started_at: Instant,
     reports: mpsc::UnboundedSender<ProbeReport>,
-    started: Arc<watch::Sender<bool>>,
+    started: Arc<Watched<bool>>,
 }
 
 impl Worker {
-    async fn run(self, mut started: watch::Receiver<bool>) {
+    async fn run(self, mut started: Watcher<bool>) {
         let clock = self.launcher.pod.host.clock.clone();
         if self.kind != "startup" && started.wait_for(|started| *started).await.is_err() {
             return;
@@ -229,6 +231,7 @@ async fn check(
             let guard = KillOnDrop(switch);
             let clock = pod.host.clock.clone();
             let end = tokio::select! {
+                biased;
                 end = done => end.unwrap_or_else(|_| InstanceEnd::lost()),
                 () = sleep(&clock, timeout) => {
                     guard.0.kill();
