@@ -375,6 +375,31 @@ async fn a_liveness_probe_failing_over_http_kills_the_container() {
 }
 
 #[tokio::test]
+async fn a_handler_that_traps_answers_500_and_the_container_serves_on() {
+    let port = free_port();
+    let pod = start(web("trapping", port, 2, "")).await;
+    wait_ready(&pod).await;
+    let (status, body) = get(port, "/panic").await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("the handler trapped"), "{body}");
+    // Every request has an instance of its own: the next one is fine.
+    assert_eq!(get(port, "/").await.unwrap().0, 200);
+    pod.delete(None);
+    let status = finished(&pod).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    let all = history(&pod).await;
+    let failed = event_message(&events(&all), "HandlerFailed").unwrap();
+    assert!(failed.contains("an HTTP handler trapped"), "{failed}");
+    assert!(
+        lines(&all)
+            .iter()
+            .any(|line| line.contains("asked to panic")),
+        "{:#?}",
+        lines(&all)
+    );
+}
+
+#[tokio::test]
 async fn a_port_in_use_is_a_start_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

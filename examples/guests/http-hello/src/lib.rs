@@ -7,6 +7,7 @@
 //!   for drain tests);
 //! - `GET /healthz` — 200, or 500 while the file `/tmp/unhealthy` exists;
 //! - `GET /fail` and `GET /recover` — create and remove `/tmp/unhealthy`;
+//! - `GET /panic` — panics (the handler traps);
 //! - `GET /echo` — the method, path and headers it received, one per line (and logs the
 //!   headers);
 //! - anything else — 404.
@@ -36,6 +37,7 @@ impl Handler for Hello {
                 Ok(()) => Response::text(200, "now unhealthy\n"),
                 Err(error) => Response::text(500, format!("cannot write {UNHEALTHY}: {error}\n")),
             },
+            "/panic" => panic!("asked to panic"),
             "/recover" => {
                 let _ = std::fs::remove_file(UNHEALTHY);
                 Response::text(200, "healthy again\n")
