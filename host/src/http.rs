@@ -157,9 +157,10 @@ impl Server {
 
     async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream) {
         let server = self.clone();
+        let local = stream.local_addr().ok();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(server.serve(request).await) }
+            async move { Ok::<_, Infallible>(server.serve(request, local).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
@@ -175,8 +176,13 @@ impl Server {
         let _ = connection.await;
     }
 
-    /// One request from a listener: through the readiness gate to a handler instance.
-    async fn serve(self: Arc<Self>, mut request: Request<Incoming>) -> Response<ServerBody> {
+    /// One request from a listener (which `local` is): through the readiness gate to a handler
+    /// instance.
+    async fn serve(
+        self: Arc<Self>,
+        mut request: Request<Incoming>,
+        local: Option<SocketAddr>,
+    ) -> Response<ServerBody> {
         let token = &self.launcher.pod.host.kubelet_token;
         let from_kubelet = request
             .headers_mut()
@@ -188,6 +194,14 @@ impl Server {
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("container {} is not ready\n", self.name()),
             );
+        }
+        // wasi:http requires an authority; an HTTP/1.0 client may send no Host.
+        if request.uri().authority().is_none()
+            && !request.headers().contains_key(http::header::HOST)
+            && let Some(local) = local
+            && let Ok(host) = http::HeaderValue::from_str(&local.to_string())
+        {
+            request.headers_mut().insert(http::header::HOST, host);
         }
         let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
         self.dispatch(request).await

@@ -345,3 +345,43 @@ fn test_reports_a_malformed_scenario_with_its_field() {
     );
     assert!(stdout.contains("pod: invalid pod manifest"), "{stdout}");
 }
+
+#[test]
+fn run_serves_a_handler_component_on_the_given_port_until_stopped() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = wasmlet()
+        .args(["run", "target/components/http-hello.wasm", "--port"])
+        .arg(port.to_string())
+        .args(["--stop-after", "3s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A plain HTTP/1.0 exchange: no client library needed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "nothing listened on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answer.starts_with("HTTP/1.0 200 OK"), "{answer}");
+    assert!(answer.ends_with("hello from wasmlet\n"), "{answer}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Serving HTTP on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Draining"), "{stderr}");
+}
