@@ -353,7 +353,7 @@ fn run_serves_a_handler_component_on_the_given_port_until_stopped() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = wasmlet()
+    let child = wasmlet()
         .args(["run", "target/components/http-hello.wasm", "--port"])
         .arg(port.to_string())
         .args(["--stop-after", "3s"])
