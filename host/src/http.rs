@@ -61,6 +61,9 @@ pub(crate) struct Server {
     /// Cancelled when the drain begins (or the container ends): listeners close, connections
     /// finish their current request and close.
     draining: CancellationToken,
+    /// Cancelled when the container run is over: connections still open (a client that does
+    /// not read its response) are dropped.
+    closed: CancellationToken,
     handlers: Mutex<Handlers>,
     /// How many handler instances are running. (`Watched` wakes waiters in order, which
     /// deterministic mode needs.)
@@ -112,6 +115,7 @@ impl Server {
             ready: pod.ready_gate(launcher.index),
             component,
             draining: CancellationToken::new(),
+            closed: CancellationToken::new(),
             handlers: Mutex::new(Handlers::default()),
             handlers_running: Watched::new(0),
             in_flight: Watched::new(0),
@@ -171,9 +175,14 @@ impl Server {
             _ = connection.as_mut() => return,
             () = self.draining.cancelled() => {}
         }
-        // Draining: finish the request in progress, then close.
+        // Draining: finish the request in progress, then close — or give up on it when the
+        // container is gone.
         connection.as_mut().graceful_shutdown();
-        let _ = connection.await;
+        tokio::select! {
+            biased;
+            _ = connection => {}
+            () = self.closed.cancelled() => {}
+        }
     }
 
     /// One request from a listener (which `local` is): through the readiness gate to a handler
@@ -227,13 +236,18 @@ impl Server {
         // The handler's end is counted even if this request is abandoned (a probe that timed
         // out): until then it is in flight.
         let (end_sender, mut end_receiver) = tokio::sync::oneshot::channel();
-        let server = self.clone();
-        let watcher_tracker = tracker.clone();
+        let watcher = HandlerWatcher {
+            server: self.clone(),
+            id,
+            counted: false,
+            _tracker: tracker.clone(),
+        };
         tokio::spawn(async move {
+            let mut watcher = watcher;
             let end = done.await.unwrap_or_else(|_| InstanceEnd::lost());
-            server.handler_ended(id, &end);
+            watcher.counted = true;
+            watcher.server.handler_ended(id, &end);
             let _ = end_sender.send(end);
-            drop(watcher_tracker);
         });
         tokio::select! {
             biased;
@@ -419,6 +433,7 @@ impl Server {
     /// The container run is over: close everything, and say what the drain came to.
     pub fn shut_down(&self) {
         self.draining.cancel();
+        self.closed.cancel();
         self.kill_handlers();
         self.report_drained();
         let killed = self.killed.load(Ordering::Relaxed);
@@ -480,6 +495,23 @@ fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(1024)
+}
+
+/// Counts a handler's end even if the task that waits for it is dropped (the guest runtime
+/// shutting down), so that nobody waits for it forever.
+struct HandlerWatcher {
+    server: Arc<Server>,
+    id: u64,
+    counted: bool,
+    _tracker: Arc<InFlight>,
+}
+
+impl Drop for HandlerWatcher {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.server.handler_ended(self.id, &InstanceEnd::lost());
+        }
+    }
 }
 
 /// A request in flight, until the last holder drops it.
