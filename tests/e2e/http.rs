@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use wasmlet::{Pod, PodUpdate};
 
-use crate::support::{events, finished, history, lines, spec, start};
+use crate::support::{events, finished, history, lines, spec, start, terminated};
 
 /// A port nobody listens on now (the OS's pick, released at once).
 fn free_port() -> u16 {
@@ -200,13 +200,7 @@ async fn drain_lets_100_requests_in_flight_finish_and_refuses_new_connections() 
     for answer in &answers {
         assert_eq!(answer, &Ok((200, "slept 1500 ms\n".to_string())));
     }
-    let status = finished(&pod).await;
-    let terminated = status.container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let terminated = terminated(&finished(&pod).await, 0);
     assert_eq!(terminated.exit_code, 0, "{terminated:?}");
     let pod_events = events(&history(&pod).await);
     let draining = event_message(&pod_events, "Draining").unwrap();
@@ -248,13 +242,7 @@ async fn requests_still_running_at_the_deadline_fail_and_are_counted() {
             other => panic!("expected 503 from a killed handler, got {other:?}"),
         }
     }
-    let status = finished(&pod).await;
-    let terminated = status.container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let terminated = terminated(&finished(&pod).await, 0);
     assert_eq!(terminated.exit_code, 137, "{terminated:?}");
     let pod_events = events(&history(&pod).await);
     let killed = event_message(&pod_events, "KilledRequests").unwrap();
@@ -352,13 +340,7 @@ async fn a_liveness_probe_failing_over_http_kills_the_container() {
     .await;
     wait_ready(&pod).await;
     assert_eq!(get(port, "/fail").await.unwrap().0, 200);
-    let status = finished(&pod).await;
-    let terminated = status.container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let terminated = terminated(&finished(&pod).await, 0);
     // http-hello drains and ends on terminate: a clean exit after the kill was asked for.
     assert_eq!(terminated.exit_code, 0, "{terminated:?}");
     let pod_events = events(&history(&pod).await);
@@ -404,13 +386,7 @@ async fn a_port_in_use_is_a_start_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let pod = start(web("port-in-use", port, 1, "")).await;
-    let status = finished(&pod).await;
-    let terminated = status.container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let terminated = terminated(&finished(&pod).await, 0);
     assert_eq!(terminated.exit_code, 128);
     assert_eq!(terminated.reason.as_deref(), Some("StartError"));
     let message = terminated.message.unwrap();
