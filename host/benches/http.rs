@@ -192,27 +192,37 @@ async fn main() {
     pod.delete(Some(Duration::from_secs(5)));
     pod.wait().await;
 
-    // wasmtime serve, same component
+    // wasmtime serve, same component: as it runs by default (with the pooling allocator), and
+    // with the on-demand allocator wasmlet uses, to tell that difference apart.
     let peer = wasmtime_serve();
     if let Some(wasmtime) = &peer {
-        let port = free_port();
-        let mut child = std::process::Command::new(wasmtime)
-            .arg("serve")
-            .arg("-Scli")
-            .arg(format!("--addr=127.0.0.1:{port}"))
-            .arg(components::HTTP_HELLO)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting wasmtime serve");
-        wait_listening(port).await;
-        load(port, "/", 4, Duration::from_millis(500)).await;
-        rows.push((
-            "wasmtime serve".into(),
-            load(port, "/", args.connections, duration).await,
-        ));
-        let _ = child.kill();
-        let _ = child.wait();
+        for (name, options) in [
+            ("wasmtime serve", &[][..]),
+            (
+                "wasmtime serve, on-demand allocator",
+                &["-O", "pooling-allocator=n"][..],
+            ),
+        ] {
+            let port = free_port();
+            let mut child = std::process::Command::new(wasmtime)
+                .arg("serve")
+                .arg("-Scli")
+                .args(options)
+                .arg(format!("--addr=127.0.0.1:{port}"))
+                .arg(components::HTTP_HELLO)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("starting wasmtime serve");
+            wait_listening(port).await;
+            load(port, "/", 4, Duration::from_millis(500)).await;
+            rows.push((
+                name.into(),
+                load(port, "/", args.connections, duration).await,
+            ));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     // Drain under load: a delete while `connections` clients keep 100 ms requests in flight.
