@@ -43,6 +43,10 @@ pub struct HostConfig {
     /// The address containers that serve HTTP listen on, on their `containerPort`s; it stands
     /// for the pod's IP. Default: `127.0.0.1` (reachable from this machine only).
     pub http_address: std::net::IpAddr,
+    /// Where compiled components are kept between runs, keyed by their bytes and the engine's
+    /// settings (wasmtime's cache), so that a second `wasmlet run` skips compiling. Default:
+    /// `$XDG_CACHE_HOME/wasmlet`, else `~/.cache/wasmlet`. `None` compiles every time.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -55,6 +59,7 @@ impl Default for HostConfig {
             clock: None,
             node_name: None,
             http_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            compile_cache: default_compile_cache(),
         }
     }
 }
@@ -111,9 +116,37 @@ struct CachedComponent {
     component: Arc<LoadedComponent>,
 }
 
+/// `$XDG_CACHE_HOME/wasmlet`, else `$HOME/.cache/wasmlet`.
+fn default_compile_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("wasmlet"))
+}
+
 impl WasmEngine {
-    pub fn new(interruption: Interruption) -> anyhow::Result<Arc<WasmEngine>> {
+    /// An engine for `interruption`; `compile_cache`: where compiled code is kept between runs.
+    pub fn new(
+        interruption: Interruption,
+        compile_cache: Option<&Path>,
+    ) -> anyhow::Result<Arc<WasmEngine>> {
         let mut engine_config = Config::new();
+        if let Some(directory) = compile_cache {
+            let directory = std::path::absolute(directory).unwrap_or(directory.to_path_buf());
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(&directory);
+            // A cache that cannot be used costs a compilation, never a pod.
+            match wasmtime::Cache::new(cache_config) {
+                Ok(cache) => {
+                    engine_config.cache(Some(cache));
+                }
+                Err(error) => tracing::warn!(
+                    "not caching compiled components in `{}`: {error:#}",
+                    directory.display()
+                ),
+            }
+        }
         engine_config.wasm_component_model(true);
         match interruption {
             Interruption::Epoch => engine_config.epoch_interruption(true),
@@ -184,7 +217,7 @@ impl WasmEngine {
 impl Host {
     /// Creates a host: the engine, the guest runtime, the clock and the epoch ticker.
     pub fn new(config: HostConfig) -> anyhow::Result<Host> {
-        let wasm = WasmEngine::new(Interruption::Epoch)?;
+        let wasm = WasmEngine::new(Interruption::Epoch, config.compile_cache.as_deref())?;
         let guest_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
             .thread_name("wasmlet-guest")

@@ -385,3 +385,31 @@ fn run_serves_a_handler_component_on_the_given_port_until_stopped() {
     );
     assert!(stderr.contains("Draining"), "{stderr}");
 }
+
+#[test]
+fn compiled_components_are_cached_on_disk_for_the_next_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let files = |dir: &std::path::Path| walk(dir).into_iter().filter(|path| path.is_file()).count();
+    for _ in 0..2 {
+        let out = wasmlet()
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["run", "examples/pods/hello.yaml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    // wasmtime's cache: an entry per compiled component, under wasmlet's own directory.
+    assert!(files(&cache.path().join("wasmlet")) >= 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}

@@ -209,7 +209,11 @@ fn shared_engine() -> anyhow::Result<Arc<WasmEngine>> {
     if let Some(engine) = ENGINE.get() {
         return Ok(engine.clone());
     }
-    let engine = WasmEngine::new(Interruption::Fuel)?;
+    // The default compile cache: simulations share one engine, whatever their host config.
+    let engine = WasmEngine::new(
+        Interruption::Fuel,
+        crate::HostConfig::default().compile_cache.as_deref(),
+    )?;
     Ok(ENGINE.get_or_init(|| engine).clone())
 }
 
