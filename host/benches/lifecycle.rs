@@ -1,7 +1,10 @@
 //! The lifecycle benchmark: how precisely wasmlet kills at a deadline, how fast a pod starts,
-//! how fast a cooperative guest stops. Prints a table.
+//! how fast a cooperative guest stops, how many idle pods one host holds, what preemption costs,
+//! and the same lifecycle done by a native process supervisor and by `wasmtime run`, in the same
+//! run. Prints tables.
 //!
-//! `cargo bench -p wasmlet --bench lifecycle` (add `-- --kills 300` for more samples).
+//! `cargo bench -p wasmlet --bench lifecycle` (`-- --kills 300 --idle-pods 10000` for more;
+//! `host/benches/setup-wasmtime-serve.sh` builds the `wasmtime` peer).
 //!
 //! - kill overshoot: from the grace deadline to the moment the guest stopped executing (its trap,
 //!   or the kill taking its future away), for a CPU-bound guest (`spinner`) and a guest blocked in
@@ -9,23 +12,32 @@
 //! - start: component already compiled → `Running` with postStart done (`cooperative`, whose
 //!   postStart is an instance of its own).
 //! - terminate: delete → `Completed` for `cooperative` (preStop instance, terminate, clean exit).
+//! - density: `--idle-pods` pods of `stubborn` (asleep in a host call) started and held at once:
+//!   the host's RSS per pod, the time to start them all and to kill them all.
+//! - preemption cost: `hello --work` (a loop that never calls the host) timed by the guest itself,
+//!   under wasmlet (epoch checks, a yield every time slice, 100 s of CPU-bound neighbours absent)
+//!   against a plain wasmtime engine without epoch interruption.
+//! - peers: `hello` started and stopped as a native process (spawn, SIGTERM/SIGKILL, wait) and run
+//!   by `wasmtime run`, next to wasmlet doing the same.
 
 use std::time::{Duration, Instant};
 
-use wasmlet::{Host, HostConfig, Pod, PodSpec};
+use wasmlet::{Host, HostConfig, Pod, PodSpec, PodUpdate};
 use wasmlet_examples::components;
 
 struct Args {
     kills: usize,
     starts: usize,
     neighbours: usize,
+    idle_pods: usize,
 }
 
 fn args() -> Args {
     let mut args = Args {
         kills: 100,
         starts: 200,
-        neighbours: 50,
+        neighbours: 100,
+        idle_pods: 10_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -34,6 +46,7 @@ fn args() -> Args {
             "--kills" => args.kills = value(),
             "--starts" => args.starts = value(),
             "--neighbours" => args.neighbours = value(),
+            "--idle-pods" => args.idle_pods = value(),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -90,6 +103,200 @@ fn show(duration: Duration) -> String {
     } else {
         format!("{:.2} ms", micros / 1000.0)
     }
+}
+
+/// This process's resident set, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// What holding many idle pods costs.
+struct Density {
+    pods: usize,
+    rss_per_pod: u64,
+    start_all: Duration,
+    stop_all: Duration,
+}
+
+async fn density(host: &Host, count: usize) -> Density {
+    let before = rss();
+    let began = Instant::now();
+    let mut pods = Vec::with_capacity(count);
+    for index in 0..count {
+        let spec = pod(
+            &format!("idle-{index}"),
+            components::STUBBORN,
+            Duration::from_secs(1),
+        );
+        pods.push(host.start_pod(spec).await.expect("starting an idle pod"));
+    }
+    for pod in &pods {
+        pod.wait_running().await;
+    }
+    let start_all = began.elapsed();
+    // Let every guest reach its sleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = rss().saturating_sub(before);
+    let stopping = Instant::now();
+    for pod in &pods {
+        pod.kill();
+    }
+    for pod in &pods {
+        pod.wait().await;
+    }
+    Density {
+        pods: count,
+        rss_per_pod: held / count.max(1) as u64,
+        start_all,
+        stop_all: stopping.elapsed(),
+    }
+}
+
+/// The loop time `hello --work` reports.
+fn work_time(output: &str) -> Duration {
+    let micros: u64 = output
+        .lines()
+        .find_map(|line| line.split("work: ").nth(1))
+        .and_then(|rest| rest.split(" rounds in ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|micros| micros.parse().ok())
+        .expect("hello --work prints its time");
+    Duration::from_micros(micros)
+}
+
+const WORK_ROUNDS: &str = "400000000";
+
+/// `hello --work` under wasmlet: epoch checks and a yield every time slice.
+async fn work_under_wasmlet(host: &Host) -> Duration {
+    let spec = PodSpec::for_component(components::HELLO, vec!["--work".into(), WORK_ROUNDS.into()]);
+    let pod = host.start_pod(spec).await.expect("starting hello");
+    let mut updates = pod.watch();
+    let mut output = String::new();
+    while let Some(update) = updates.next().await {
+        if let PodUpdate::Log(line) = update {
+            output.push_str(&line.line);
+            output.push('\n');
+        }
+    }
+    work_time(&output)
+}
+
+/// `hello --work` in a plain wasmtime engine: no epoch interruption, nothing else running.
+fn work_without_interruption() -> Duration {
+    use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+    struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::from_file(&engine, components::HELLO)
+        .expect("compiling hello");
+    let mut linker = wasmtime::component::Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("linking WASI");
+    let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(1 << 16);
+    let wasi = WasiCtx::builder()
+        .args(&["hello", "--work", WORK_ROUNDS])
+        .stdout(stdout.clone())
+        .build();
+    let mut store = wasmtime::Store::new(
+        &engine,
+        State {
+            wasi,
+            table: ResourceTable::new(),
+        },
+    );
+    let command =
+        wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
+            .expect("instantiating hello");
+    // hello ends with `exit(0)`, which arrives as an error.
+    let _ = command.wasi_cli_run().call_run(&mut store);
+    work_time(&String::from_utf8_lossy(&stdout.contents()))
+}
+
+/// The native build of `hello`, made once into `target/bench-tools/native`.
+fn native_hello() -> Option<std::path::PathBuf> {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = workspace.join("target/bench-tools/native");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "hello",
+            "--manifest-path",
+        ])
+        .arg(workspace.join("examples/guests/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .ok()?;
+    status
+        .success()
+        .then(|| target.join("release/hello"))
+        .filter(|path| path.exists())
+}
+
+/// `wasmtime`, built by `setup-wasmtime-serve.sh`.
+fn wasmtime_cli() -> Option<std::path::PathBuf> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tools/bin/wasmtime");
+    path.exists().then_some(path)
+}
+
+/// Spawn → the first line of output (the process is running), then `signal` → reaped.
+fn native_start_and_stop(
+    hello: &std::path::Path,
+    signal: rustix::process::Signal,
+) -> (Duration, Duration) {
+    use std::io::BufRead as _;
+    let began = Instant::now();
+    let mut child = std::process::Command::new(hello)
+        .args(["--sleep", "3600"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning hello");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let started = began.elapsed();
+    let stopping = Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    rustix::process::kill_process(pid, signal).expect("signalling hello");
+    let _ = child.wait();
+    (started, stopping.elapsed())
+}
+
+/// Spawn → exit of a whole command.
+fn process_run(program: &std::path::Path, args: &[&str]) -> Duration {
+    let began = Instant::now();
+    let status = std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running the peer");
+    assert!(status.success(), "{program:?} failed");
+    began.elapsed()
+}
+
+struct PeerRow {
+    figure: &'static str,
+    wasmlet: Vec<Duration>,
+    native: Vec<Duration>,
+    wasmtime: Vec<Duration>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -179,6 +386,80 @@ async fn main() {
         neighbour.wait().await;
     }
 
+    // Preemption cost: the same loop, timed by the guest, three times each way.
+    let mut with_slices = Vec::new();
+    let mut without = Vec::new();
+    for _ in 0..3 {
+        with_slices.push(work_under_wasmlet(&host).await);
+        without.push(
+            tokio::task::spawn_blocking(work_without_interruption)
+                .await
+                .unwrap(),
+        );
+    }
+    with_slices.sort();
+    without.sort();
+
+    // Peers: the same lifecycle as a native process and under `wasmtime run`.
+    let native = native_hello();
+    let wasmtime = wasmtime_cli();
+    let mut peers = vec![
+        PeerRow {
+            figure: "start → running (`hello --sleep 3600`)",
+            wasmlet: Vec::new(),
+            native: Vec::new(),
+            wasmtime: Vec::new(),
+        },
+        PeerRow {
+            figure: "kill → ended (wasmlet kill / SIGKILL)",
+            wasmlet: Vec::new(),
+            native: Vec::new(),
+            wasmtime: Vec::new(),
+        },
+        PeerRow {
+            figure: "start → exit (`hello`, one line)",
+            wasmlet: Vec::new(),
+            native: Vec::new(),
+            wasmtime: Vec::new(),
+        },
+    ];
+    host.load_component(components::HELLO.as_ref())
+        .expect("loading hello");
+    for index in 0..args.starts.min(100) {
+        let began = Instant::now();
+        let spec = PodSpec::for_component(components::HELLO, vec!["--sleep".into(), "3600".into()]);
+        let mut spec = spec;
+        spec.name = format!("peer-{index}");
+        let pod = start(&host, spec).await;
+        peers[0].wasmlet.push(began.elapsed());
+        let killing = Instant::now();
+        pod.kill();
+        pod.wait().await;
+        peers[1].wasmlet.push(killing.elapsed());
+
+        let began = Instant::now();
+        let pod = host
+            .start_pod(PodSpec::for_component(components::HELLO, Vec::new()))
+            .await
+            .expect("starting hello");
+        pod.wait().await;
+        peers[2].wasmlet.push(began.elapsed());
+
+        if let Some(native) = &native {
+            let (started, stopped) = native_start_and_stop(native, rustix::process::Signal::KILL);
+            peers[0].native.push(started);
+            peers[1].native.push(stopped);
+            peers[2].native.push(process_run(native, &[]));
+        }
+        if let Some(wasmtime) = &wasmtime {
+            peers[2]
+                .wasmtime
+                .push(process_run(wasmtime, &["run", components::HELLO]));
+        }
+    }
+
+    let density = density(&host, args.idle_pods).await;
+
     println!();
     println!(
         "wasmlet lifecycle benchmark — {cores} cores, time slice {:?}",
@@ -204,4 +485,81 @@ async fn main() {
             show(*row.samples.last().unwrap()),
         );
     }
+
+    println!();
+    println!(
+        "Peers, same run (p50 / p99 of {} each):",
+        peers[0].wasmlet.len()
+    );
+    println!();
+    println!(
+        "| figure | wasmlet | native process | wasmtime run | wasmlet ÷ native | wasmlet ÷ wasmtime run |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for mut row in peers {
+        for samples in [&mut row.wasmlet, &mut row.native, &mut row.wasmtime] {
+            samples.sort();
+        }
+        let cell = |samples: &[Duration]| {
+            if samples.is_empty() {
+                "—".to_string()
+            } else {
+                format!(
+                    "{} / {}",
+                    show(percentile(samples, 0.5)),
+                    show(percentile(samples, 0.99))
+                )
+            }
+        };
+        let ratio = |peer: &[Duration]| {
+            if peer.is_empty() {
+                "—".to_string()
+            } else {
+                format!(
+                    "{:.2}",
+                    percentile(&row.wasmlet, 0.5).as_secs_f64()
+                        / percentile(peer, 0.5).as_secs_f64()
+                )
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.figure,
+            cell(&row.wasmlet),
+            cell(&row.native),
+            cell(&row.wasmtime),
+            ratio(&row.native),
+            ratio(&row.wasmtime),
+        );
+    }
+    if native.is_none() {
+        println!("(the native build of hello failed: no native column)");
+    }
+    if wasmtime.is_none() {
+        println!("(wasmtime not built: run host/benches/setup-wasmtime-serve.sh for that column)");
+    }
+
+    let median = |samples: &[Duration]| samples[samples.len() / 2];
+    let cost = 1.0 - median(&without).as_secs_f64() / median(&with_slices).as_secs_f64();
+    println!();
+    println!(
+        "Preemption cost: `hello --work {WORK_ROUNDS}` (no host calls) took {} under wasmlet \
+         (epoch checks, a yield every {:?}) and {} in a plain wasmtime engine without \
+         interruption (medians of 3): {:.1} % slower.",
+        show(median(&with_slices)),
+        HostConfig::default().time_slice,
+        show(median(&without)),
+        cost * 100.0
+    );
+    println!();
+    println!(
+        "Density: {} idle pods (`stubborn`, asleep in a host call) held at once: host RSS {:.0} \
+         KiB per pod; started in {} ({} per pod), killed in {} ({} per pod).",
+        density.pods,
+        density.rss_per_pod as f64 / 1024.0,
+        show(density.start_all),
+        show(density.start_all / density.pods.max(1) as u32),
+        show(density.stop_all),
+        show(density.stop_all / density.pods.max(1) as u32),
+    );
 }

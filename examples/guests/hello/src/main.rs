@@ -5,8 +5,9 @@
 //! that code; `--random` prints a number drawn from the host's randomness (`wasi:random`);
 //! `--clock` prints the wall-clock time and how long the program has run; `--env NAME` prints
 //! that environment variable; `--pwd` prints the working directory; `--write PATH TEXT` writes a
-//! file and `--read PATH` prints one (each says what failed, if it did). Everything else is
-//! printed.
+//! file and `--read PATH` prints one (each says what failed, if it did); `--work ROUNDS` runs a
+//! CPU-bound loop that never calls the host and prints how long it took (the benchmark's
+//! measure of preemption cost). Everything else is printed.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -46,6 +47,22 @@ fn main() {
                     Ok(text) => println!("read {path}: {text}"),
                     Err(error) => println!("read {path} failed: {error}"),
                 }
+            }
+            "--work" => {
+                let rounds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let began = Instant::now();
+                let mut state: u64 = 1;
+                for _ in 0..rounds {
+                    state = std::hint::black_box(
+                        state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407),
+                    );
+                }
+                println!(
+                    "work: {rounds} rounds in {} µs ({state:x})",
+                    began.elapsed().as_micros()
+                );
             }
             "--pwd" => match std::env::current_dir() {
                 Ok(dir) => println!("pwd: {}", dir.display()),
