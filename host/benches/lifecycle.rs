@@ -115,16 +115,23 @@ fn rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// This process's memory mappings (the kernel allows `vm.max_map_count`, 65530 by default).
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| maps.lines().count())
+}
+
 /// What holding many idle pods costs.
 struct Density {
     pods: usize,
     rss_per_pod: u64,
+    mappings_per_pod: f64,
     start_all: Duration,
     stop_all: Duration,
 }
 
 async fn density(host: &Host, count: usize) -> Density {
     let before = rss();
+    let maps_before = mappings();
     let began = Instant::now();
     let mut pods = Vec::with_capacity(count);
     for index in 0..count {
@@ -142,6 +149,7 @@ async fn density(host: &Host, count: usize) -> Density {
     // Let every guest reach its sleep.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = rss().saturating_sub(before);
+    let maps_held = mappings().saturating_sub(maps_before);
     let stopping = Instant::now();
     for pod in &pods {
         pod.kill();
@@ -152,6 +160,7 @@ async fn density(host: &Host, count: usize) -> Density {
     Density {
         pods: count,
         rss_per_pod: held / count.max(1) as u64,
+        mappings_per_pod: maps_held as f64 / count.max(1) as f64,
         start_all,
         stop_all: stopping.elapsed(),
     }
@@ -554,9 +563,11 @@ async fn main() {
     println!();
     println!(
         "Density: {} idle pods (`stubborn`, asleep in a host call) held at once: host RSS {:.0} \
-         KiB per pod; started in {} ({} per pod), killed in {} ({} per pod).",
+         KiB and {:.1} memory mappings per pod; started in {} ({} per pod), killed in {} ({} per \
+         pod).",
         density.pods,
         density.rss_per_pod as f64 / 1024.0,
+        density.mappings_per_pod,
         show(density.start_all),
         show(density.start_all / density.pods.max(1) as u32),
         show(density.stop_all),
