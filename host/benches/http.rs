@@ -192,6 +192,29 @@ async fn main() {
     pod.delete(Some(Duration::from_secs(5)));
     pod.wait().await;
 
+    // wasmlet with the pooling allocator (`HostConfig::instance_pool`).
+    {
+        let pooled = Host::new(HostConfig {
+            instance_pool: Some(wasmlet::InstancePool::default()),
+            ..HostConfig::default()
+        })
+        .expect("creating the pooled host");
+        let port = free_port();
+        let pod = pooled
+            .start_pod(http_hello_pod(port, "pooled"))
+            .await
+            .expect("starting the pod");
+        pod.wait_running().await;
+        wait_listening(port).await;
+        load(port, "/", 4, Duration::from_millis(500)).await;
+        rows.push((
+            "wasmlet, pooling allocator".into(),
+            load(port, "/", args.connections, duration).await,
+        ));
+        pod.delete(Some(Duration::from_secs(5)));
+        pod.wait().await;
+    }
+
     // wasmtime serve, same component: as it runs by default (with the pooling allocator), and
     // with the on-demand allocator wasmlet uses, to tell that difference apart.
     let peer = wasmtime_serve();

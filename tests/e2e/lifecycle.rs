@@ -617,3 +617,37 @@ spec:
     position(&lines, "[second] read /scratch/note: left by first");
     assert_eq!(leftovers(), 0, "the emptyDir goes with the pod");
 }
+
+#[tokio::test]
+async fn a_host_with_an_instance_pool_runs_pods_and_refuses_a_memory_limit_above_its_slots() {
+    let pooled = wasmlet::Host::new(wasmlet::HostConfig {
+        instance_pool: Some(wasmlet::InstancePool {
+            instances: 16,
+            max_memory: 64 << 20,
+        }),
+        ..wasmlet::HostConfig::default()
+    })
+    .unwrap();
+    let pod = pooled
+        .start_pod(single("pooled", "hello", 1, "args: [\"--random\"]"))
+        .await
+        .unwrap();
+    let status = finished(&pod).await;
+    assert_eq!(terminated(&status, 0).exit_code, 0);
+    let Err(error) = pooled
+        .start_pod(single(
+            "too-big",
+            "hello",
+            1,
+            "resources: {limits: {memory: 128Mi}}",
+        ))
+        .await
+    else {
+        panic!("a limit above the slot size should be refused");
+    };
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("container `app`: its memory limit (134217728 bytes) is above"),
+        "{message}"
+    );
+}

@@ -213,6 +213,7 @@ fn shared_engine() -> anyhow::Result<Arc<WasmEngine>> {
     let engine = WasmEngine::new(
         Interruption::Fuel,
         crate::HostConfig::default().compile_cache.as_deref(),
+        None,
     )?;
     Ok(ENGINE.get_or_init(|| engine).clone())
 }

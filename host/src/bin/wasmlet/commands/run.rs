@@ -44,6 +44,12 @@ pub struct RunCommand {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     port: Vec<u16>,
 
+    /// Take instances from a pool of this many slots (wasmtime's pooling allocator, each memory
+    /// at most 1 GiB) instead of allocating each on demand: faster where instances come and go
+    /// fast, such as HTTP handlers.
+    #[arg(long, value_name = "SLOTS", value_parser = clap::value_parser!(u32).range(1..))]
+    instance_pool: Option<u32>,
+
     /// Arguments for the component, when TARGET is a component.
     #[arg(last = true)]
     args: Vec<String>,
@@ -84,6 +90,10 @@ impl RunCommand {
         let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         let host = Host::new(HostConfig {
             http_address: self.address,
+            instance_pool: self.instance_pool.map(|instances| wasmlet::InstancePool {
+                instances,
+                ..Default::default()
+            }),
             ..HostConfig::default()
         })?;
         let pod = host
