@@ -346,6 +346,7 @@ async fn main() {
         metric: "start → Running (postStart done)".into(),
         samples: starts,
     });
+    let terminates_for_peers = terminates.clone();
     rows.push(Row {
         metric: "terminate, cooperative (delete → Completed)".into(),
         samples: terminates,
@@ -431,6 +432,12 @@ async fn main() {
             native: Vec::new(),
             wasmtime: Vec::new(),
         },
+        PeerRow {
+            figure: "graceful stop → ended (wasmlet: `cooperative` delete → Completed; native: `hello` SIGTERM → reaped)",
+            wasmlet: terminates_for_peers,
+            native: Vec::new(),
+            wasmtime: Vec::new(),
+        },
     ];
     host.load_component(components::HELLO.as_ref())
         .expect("loading hello");
@@ -459,6 +466,8 @@ async fn main() {
             peers[0].native.push(started);
             peers[1].native.push(stopped);
             peers[2].native.push(process_run(native, &[]));
+            let (_, terminated) = native_start_and_stop(native, rustix::process::Signal::TERM);
+            peers[3].native.push(terminated);
         }
         if let Some(wasmtime) = &wasmtime {
             peers[2]
