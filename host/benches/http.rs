@@ -18,6 +18,9 @@ use http_body_util::{BodyExt as _, Empty};
 use wasmlet::{Host, HostConfig, PodSpec, PortSpec};
 use wasmlet_examples::components;
 
+mod common;
+use common::{percentile, show};
+
 struct Args {
     seconds: u64,
     connections: usize,
@@ -129,22 +132,6 @@ async fn client(port: u16, path: &'static str, until: Instant) -> (Vec<Duration>
     (samples, refused, failed)
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn show(duration: Duration) -> String {
-    let micros = duration.as_secs_f64() * 1e6;
-    if micros < 1000.0 {
-        format!("{micros:.0} µs")
-    } else {
-        format!("{:.2} ms", micros / 1000.0)
-    }
-}
-
 async fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -169,14 +156,8 @@ fn wasmtime_serve() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let args = args();
-    let duration = Duration::from_secs(args.seconds);
-    let mut rows: Vec<(String, Load)> = Vec::new();
-
-    // wasmlet
-    let host = Host::new(HostConfig::default()).expect("creating the host");
+/// Serves http-hello from `host` and loads it (after a warm-up).
+async fn serve_and_load(host: &Host, args: &Args, duration: Duration) -> Load {
     let port = free_port();
     let pod = host
         .start_pod(http_hello_pod(port, "bench"))
@@ -184,36 +165,34 @@ async fn main() {
         .expect("starting the pod");
     pod.wait_running().await;
     wait_listening(port).await;
-    load(port, "/", 4, Duration::from_millis(500)).await; // warm-up
-    rows.push((
-        "wasmlet".into(),
-        load(port, "/", args.connections, duration).await,
-    ));
+    load(port, "/", 4, Duration::from_millis(500)).await;
+    let measured = load(port, "/", args.connections, duration).await;
     pod.delete(Some(Duration::from_secs(5)));
     pod.wait().await;
+    measured
+}
 
-    // wasmlet with the pooling allocator (`HostConfig::instance_pool`).
-    {
-        let pooled = Host::new(HostConfig {
-            instance_pool: Some(wasmlet::InstancePool::default()),
-            ..HostConfig::default()
-        })
-        .expect("creating the pooled host");
-        let port = free_port();
-        let pod = pooled
-            .start_pod(http_hello_pod(port, "pooled"))
-            .await
-            .expect("starting the pod");
-        pod.wait_running().await;
-        wait_listening(port).await;
-        load(port, "/", 4, Duration::from_millis(500)).await;
-        rows.push((
-            "wasmlet, pooling allocator".into(),
-            load(port, "/", args.connections, duration).await,
-        ));
-        pod.delete(Some(Duration::from_secs(5)));
-        pod.wait().await;
-    }
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let duration = Duration::from_secs(args.seconds);
+    let mut rows: Vec<(String, Load)> = Vec::new();
+
+    // wasmlet, allocating instances on demand (the default) and from the pooling allocator.
+    let host = Host::new(HostConfig::default()).expect("creating the host");
+    rows.push((
+        "wasmlet".into(),
+        serve_and_load(&host, &args, duration).await,
+    ));
+    let pooled = Host::new(HostConfig {
+        instance_pool: Some(wasmlet::InstancePool::default()),
+        ..HostConfig::default()
+    })
+    .expect("creating the pooled host");
+    rows.push((
+        "wasmlet, pooling allocator".into(),
+        serve_and_load(&pooled, &args, duration).await,
+    ));
 
     // wasmtime serve, same component: as it runs by default (with the pooling allocator), and
     // with the on-demand allocator wasmlet uses, to tell that difference apart.

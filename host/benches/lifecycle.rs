@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 use wasmlet::{Host, HostConfig, Pod, PodSpec, PodUpdate};
 use wasmlet_examples::components;
 
+mod common;
+use common::{percentile, show};
+
 struct Args {
     kills: usize,
     starts: usize,
@@ -90,19 +93,6 @@ async fn kill_overshoots(host: &Host, component: &str, count: usize) -> Vec<Dura
 struct Row {
     metric: String,
     samples: Vec<Duration>,
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn show(duration: Duration) -> String {
-    let micros = duration.as_secs_f64() * 1e6;
-    if micros < 1000.0 {
-        format!("{micros:.0} µs")
-    } else {
-        format!("{:.2} ms", micros / 1000.0)
-    }
 }
 
 /// This process's resident set, in bytes.
