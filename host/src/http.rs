@@ -88,6 +88,9 @@ struct Handlers {
     ended: usize,
     /// Kill switches of the handlers not killed yet.
     running: HashMap<u64, KillSwitch>,
+    /// The container was killed: a handler that starts now is killed at once (it may have been
+    /// spawned just as the kill came).
+    killed: bool,
 }
 
 impl Server {
@@ -334,7 +337,11 @@ impl Server {
         let mut handlers = self.handlers.lock().unwrap();
         let id = handlers.next_id;
         handlers.next_id += 1;
-        handlers.running.insert(id, switch);
+        if handlers.killed {
+            switch.kill();
+        } else {
+            handlers.running.insert(id, switch);
+        }
         self.handlers_running
             .send_replace(handlers.next_id as usize - handlers.ended);
         id
@@ -375,14 +382,11 @@ impl Server {
 
     /// Kills every handler still running (the container is being killed).
     pub fn kill_handlers(&self) {
-        let running: Vec<_> = self
-            .handlers
-            .lock()
-            .unwrap()
-            .running
-            .drain()
-            .map(|(_, switch)| switch)
-            .collect();
+        let running: Vec<_> = {
+            let mut handlers = self.handlers.lock().unwrap();
+            handlers.killed = true;
+            handlers.running.drain().map(|(_, switch)| switch).collect()
+        };
         for switch in running {
             switch.kill();
         }
