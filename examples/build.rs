@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("memory-hog", "memory-hog"),
     ("random-generator", "random_generator"),
     ("http-hello", "http_hello"),
+    ("faulty", "faulty"),
 ];
 
 fn main() {

@@ -3,6 +3,8 @@
 
 mod cli;
 mod deterministic;
+mod faults;
+mod fuzz;
 mod http;
 mod lifecycle;
 mod manifest;
