@@ -96,6 +96,16 @@ impl Default for HostConfig {
     }
 }
 
+/// A snapshot of what a [`Host`] holds ([`Host::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStats {
+    /// Guest instances alive (main, hooks, HTTP handlers, exec commands), each with its store.
+    pub live_instances: usize,
+    /// Tasks alive on the runtime that executes guests (instances, hook sleeps, listeners,
+    /// connections); in deterministic mode, the simulation's own runtime.
+    pub guest_tasks: usize,
+}
+
 /// Runs pods. Create one per process and share it (it is cheap to clone).
 #[derive(Clone)]
 pub struct Host {
@@ -334,6 +344,14 @@ impl Host {
     /// The clock this host runs on.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// What the host holds now: for monitoring, and for tests that check nothing is left.
+    pub fn stats(&self) -> HostStats {
+        HostStats {
+            live_instances: self.inner.ticker.state.lock().unwrap().live_instances,
+            guest_tasks: self.inner.guests.metrics().num_alive_tasks(),
+        }
     }
 
     /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)

@@ -55,7 +55,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use container::{EXIT_KILLED, EXIT_TRAPPED};
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
 pub use guest::LoadedComponent;
-pub use host::{Host, HostConfig, InstancePool};
+pub use host::{Host, HostConfig, HostStats, InstancePool};
 pub use manifest::{
     ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField, PodSpec,
     PortSpec, Probe, ProbeAction, Problem, RestartPolicy,

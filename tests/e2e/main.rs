@@ -1,6 +1,7 @@
 //! wasmlet's end-to-end tests: real components built from `examples/guests`, real clocks, the
 //! library and the `wasmlet` binary. One test binary, a module per area.
 
+mod churn;
 mod cli;
 mod deterministic;
 mod faults;
