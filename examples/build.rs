@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("random-generator", "random_generator"),
     ("http-hello", "http_hello"),
     ("faulty", "faulty"),
+    ("intruder", "intruder"),
 ];
 
 fn main() {

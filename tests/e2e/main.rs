@@ -10,4 +10,5 @@ mod http;
 mod lifecycle;
 mod manifest;
 mod preemption;
+mod sandbox;
 mod support;
