@@ -152,8 +152,16 @@ fn sigterm_deletes_gracefully_and_a_second_signal_kills() {
 
 /// Runs a pod with a 30 s grace period, waits until it is started, sends `signals` SIGTERMs.
 fn signal_run(manifest: &str, signals: usize) -> (Option<i32>, String) {
+    signal_run_all(&[manifest], signals)
+}
+
+/// Runs pods in one `wasmlet run` with a 30 s grace period, waits until one is started, sends
+/// `signals` SIGTERMs.
+fn signal_run_all(manifests: &[&str], signals: usize) -> (Option<i32>, String) {
     let mut child = wasmlet()
-        .args(["run", manifest, "--grace-period", "30s"])
+        .arg("run")
+        .args(manifests)
+        .args(["--grace-period", "30s"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -182,6 +190,49 @@ fn signal_run(manifest: &str, signals: usize) -> (Option<i32>, String) {
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     seen.push_str(&rest);
     (child.wait().unwrap().code(), seen)
+}
+
+#[test]
+fn sigterm_stops_every_pod_of_the_host_each_within_its_grace() {
+    // A second cooperative pod, whose preStop is a 1 s sleep.
+    let dir = tempfile::tempdir().unwrap();
+    let second = dir.path().join("second.yaml");
+    std::fs::write(
+        &second,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: second}}\nspec:\n  restartPolicy: \
+             Never\n  containers:\n    - name: app\n      image: {}\n      lifecycle:\n        \
+             preStop: {{sleep: {{seconds: 1}}}}\n",
+            workspace()
+                .join("target/components/cooperative.wasm")
+                .display()
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = signal_run_all(
+        &["examples/pods/cooperative.yaml", second.to_str().unwrap()],
+        1,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stopping pods cooperative, second gracefully"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("Completed ").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("MESSAGE").count(), 1, "one header: {stderr}");
+}
+
+#[test]
+fn a_bad_manifest_among_several_starts_nothing() {
+    let out = run(&[
+        "run",
+        "examples/pods/cooperative.yaml",
+        "examples/pods/does-not-exist.yaml",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does-not-exist.yaml"), "{stderr}");
+    assert!(!stderr.contains("Started"), "{stderr}");
 }
 
 #[test]

@@ -17,8 +17,10 @@ use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate, Terminatio
 /// goes to stdout prefixed with `[container]`.
 #[derive(clap::Args)]
 pub struct RunCommand {
-    /// A Pod manifest (YAML) or a component (any WebAssembly component file).
-    target: PathBuf,
+    /// Pod manifests (YAML), run together in one host; or one component (any WebAssembly
+    /// component file).
+    #[arg(required = true)]
+    targets: Vec<PathBuf>,
 
     /// Grace period for stopping, overriding the manifest's terminationGracePeriodSeconds
     /// (e.g. `5s`, `500ms`).
@@ -63,13 +65,17 @@ enum Output {
 
 impl RunCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
-        let is_component = is_webassembly(&self.target);
-        let mut spec = if is_component {
-            let mut spec = PodSpec::for_component(&self.target, self.args.clone());
+        let is_component = self.targets.iter().any(|target| is_webassembly(target));
+        let mut specs = if is_component {
+            anyhow::ensure!(
+                self.targets.len() == 1,
+                "a component runs alone; give several Pod manifests to run pods together"
+            );
+            let mut spec = PodSpec::for_component(&self.targets[0], self.args.clone());
             spec.containers[0].ports = (self.port.iter())
                 .map(|&port| wasmlet::PortSpec { name: None, port })
                 .collect();
-            spec
+            vec![spec]
         } else {
             anyhow::ensure!(
                 self.args.is_empty(),
@@ -79,10 +85,17 @@ impl RunCommand {
                 self.port.is_empty(),
                 "--port is for a component target; a manifest lists its containers' `ports`"
             );
-            PodSpec::from_file(&self.target)?
+            // Every manifest is checked before any pod starts.
+            let mut specs = Vec::new();
+            for target in &self.targets {
+                specs.push(PodSpec::from_file(target)?);
+            }
+            specs
         };
-        if let Some(grace) = self.grace_period {
-            spec.termination_grace_period = Some(grace);
+        for spec in &mut specs {
+            if let Some(grace) = self.grace_period {
+                spec.termination_grace_period = Some(grace);
+            }
         }
         // Listen before anything starts: a signal during compilation must still mean "stop
         // gracefully", not the default action.
@@ -96,52 +109,99 @@ impl RunCommand {
             }),
             ..HostConfig::default()
         })?;
-        let pod = host
-            .start_pod(spec)
-            .await
-            .with_context(|| format!("starting `{}`", self.target.display()))?;
-
-        let printer = tokio::spawn(print_updates(pod.watch(), self.output));
-        if let Some(after) = self.stop_after {
-            let pod = pod.clone();
-            let clock = host.clock().clone();
-            tokio::spawn(async move {
-                let status = pod.wait_running().await;
-                if !wasmlet::all_terminated(&status) {
-                    wasmlet::clock::sleep(&clock, after).await;
-                    pod.delete(None);
+        let mut pods = Vec::new();
+        for (spec, target) in specs.into_iter().zip(&self.targets) {
+            let started = host
+                .start_pod(spec)
+                .await
+                .with_context(|| format!("starting `{}`", target.display()));
+            match started {
+                Ok(pod) => pods.push(pod),
+                Err(error) => {
+                    // The pods already started are stopped, not abandoned.
+                    for pod in &pods {
+                        pod.kill();
+                        pod.wait().await;
+                    }
+                    return Err(error);
                 }
-            });
+            }
         }
 
+        let printers: Vec<_> = pods
+            .iter()
+            .map(|pod| tokio::spawn(print_updates(pod.watch(), self.output)))
+            .collect();
+        if let Some(after) = self.stop_after {
+            for pod in &pods {
+                let pod = pod.clone();
+                let clock = host.clock().clone();
+                tokio::spawn(async move {
+                    let status = pod.wait_running().await;
+                    if !wasmlet::all_terminated(&status) {
+                        wasmlet::clock::sleep(&clock, after).await;
+                        pod.delete(None);
+                    }
+                });
+            }
+        }
+
+        let names: Vec<&str> = pods.iter().map(|pod| pod.name()).collect();
+        let names = names.join(", ");
+        let all_ended = async {
+            let mut statuses = Vec::new();
+            for pod in &pods {
+                statuses.push(pod.wait().await);
+            }
+            statuses
+        };
+        let mut all_ended = std::pin::pin!(all_ended);
         let mut interrupts = 0;
-        let status = loop {
+        let statuses = loop {
             tokio::select! {
-                status = pod.wait() => break status,
+                statuses = &mut all_ended => break statuses,
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
             interrupts += 1;
             if interrupts == 1 {
                 eprintln!(
-                    "wasmlet: stopping pod {} gracefully; signal again to kill it now",
-                    pod.name()
+                    "wasmlet: stopping {} {names} gracefully; signal again to kill now",
+                    if pods.len() == 1 { "pod" } else { "pods" }
                 );
-                pod.stop(
-                    None,
-                    TerminationReason::HostShutdown,
-                    "wasmlet is shutting down",
-                );
+                // Each pod within its own grace period, all at once.
+                for pod in &pods {
+                    pod.stop(
+                        None,
+                        TerminationReason::HostShutdown,
+                        "wasmlet is shutting down",
+                    );
+                }
             } else {
-                eprintln!("wasmlet: killing pod {}", pod.name());
-                pod.kill();
+                eprintln!("wasmlet: killing {names}");
+                for pod in &pods {
+                    pod.kill();
+                }
             }
         };
-        let _ = printer.await;
-        if self.output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&status)?);
+        for printer in printers {
+            let _ = printer.await;
         }
-        Ok(exit_code(&status, pod.spec()))
+        if self.output == Output::Json {
+            if statuses.len() == 1 {
+                println!("{}", serde_json::to_string_pretty(&statuses[0])?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            }
+        }
+        // The first pod that did not succeed decides, in the order given.
+        let code = statuses
+            .iter()
+            .zip(&pods)
+            .map(|(status, pod)| exit_code(status, pod.spec()))
+            .find(|code| *code != ExitCode::SUCCESS)
+            .unwrap_or(ExitCode::SUCCESS);
+        Ok(code)
     }
 }
 
@@ -160,20 +220,21 @@ fn is_webassembly(path: &std::path::Path) -> bool {
     named_wasm || has_magic
 }
 
+/// The events table's header, printed once for all pods.
+static HEADER: std::sync::Once = std::sync::Once::new();
+
 async fn print_updates(mut updates: wasmlet::Watch, output: Output) {
-    let mut header = false;
     while let Some(update) = updates.next().await {
         match update {
             PodUpdate::Event(event) => {
                 let mut stderr = std::io::stderr().lock();
-                if !header {
+                HEADER.call_once(|| {
                     let _ = writeln!(
                         stderr,
                         "{:>8}  {:<7}  {:<20}  {:<24}  MESSAGE",
                         "AGE", "TYPE", "REASON", "OBJECT"
                     );
-                    header = true;
-                }
+                });
                 let _ = writeln!(stderr, "{}", format_event(&event));
             }
             PodUpdate::Log(line) => {
