@@ -635,7 +635,7 @@ impl Supervisor {
                     grace,
                     after(now, grace),
                     TerminationReason::ProbeFailed,
-                    format!("failed {kind} probe, will be restarted"),
+                    format!("failed {} probe, will be restarted", kind.name()),
                 )
             }
         }

@@ -58,7 +58,7 @@ pub use guest::LoadedComponent;
 pub use host::{Host, HostConfig, HostStats, InstancePool};
 pub use manifest::{
     ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField, PodSpec,
-    PortSpec, Probe, ProbeAction, Problem, RestartPolicy,
+    PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy,
 };
 pub use pod::{Pod, all_terminated};
 

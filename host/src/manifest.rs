@@ -119,6 +119,37 @@ pub enum ProbeAction {
     },
 }
 
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `startupProbe`: holds the other two back until it succeeds.
+    Startup,
+    /// `livenessProbe`: failing it restarts the container.
+    Liveness,
+    /// `readinessProbe`: decides `ready`.
+    Readiness,
+}
+
+impl ProbeKind {
+    /// `startup`, `liveness` or `readiness`, as in the manifest's field names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "startup",
+            ProbeKind::Liveness => "liveness",
+            ProbeKind::Readiness => "readiness",
+        }
+    }
+
+    /// `Startup`, `Liveness` or `Readiness`, as Kubernetes' events begin.
+    pub fn title(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+}
+
 /// A liveness, readiness or startup probe, with Kubernetes' defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -176,12 +207,12 @@ impl ContainerSpec {
         ports
     }
 
-    /// The probes, with their kind's name (`liveness`, `readiness`, `startup`).
-    pub fn probes(&self) -> impl Iterator<Item = (&'static str, &Probe)> {
+    /// The probes, with their kinds.
+    pub fn probes(&self) -> impl Iterator<Item = (ProbeKind, &Probe)> {
         [
-            ("startup", &self.startup_probe),
-            ("liveness", &self.liveness_probe),
-            ("readiness", &self.readiness_probe),
+            (ProbeKind::Startup, &self.startup_probe),
+            (ProbeKind::Liveness, &self.liveness_probe),
+            (ProbeKind::Readiness, &self.readiness_probe),
         ]
         .into_iter()
         .filter_map(|(kind, probe)| Some((kind, probe.as_ref()?)))
@@ -996,9 +1027,10 @@ fn container_spec(
     };
     let post_start = handler("postStart", lifecycle.and_then(|l| l.post_start.as_ref()));
     let pre_stop = handler("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref()));
-    let mut probe = |kind: &str, probe: Option<&k8s_openapi::api::core::v1::Probe>| {
+    let mut probe = |kind: ProbeKind, probe: Option<&k8s_openapi::api::core::v1::Probe>| {
         let probe = probe?;
-        match probe_spec(probe, kind, &format!("{at}.{kind}Probe"), base, &ports) {
+        let path = format!("{at}.{}Probe", kind.name());
+        match probe_spec(probe, kind, &path, base, &ports) {
             Ok(probe) => Some(probe),
             Err(mut more) => {
                 problems.append(&mut more);
@@ -1006,9 +1038,9 @@ fn container_spec(
             }
         }
     };
-    let liveness_probe = probe("liveness", container.liveness_probe.as_ref());
-    let readiness_probe = probe("readiness", container.readiness_probe.as_ref());
-    let startup_probe = probe("startup", container.startup_probe.as_ref());
+    let liveness_probe = probe(ProbeKind::Liveness, container.liveness_probe.as_ref());
+    let readiness_probe = probe(ProbeKind::Readiness, container.readiness_probe.as_ref());
+    let startup_probe = probe(ProbeKind::Startup, container.startup_probe.as_ref());
     match image {
         Some(image) if problems.is_empty() => Ok(ContainerSpec {
             name: container.name.clone(),
@@ -1211,7 +1243,7 @@ fn http_get(action: &HTTPGetAction, at: &str, ports: &[PortSpec]) -> Result<Http
 /// A probe, with Kubernetes' defaults and limits: 0 or absent means the default.
 fn probe_spec(
     probe: &k8s_openapi::api::core::v1::Probe,
-    kind: &str,
+    kind: ProbeKind,
     at: &str,
     base: &Path,
     ports: &[PortSpec],
@@ -1235,15 +1267,18 @@ fn probe_spec(
     let timeout = seconds("timeoutSeconds", probe.timeout_seconds, 1);
     let success_threshold = seconds("successThreshold", probe.success_threshold, 1);
     let failure_threshold = seconds("failureThreshold", probe.failure_threshold, 3);
-    if kind != "readiness" && success_threshold != 1 {
+    if kind != ProbeKind::Readiness && success_threshold != 1 {
         problems.push(Problem {
             path: format!("{at}.successThreshold"),
-            message: format!("must be 1 for a {kind} probe, got {success_threshold}"),
+            message: format!(
+                "must be 1 for a {} probe, got {success_threshold}",
+                kind.name()
+            ),
         });
     }
     let termination_grace_period = match probe.termination_grace_period_seconds {
         None => None,
-        Some(_) if kind == "readiness" => {
+        Some(_) if kind == ProbeKind::Readiness => {
             problems.push(Problem {
                 path: format!("{at}.terminationGracePeriodSeconds"),
                 message: "only liveness and startup probes may set it (a readiness probe kills \

@@ -24,7 +24,7 @@ use crate::clock::{after, sleep, sleep_until};
 use crate::container::Launcher;
 use crate::events::{EventType, LogSource};
 use crate::guest::{Entry, InstanceEnd, KillSwitch};
-use crate::manifest::{ExecTarget, Probe, ProbeAction};
+use crate::manifest::{ExecTarget, Probe, ProbeAction, ProbeKind};
 use crate::signal::{Watched, Watcher};
 
 /// The `User-Agent` of probe requests (Kubernetes sends `kube-probe/<version>`).
@@ -40,7 +40,7 @@ pub(crate) enum ProbeReport {
     /// The liveness or startup probe failed `failureThreshold` times in a row: the container
     /// is to be killed and restarted, with this grace period if the probe sets one.
     Failed {
-        kind: &'static str,
+        kind: ProbeKind,
         grace: Option<Duration>,
     },
 }
@@ -100,7 +100,7 @@ impl Probes {
 
 struct Worker {
     launcher: Arc<Launcher>,
-    kind: &'static str,
+    kind: ProbeKind,
     probe: Probe,
     started_at: Instant,
     reports: mpsc::UnboundedSender<ProbeReport>,
@@ -110,7 +110,7 @@ struct Worker {
 impl Worker {
     async fn run(self, mut started: Watcher<bool>) {
         let clock = self.launcher.pod.host.clock.clone();
-        if self.kind != "startup" && started.wait_for(|started| *started).await.is_err() {
+        if self.kind != ProbeKind::Startup && started.wait_for(|started| *started).await.is_err() {
             return;
         }
         sleep_until(&clock, after(self.started_at, self.probe.initial_delay)).await;
@@ -124,12 +124,12 @@ impl Worker {
                     successes += 1;
                     failures = 0;
                     match self.kind {
-                        "startup" => {
+                        ProbeKind::Startup => {
                             self.started.send_replace(true);
                             let _ = self.reports.send(ProbeReport::Started);
                             return;
                         }
-                        "readiness"
+                        ProbeKind::Readiness
                             if successes >= self.probe.success_threshold && ready != Some(true) =>
                         {
                             ready = Some(true);
@@ -141,16 +141,14 @@ impl Worker {
                 Err(message) => {
                     failures += 1;
                     successes = 0;
-                    let mut kind = self.kind.to_string();
-                    kind[..1].make_ascii_uppercase();
                     self.launcher.pod.event(
                         EventType::Warning,
                         "Unhealthy",
                         Some(&self.launcher.spec.name),
-                        format!("{kind} probe failed: {message}"),
+                        format!("{} probe failed: {message}", self.kind.title()),
                     );
                     if failures >= self.probe.failure_threshold {
-                        if self.kind == "readiness" {
+                        if self.kind == ProbeKind::Readiness {
                             if ready != Some(false) {
                                 ready = Some(false);
                                 let _ = self.reports.send(ProbeReport::Ready(false));

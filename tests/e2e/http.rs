@@ -124,12 +124,12 @@ async fn the_listener_answers_503_until_the_readiness_probe_passes() {
         5,
         &format!(
             "readinessProbe:\n  httpGet: {{path: /healthz, port: {port}}}\n  \
-             initialDelaySeconds: 2\n  periodSeconds: 1"
+             initialDelaySeconds: 5\n  periodSeconds: 1"
         ),
     ))
     .await;
     pod.wait_running().await;
-    // The probe waits 2 s: until then the container is not ready, and the gate says so — even
+    // The probe waits 5 s: until then the container is not ready, and the gate says so — even
     // to a client that guesses at the kubelet's header.
     let (status, body) = get_with(port, "/", &[("wasmlet-kubelet", "guess")])
         .await
@@ -166,10 +166,11 @@ async fn drain_lets_100_requests_in_flight_finish_and_refuses_new_connections() 
     let pod = start(web("drain", port, 30, "")).await;
     wait_ready(&pod).await;
     let clients: Vec<_> = (0..100)
-        .map(|_| tokio::spawn(async move { get(port, "/sleep?ms=1500").await }))
+        .map(|_| tokio::spawn(async move { get(port, "/sleep?ms=4000").await }))
         .collect();
-    // Every request has reached its handler before the delete.
-    wait_for_lines(&pod, "sleeping 1500 ms", 100).await;
+    // Every request has reached its handler before the delete (4 s each: even on a loaded
+    // machine none has finished by then).
+    wait_for_lines(&pod, "sleeping 4000 ms", 100).await;
     pod.delete(Some(Duration::from_secs(30)));
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -198,7 +199,7 @@ async fn drain_lets_100_requests_in_flight_finish_and_refuses_new_connections() 
     }
     assert_eq!(answers.len(), 100);
     for answer in &answers {
-        assert_eq!(answer, &Ok((200, "slept 1500 ms\n".to_string())));
+        assert_eq!(answer, &Ok((200, "slept 4000 ms\n".to_string())));
     }
     let terminated = terminated(&finished(&pod).await, 0);
     assert_eq!(terminated.exit_code, 0, "{terminated:?}");
@@ -334,7 +335,8 @@ async fn a_liveness_probe_failing_over_http_kills_the_container() {
         5,
         &format!(
             "livenessProbe:\n  httpGet: {{path: /healthz, port: {port}}}\n  periodSeconds: 1\n  \
-             failureThreshold: 2\nreadinessProbe:\n  tcpSocket: {{port: {port}}}\n  periodSeconds: 1"
+             timeoutSeconds: 5\n  failureThreshold: 2\nreadinessProbe:\n  tcpSocket: {{port: \
+             {port}}}\n  periodSeconds: 1\n  timeoutSeconds: 5"
         ),
     ))
     .await;
@@ -344,10 +346,13 @@ async fn a_liveness_probe_failing_over_http_kills_the_container() {
     // http-hello drains and ends on terminate: a clean exit after the kill was asked for.
     assert_eq!(terminated.exit_code, 0, "{terminated:?}");
     let pod_events = events(&history(&pod).await);
-    let unhealthy = event_message(&pod_events, "Unhealthy").unwrap();
+    // (On a loaded machine a probe may also time out now and then: look for the 500.)
     assert!(
-        unhealthy.starts_with("Liveness probe failed: HTTP probe failed with statuscode: 500"),
-        "{unhealthy}"
+        pod_events.iter().any(|event| event.reason == "Unhealthy"
+            && event
+                .message
+                .starts_with("Liveness probe failed: HTTP probe failed with statuscode: 500")),
+        "{pod_events:#?}"
     );
     let killing = event_message(&pod_events, "Killing").unwrap();
     assert!(
