@@ -188,7 +188,14 @@ impl MemoryBudget {
     }
 }
 
-/// Charges one store's linear-memory growth to its container's [`MemoryBudget`].
+/// The most elements one table may have, whatever the memory limit: a guest growing a table
+/// without end is refused before it exhausts the host.
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+
+/// What a table element costs the container's memory budget (a reference is one pointer).
+const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
+
+/// Charges one store's linear-memory and table growth to its container's [`MemoryBudget`].
 struct MemoryLimiter {
     budget: Arc<MemoryBudget>,
     charged: u64,
@@ -214,11 +221,21 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
-        _desired: usize,
+        current: usize,
+        desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(true)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        let granted = self.budget.try_charge(growth);
+        if granted {
+            self.charged += growth;
+        } else {
+            self.refused.store(true, Ordering::SeqCst);
+        }
+        Ok(granted)
     }
 }
 

@@ -303,22 +303,35 @@ fn a_component_is_recognised_by_its_contents_not_its_name() {
 #[test]
 fn bad_components_get_a_clear_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: &[(&str, &[u8], &str)] = &[
-        ("notes.wasm", b"hello, not wasm", "is not WebAssembly"),
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("notes.wasm", b"hello, not wasm".to_vec(), "is not WebAssembly"),
         // The smallest core module: magic and version 1.
         (
             "core.wasm",
-            b"\0asm\x01\0\0\0",
+            b"\0asm\x01\0\0\0".to_vec(),
             "is a core WebAssembly module, not a component",
         ),
         // The smallest component: magic, version 0x0d, layer 1. It exports nothing.
         (
             "empty.wasm",
-            b"\0asm\x0d\0\x01\0",
+            b"\0asm\x0d\0\x01\0".to_vec(),
             "exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`",
         ),
+        (
+            "missing-import.wasm",
+            wat::parse_str(
+                r#"(component (import "example:missing/thing@1.0.0" (instance (export "f" (func)))))"#,
+            )
+            .unwrap(),
+            "imports something wasmlet does not provide",
+        ),
+        (
+            "not-valid.wasm",
+            b"\0asm\x0d\0\x01\0\xff\xff".to_vec(),
+            "compiling component",
+        ),
     ];
-    for (name, bytes, expected) in cases {
+    for (name, bytes, expected) in &cases {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         let out = run(&["run", path.to_str().unwrap()]);

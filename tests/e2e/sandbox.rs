@@ -162,3 +162,42 @@ async fn one_pod_cannot_read_another_pods_empty_dir() {
     owner.delete(None);
     finished(&owner).await;
 }
+
+/// A component whose `run` grows a table by 100,000 elements at a time until refused, then
+/// returns `ok`.
+const TABLE_GROWER: &str = r#"
+(component
+  (core module $m
+    (table $t 1 funcref)
+    (func (export "run") (result i32)
+      (block $refused
+        (loop $grow
+          (br_if $refused
+            (i32.eq (table.grow $t (ref.null func) (i32.const 100000)) (i32.const -1)))
+          (br $grow)))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $run-instance (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $run-instance)))
+"#;
+
+#[tokio::test]
+async fn a_table_cannot_grow_past_the_memory_limit_or_the_table_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("table-grower.wasm");
+    std::fs::write(&component, wat::parse_str(TABLE_GROWER).unwrap()).unwrap();
+    // With a memory limit the table's elements count against it; without one, the cap of ten
+    // million elements holds. Either way growth is refused and run returns.
+    for limit in ["resources: {limits: {memory: 16Mi}}", ""] {
+        let pod = start(spec(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: tables}}\nspec:\n  restartPolicy: \
+             Never\n  containers:\n    - name: app\n      image: {:?}\n      {limit}\n",
+            component.display().to_string()
+        )))
+        .await;
+        let status = finished(&pod).await;
+        let end = crate::support::terminated(&status, 0);
+        assert_eq!(end.exit_code, 0, "{limit}: {end:?}");
+    }
+}
