@@ -1491,8 +1491,15 @@ impl Drop for Killable {
     /// no supervisor waits forever.
     fn drop(&mut self) {
         self.0.forget_task();
-        let taken = self.0.take_away(&mut self.0.lock_slot());
-        self.0.report(InstanceEnd::lost());
+        let mut slot = self.0.lock_slot();
+        // A kill that took the future away reports the kill itself — maybe a moment from now,
+        // on its own thread: reporting "lost" here first would win that race.
+        let killed = matches!(*slot, Slot::Killed);
+        let taken = self.0.take_away(&mut slot);
+        drop(slot);
+        if !killed {
+            self.0.report(InstanceEnd::lost());
+        }
         drop(taken);
     }
 }
