@@ -589,6 +589,69 @@ impl LoadedComponent {
             let interface = component.get_export_index(None, name)?;
             component.get_export_index(Some(&interface), function)
         };
+        // An export of the right name must have the right type: caught here, with its name,
+        // rather than as a failed call when the container runs.
+        use wasmtime::component::types::ComponentItem;
+        use wasmtime::component::types::Type;
+        let ty = component.component_type();
+        for (interface_prefix, function, expected, fits) in [
+            (
+                "wasi:cli/run@0.2.",
+                "run",
+                "func() -> result",
+                (&|f: &wasmtime::component::types::ComponentFunc| {
+                    f.params().len() == 0
+                        && f.results().len() == 1
+                        && f.results().all(|r| {
+                            matches!(r, Type::Result(ref r) if r.ok().is_none() && r.err().is_none())
+                        })
+                }) as &dyn Fn(&wasmtime::component::types::ComponentFunc) -> bool,
+            ),
+            (
+                "wasmlet:lifecycle/hooks@0.1.",
+                "post-start",
+                "func() -> hook-outcome",
+                &|f| f.params().len() == 0 && f.results().len() == 1,
+            ),
+            (
+                "wasmlet:lifecycle/hooks@0.1.",
+                "pre-stop",
+                "func() -> hook-outcome",
+                &|f| f.params().len() == 0 && f.results().len() == 1,
+            ),
+            (
+                "wasi:http/incoming-handler@0.2.",
+                "handle",
+                "func(request: incoming-request, response-out: response-outparam)",
+                &|f| f.params().len() == 2 && f.results().len() == 0,
+            ),
+        ] {
+            let Some((name, exported)) = ty
+                .exports(engine)
+                .find(|(name, _)| name.starts_with(interface_prefix))
+            else {
+                continue;
+            };
+            let ComponentItem::ComponentInstance(instance) = exported.ty else {
+                continue;
+            };
+            let found = instance
+                .exports(engine)
+                .find(|(export, _)| *export == function)
+                .map(|(_, item)| item.ty);
+            let fitting = match &found {
+                Some(ComponentItem::ComponentFunc(func)) => fits(func),
+                None => continue,
+                Some(_) => false,
+            };
+            anyhow::ensure!(
+                fitting,
+                "component `{}`: its export `{name}#{function}` has the wrong type; wasmlet \
+                 expects `{function}: {expected}` (is it built against another version of the \
+                 interface?)",
+                path.display()
+            );
+        }
         // A component built with wasmlet-sdk says which hooks it implements; one that does not
         // say is asked at each hook, and may answer not-implemented.
         let (has_post_start, has_pre_stop) = declared_hooks(bytes).unwrap_or((true, true));

@@ -326,6 +326,19 @@ fn bad_components_get_a_clear_error_naming_the_file() {
             "imports something wasmlet does not provide",
         ),
         (
+            "wrong-run.wasm",
+            wat::parse_str(
+                r#"(component
+                    (core module $m (func (export "run") (result i32) (i32.const 7)))
+                    (core instance $i (instantiate $m))
+                    (func $run (result u32) (canon lift (core func $i "run")))
+                    (instance $run (export "run" (func $run)))
+                    (export "wasi:cli/run@0.2.0" (instance $run)))"#,
+            )
+            .unwrap(),
+            "its export `wasi:cli/run@0.2.0#run` has the wrong type",
+        ),
+        (
             "not-valid.wasm",
             b"\0asm\x0d\0\x01\0\xff\xff".to_vec(),
             "compiling component",
