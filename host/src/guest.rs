@@ -209,14 +209,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current) as u64;
-        let granted = self.budget.try_charge(growth);
-        if granted {
-            self.charged += growth;
-        } else {
-            self.refused.store(true, Ordering::SeqCst);
-        }
-        Ok(granted)
+        Ok(self.charge(desired.saturating_sub(current) as u64))
     }
 
     fn table_growing(
@@ -229,13 +222,21 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
-        let granted = self.budget.try_charge(growth);
+        Ok(self.charge(growth))
+    }
+}
+
+impl MemoryLimiter {
+    /// Charges `bytes` of growth to the budget; a refusal is remembered (the guest's failed
+    /// allocation then ends it as `OOMKilled`).
+    fn charge(&mut self, bytes: u64) -> bool {
+        let granted = self.budget.try_charge(bytes);
         if granted {
-            self.charged += growth;
+            self.charged += bytes;
         } else {
             self.refused.store(true, Ordering::SeqCst);
         }
-        Ok(granted)
+        granted
     }
 }
 
