@@ -651,16 +651,17 @@ pub(crate) async fn http_get(
 
 /// `http://host:port/path`, as the kubelet writes it in its messages.
 pub(crate) fn get_url(pod: &PodShared, get: &HttpGet) -> String {
-    let host = match &get.host {
-        Some(host) => host.clone(),
-        None => pod_address(pod).to_string(),
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    format!("http://{host}:{}{}", get.port, get.path)
+    format!("http://{}{}", authority(pod, get), get.path)
+}
+
+/// `host:port` of an `httpGet` (`[v6]:port` for an IPv6 address); the pod's address when the
+/// action names no host.
+fn authority(pod: &PodShared, get: &HttpGet) -> String {
+    match &get.host {
+        Some(host) if host.contains(':') => format!("[{host}]:{}", get.port),
+        Some(host) => format!("{host}:{}", get.port),
+        None => SocketAddr::new(pod_address(pod), get.port).to_string(),
+    }
 }
 
 /// The address that stands for the pod's IP: where its listeners are bound (loopback, unless
@@ -679,11 +680,7 @@ fn get_request<B>(
     user_agent: &str,
     body: B,
 ) -> Result<Request<B>, String> {
-    let authority = match &get.host {
-        Some(host) if host.contains(':') => format!("[{host}]:{}", get.port),
-        Some(host) => format!("{host}:{}", get.port),
-        None => SocketAddr::new(pod_address(pod), get.port).to_string(),
-    };
+    let authority = authority(pod, get);
     let mut builder = Request::get(get.path.as_str())
         .header(http::header::HOST, authority.as_str())
         .header(http::header::USER_AGENT, user_agent)
