@@ -7,6 +7,7 @@
 //! `tests/e2e/fuzz.proptest-regressions` (commit it) and replayed first from then on.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -36,22 +37,42 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The corpus of one parser: (directory the document lives in, the document).
-fn corpus(kind: &str) -> Vec<(PathBuf, Value)> {
-    let examples = match kind {
-        "manifests" => workspace().join("examples/pods"),
-        _ => workspace().join("examples/scenarios"),
+/// The corpus of one parser: (directory the document lives in, the document), read once.
+fn corpus(kind: &str) -> &'static [(PathBuf, Value)] {
+    static MANIFESTS: OnceLock<Vec<(PathBuf, Value)>> = OnceLock::new();
+    static SCENARIOS: OnceLock<Vec<(PathBuf, Value)>> = OnceLock::new();
+    let (cell, examples) = match kind {
+        "manifests" => (&MANIFESTS, workspace().join("examples/pods")),
+        _ => (&SCENARIOS, workspace().join("examples/scenarios")),
     };
-    let mut files = yaml_files(&workspace().join("tests/fuzz-corpus").join(kind));
-    files.extend(yaml_files(&examples));
-    files
-        .into_iter()
-        .filter_map(|file| {
-            let text = std::fs::read_to_string(&file).ok()?;
-            let document = serde_yaml::from_str(&text).ok()?;
-            Some((file.parent()?.to_path_buf(), document))
-        })
-        .collect()
+    cell.get_or_init(|| {
+        let mut files = yaml_files(&workspace().join("tests/fuzz-corpus").join(kind));
+        files.extend(yaml_files(&examples));
+        files
+            .into_iter()
+            .filter_map(|file| {
+                let text = std::fs::read_to_string(&file).ok()?;
+                let document = serde_yaml::from_str(&text).ok()?;
+                Some((file.parent()?.to_path_buf(), document))
+            })
+            .collect()
+    })
+}
+
+/// A document of `kind`'s corpus (picked by `seed`) with `mutations` applied, as text, and the
+/// directory it is read from.
+fn mutated(
+    kind: &str,
+    seed: prop::sample::Index,
+    mutations: &[(usize, Mutation)],
+) -> (&'static Path, String) {
+    let corpus = corpus(kind);
+    let (dir, document) = &corpus[seed.index(corpus.len())];
+    let mut document = document.clone();
+    for (target, mutation) in mutations {
+        apply(&mut document, *target, mutation);
+    }
+    (dir, serde_yaml::to_string(&document).unwrap())
 }
 
 /// Field names of both formats, so that random keys often hit real fields.
@@ -328,13 +349,7 @@ proptest! {
         seed in any::<prop::sample::Index>(),
         mutations in prop::collection::vec(mutation(), 1..5),
     ) {
-        let corpus = corpus("manifests");
-        let (dir, document) = &corpus[seed.index(corpus.len())];
-        let mut document = document.clone();
-        for (target, mutation) in &mutations {
-            apply(&mut document, *target, mutation);
-        }
-        let text = serde_yaml::to_string(&document).unwrap();
+        let (dir, text) = mutated("manifests", seed, &mutations);
         check_manifest(&text, dir)?;
     }
 
@@ -348,13 +363,7 @@ proptest! {
         seed in any::<prop::sample::Index>(),
         mutations in prop::collection::vec(mutation(), 1..5),
     ) {
-        let corpus = corpus("scenarios");
-        let (dir, document) = &corpus[seed.index(corpus.len())];
-        let mut document = document.clone();
-        for (target, mutation) in &mutations {
-            apply(&mut document, *target, mutation);
-        }
-        let text = serde_yaml::to_string(&document).unwrap();
+        let (dir, text) = mutated("scenarios", seed, &mutations);
         check_scenario(&text, dir)?;
     }
 
@@ -367,8 +376,8 @@ proptest! {
 #[test]
 fn the_corpus_seeds_are_valid() {
     for (dir, document) in corpus("manifests") {
-        let text = serde_yaml::to_string(&document).unwrap();
-        PodSpec::from_yaml(&text, &dir, "seed.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let text = serde_yaml::to_string(document).unwrap();
+        PodSpec::from_yaml(&text, dir, "seed.yaml").unwrap_or_else(|e| panic!("{e}"));
     }
     for file in yaml_files(&workspace().join("tests/fuzz-corpus/scenarios")) {
         Scenario::from_file(&file).unwrap_or_else(|e| panic!("{e:?}"));
