@@ -1,6 +1,7 @@
 //! The churn run: 10 waves of 1,000 pods with mixed behaviours (cooperative, stubborn, spinning,
 //! failing postStart) created and deleted in one host, then a check that nothing is left — no
-//! instance, no guest task, no file descriptor, no container `/tmp` — and how RSS came back.
+//! instance, no guest task, no file descriptor, no thread, no container `/tmp` — and how RSS
+//! came back.
 //!
 //! `cargo bench -p wasmlet --bench churn` (`-- --waves 10 --pods 1000`).
 
@@ -11,17 +12,26 @@ use wasmlet::{Host, HostConfig};
 #[path = "../../tests/e2e/churn.rs"]
 mod churn;
 
-fn rss_kib() -> u64 {
+/// A figure of `/proc/self/status` in KiB: `VmRSS` (now) or `VmHWM` (the peak).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
 
+fn rss_kib() -> u64 {
+    status_kib("VmRSS")
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -41,14 +51,21 @@ async fn main() {
     let warm = churn::churn(&host, 1, churn::MIX.len()).await;
     assert!(warm.wrong.is_empty(), "{:#?}", warm.wrong);
     let baseline_tasks = churn::settled(&host, usize::MAX).await.guest_tasks;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (rss_before, fds_before) = (rss_kib(), open_fds());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_before, fds_before, threads_before) = (rss_kib(), open_fds(), threads());
 
     let report = churn::churn(&host, waves, pods).await;
 
     let stats = churn::settled(&host, baseline_tasks).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (rss_after, fds_after) = (rss_kib(), open_fds());
+    // The blocking threads a wave started end after ten idle seconds; the host hands freed
+    // memory back once nothing has ended for a second.
+    let idle_since = std::time::Instant::now();
+    while threads() > threads_before && idle_since.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let threads_ended_after = idle_since.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_after, fds_after, threads_after) = (rss_kib(), open_fds(), threads());
     let tmp_dirs = churn::leftover_tmp_dirs();
 
     println!();
@@ -72,12 +89,21 @@ async fn main() {
         stats.guest_tasks.saturating_sub(baseline_tasks)
     );
     println!("| file descriptors | {fds_before} before, {fds_after} after |");
+    println!(
+        "| threads | {threads_before} before, {threads_after} after (the idle ones ended {:.1} s \
+         after the last pod) |",
+        threads_ended_after.as_secs_f64()
+    );
     println!("| container /tmp directories left | {tmp_dirs} |");
     println!(
         "| RSS | {:.1} MiB before, {:.1} MiB after ({:+.1} MiB) |",
         rss_before as f64 / 1024.0,
         rss_after as f64 / 1024.0,
         (rss_after as f64 - rss_before as f64) / 1024.0
+    );
+    println!(
+        "| RSS at the peak (one wave's live pods) | {:.1} MiB |",
+        status_kib("VmHWM") as f64 / 1024.0
     );
     for line in report.wrong.iter().take(20) {
         println!("wrong: {line}");
@@ -86,6 +112,7 @@ async fn main() {
         && stats.live_instances == 0
         && stats.guest_tasks <= baseline_tasks
         && fds_after <= fds_before
+        && threads_after <= threads_before
         && tmp_dirs == 0;
     println!();
     println!(

@@ -1,6 +1,7 @@
 //! The [`Host`]: one wasmtime `Engine` for everything, the linker with all that guests may
 //! import, the cache of compiled components ([`WasmEngine`]), the guest runtime that executes
-//! wasm, and the epoch ticker that time-slices CPU-bound guests.
+//! wasm, and the epoch ticker that time-slices CPU-bound guests (and hands freed memory back
+//! once instances end, [`crate::release`]).
 //!
 //! Two kinds of work are kept apart on purpose. Guests execute on the host's own multi-threaded
 //! tokio runtime (the *guest runtime*). Pod supervision (state machines, events, statuses) runs
@@ -21,6 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::guest::{self, DeterministicGuests, GuestState, LoadedComponent};
 use crate::manifest::{DEFAULT_GRACE_PERIOD, PodSpec};
 use crate::pod::Pod;
+use crate::release::MemoryReleaser;
 
 /// How a [`Host`] runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
 #[derive(Clone)]
@@ -285,15 +287,22 @@ impl Host {
             config.instance_pool,
         )?;
         let niceness = config.guest_niceness;
+        let releaser = MemoryReleaser::start();
         let guest_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
             .thread_name("wasmlet-guest")
             .on_thread_start(move || lower_priority(niceness))
+            // A burst of pods grows the blocking pool (file I/O) to hundreds of threads, whose
+            // caches hold memory until they end, idle, ten seconds later.
+            .on_thread_stop({
+                let releaser = releaser.clone();
+                move || releaser.memory_freed()
+            })
             .enable_all()
             .build()
             .context("starting the guest runtime")?;
         let clock = config.clock.clone().unwrap_or_else(|| SystemClock::new());
-        let ticker = EpochTicker::start(wasm.engine.clone(), config.time_slice);
+        let ticker = EpochTicker::start(wasm.engine.clone(), config.time_slice, releaser);
         Ok(Host {
             inner: Arc::new(HostInner {
                 guests: guest_runtime.handle().clone(),
@@ -510,11 +519,13 @@ impl Drop for HostInner {
 }
 
 /// Increments the engine epoch every time slice while any instance is alive, so that every
-/// running guest yields to the others; sleeps when there is none.
+/// running guest yields to the others; sleeps when there is none. It counts the instances, and
+/// tells the memory releaser when one ends.
 pub(crate) struct EpochTicker {
     state: Mutex<TickerState>,
     wake: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
+    releaser: Option<Arc<MemoryReleaser>>,
 }
 
 #[derive(Default)]
@@ -530,14 +541,16 @@ impl EpochTicker {
             state: Mutex::new(TickerState::default()),
             wake: Condvar::new(),
             thread: Mutex::new(None),
+            releaser: None,
         })
     }
 
-    fn start(engine: Engine, slice: Duration) -> Arc<Self> {
+    fn start(engine: Engine, slice: Duration, releaser: Arc<MemoryReleaser>) -> Arc<Self> {
         let ticker = Arc::new(EpochTicker {
             state: Mutex::new(TickerState::default()),
             wake: Condvar::new(),
             thread: Mutex::new(None),
+            releaser: Some(releaser),
         });
         let thread = std::thread::Builder::new()
             .name("wasmlet-epoch".into())
@@ -575,14 +588,20 @@ impl EpochTicker {
         if let Some(thread) = self.thread.lock().unwrap().take() {
             let _ = thread.join();
         }
+        if let Some(releaser) = &self.releaser {
+            releaser.stop();
+        }
     }
 }
 
-/// Keeps the epoch ticker running while it lives.
+/// Keeps the epoch ticker running while it lives; dropped after the instance's store.
 pub(crate) struct LiveInstance(Arc<EpochTicker>);
 
 impl Drop for LiveInstance {
     fn drop(&mut self) {
         self.0.state.lock().unwrap().live_instances -= 1;
+        if let Some(releaser) = &self.0.releaser {
+            releaser.memory_freed();
+        }
     }
 }

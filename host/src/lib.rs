@@ -47,6 +47,7 @@ mod http;
 pub mod manifest;
 mod pod;
 mod probe;
+mod release;
 mod signal;
 pub mod testing;
 
