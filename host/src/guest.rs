@@ -195,6 +195,16 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 10_000_000;
 /// What a table element costs the container's memory budget (a reference is one pointer).
 const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
+/// The most core module instances one instance of a component may create (a Rust guest creates
+/// three; a composition of a dozen components, a few dozen).
+pub(crate) const MAX_CORE_INSTANCES: usize = 1000;
+/// The most linear memories one instance may define. Each reserves address space and a memory
+/// mapping of the host process, which the kernel caps for the whole process (65530 by default);
+/// a Rust guest has one.
+pub(crate) const MAX_MEMORIES: usize = 100;
+/// The most tables one instance may define (a Rust guest has two or three).
+pub(crate) const MAX_TABLES: usize = 1000;
+
 /// Charges one store's linear-memory and table growth to its container's [`MemoryBudget`].
 struct MemoryLimiter {
     budget: Arc<MemoryBudget>,
@@ -223,6 +233,18 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         }
         let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
         Ok(self.charge(growth))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -572,6 +594,21 @@ impl LoadedComponent {
         let component = wasmtime::component::Component::new(engine, bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling component `{}`", path.display()))?;
+        // What no instance could hold is refused now, by name, rather than at every start. (The
+        // count of core instances is not known before instantiation: the store's limit holds it.)
+        if let Some(needed) = component.resources_required() {
+            for (count, what, most) in [
+                (needed.num_memories, "linear memories", MAX_MEMORIES),
+                (needed.num_tables, "tables", MAX_TABLES),
+            ] {
+                anyhow::ensure!(
+                    usize::try_from(count).is_ok_and(|count| count <= most),
+                    "component `{}` defines {count} {what}; wasmlet allows one instance at most \
+                     {most}",
+                    path.display()
+                );
+            }
+        }
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
@@ -988,7 +1025,22 @@ async fn run_instance(
     entry: Entry,
     mut store: &mut Store<GuestState>,
 ) -> wasmtime::Result<InstanceEnd> {
-    let instance = component.pre.instantiate_async(&mut store).await?;
+    let instance = component
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|error| {
+            // wasmtime's "resource limit exceeded: instance count too high at 1001" says
+            // neither whose limit it is nor what it allows.
+            if error.to_string().contains("count too high") {
+                wasmtime::format_err!(
+                    "{error} (wasmlet allows one instance at most {MAX_CORE_INSTANCES} core \
+                     instances, {MAX_MEMORIES} memories and {MAX_TABLES} tables)"
+                )
+            } else {
+                error
+            }
+        })?;
     let Some(export) = component.export(entry) else {
         return Err(wasmtime::format_err!(
             "the component does not export {entry:?}"

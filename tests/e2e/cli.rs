@@ -343,6 +343,17 @@ fn bad_components_get_a_clear_error_naming_the_file() {
             b"\0asm\x0d\0\x01\0\xff\xff".to_vec(),
             "compiling component",
         ),
+        // A module with one memory (or table) instantiated once too often for one instance.
+        (
+            "many-memories.wasm",
+            crate::support::instantiated_times("(memory 0)", 1, 101),
+            "defines 101 linear memories; wasmlet allows one instance at most 100",
+        ),
+        (
+            "many-tables.wasm",
+            crate::support::instantiated_times("(table 0 funcref)", 7, 143),
+            "defines 1001 tables; wasmlet allows one instance at most 1000",
+        ),
     ];
     for (name, bytes, expected) in &cases {
         let path = dir.path().join(name);

@@ -201,3 +201,35 @@ async fn a_table_cannot_grow_past_the_memory_limit_or_the_table_cap() {
         assert_eq!(end.exit_code, 0, "{limit}: {end:?}");
     }
 }
+
+#[tokio::test]
+async fn a_component_cannot_create_more_core_instances_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // 999 empty instances and the one with `run`: exactly the limit, and it runs; one more is
+    // refused when the instance is created.
+    for (groups, per_group, allowed) in [(9, 111, true), (10, 100, false)] {
+        let empties = groups * per_group;
+        let component = dir.path().join(format!("instances-{empties}.wasm"));
+        let bytes = crate::support::instantiated_times("", groups, per_group);
+        std::fs::write(&component, bytes).unwrap();
+        let pod = start(spec(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: instances}}\nspec:\n  restartPolicy: \
+             Never\n  containers:\n    - name: app\n      image: {:?}\n",
+            component.display().to_string()
+        )))
+        .await;
+        let status = finished(&pod).await;
+        let end = crate::support::terminated(&status, 0);
+        if allowed {
+            assert_eq!(end.exit_code, 0, "{empties}: {end:?}");
+        } else {
+            assert_eq!(end.reason.as_deref(), Some("Error"), "{end:?}");
+            let message = end.message.unwrap_or_default();
+            assert!(
+                message.contains("instance count too high at 1001")
+                    && message.contains("wasmlet allows one instance at most 1000 core instances"),
+                "{message}"
+            );
+        }
+    }
+}

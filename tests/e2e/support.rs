@@ -140,3 +140,24 @@ pub fn assert_killed(status: &PodStatus, index: usize, location: &str) {
     let message = killed.message.as_deref().unwrap_or_default();
     assert!(message.contains(location), "{killed:?}");
 }
+
+/// A component that instantiates a core module defining `item` `per_group` times in each of
+/// `groups` instances of a nested component (one component may list at most 1,000 instances of
+/// its own), and exports a `run` that returns `ok`.
+pub fn instantiated_times(item: &str, groups: usize, per_group: usize) -> Vec<u8> {
+    let core_instances = "(core instance (instantiate $item))\n".repeat(per_group);
+    let group_instances = "(instance (instantiate $group))\n".repeat(groups);
+    wat::parse_str(format!(
+        r#"(component
+            (component $group
+              (core module $item {item})
+              {core_instances})
+            {group_instances}
+            (core module $m (func (export "run") (result i32) (i32.const 0)))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $run (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $run)))"#
+    ))
+    .unwrap()
+}
