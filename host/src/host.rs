@@ -279,7 +279,8 @@ impl WasmEngine {
 }
 
 impl Host {
-    /// Creates a host: the engine, the guest runtime, the clock and the epoch ticker.
+    /// Creates a host: the engine, the guest runtime, the clock, the epoch ticker and the thread
+    /// that hands memory freed by ended instances back to the system.
     pub fn new(config: HostConfig) -> anyhow::Result<Host> {
         let wasm = WasmEngine::new(
             Interruption::Epoch,
