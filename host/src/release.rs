@@ -30,6 +30,7 @@ struct ReleaseState {
     /// When the first instance or thread ended since the last release, and when the latest did.
     pending: Option<(Instant, Instant)>,
     /// Releases so far, each with the time it began.
+    #[cfg(test)]
     releases: Vec<Instant>,
     stopped: bool,
 }
@@ -90,9 +91,8 @@ impl MemoryReleaser {
                 continue;
             }
             state.pending = None;
-            if cfg!(test) {
-                state.releases.push(now);
-            }
+            #[cfg(test)]
+            state.releases.push(now);
             drop(state);
             trim();
             state = self.state.lock().unwrap();
