@@ -182,44 +182,45 @@ const TABLE_GROWER: &str = r#"
   (export "wasi:cli/run@0.2.0" (instance $run-instance)))
 "#;
 
+/// Runs the hand-written component `bytes` (saved as `file_name`) in a one-container pod with
+/// `container_extra` YAML, and returns how its container ended.
+async fn run_hand_written(
+    file_name: &str,
+    bytes: &[u8],
+    container_extra: &str,
+) -> wasmlet::k8s_openapi::api::core::v1::ContainerStateTerminated {
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join(file_name);
+    std::fs::write(&component, bytes).unwrap();
+    let pod = start(spec(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hand-written}}\nspec:\n  restartPolicy: \
+         Never\n  containers:\n    - name: app\n      image: {:?}\n      {container_extra}\n",
+        component.display().to_string()
+    )))
+    .await;
+    let status = finished(&pod).await;
+    crate::support::terminated(&status, 0)
+}
+
 #[tokio::test]
 async fn a_table_cannot_grow_past_the_memory_limit_or_the_table_cap() {
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("table-grower.wasm");
-    std::fs::write(&component, wat::parse_str(TABLE_GROWER).unwrap()).unwrap();
+    let component = wat::parse_str(TABLE_GROWER).unwrap();
     // With a memory limit the table's elements count against it; without one, the cap of ten
     // million elements holds. Either way growth is refused and run returns.
     for limit in ["resources: {limits: {memory: 16Mi}}", ""] {
-        let pod = start(spec(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: tables}}\nspec:\n  restartPolicy: \
-             Never\n  containers:\n    - name: app\n      image: {:?}\n      {limit}\n",
-            component.display().to_string()
-        )))
-        .await;
-        let status = finished(&pod).await;
-        let end = crate::support::terminated(&status, 0);
+        let end = run_hand_written("table-grower.wasm", &component, limit).await;
         assert_eq!(end.exit_code, 0, "{limit}: {end:?}");
     }
 }
 
 #[tokio::test]
 async fn a_component_cannot_create_more_core_instances_than_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
     // 999 empty instances and the one with `run`: exactly the limit, and it runs; one more is
     // refused when the instance is created.
     for (groups, per_group, allowed) in [(9, 111, true), (10, 100, false)] {
         let empties = groups * per_group;
-        let component = dir.path().join(format!("instances-{empties}.wasm"));
-        let bytes = crate::support::instantiated_times("", groups, per_group);
-        std::fs::write(&component, bytes).unwrap();
-        let pod = start(spec(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: instances}}\nspec:\n  restartPolicy: \
-             Never\n  containers:\n    - name: app\n      image: {:?}\n",
-            component.display().to_string()
-        )))
-        .await;
-        let status = finished(&pod).await;
-        let end = crate::support::terminated(&status, 0);
+        let component = crate::support::instantiated_times("", groups, per_group);
+        let end = run_hand_written(&format!("instances-{empties}.wasm"), &component, "").await;
         if allowed {
             assert_eq!(end.exit_code, 0, "{empties}: {end:?}");
         } else {
