@@ -21,7 +21,9 @@ fn build_wasm(manifest: &Path, target_dir: &Path, workspace: &Path, what: &str) 
     if !status.success() {
         panic!(
             "building {what} failed (see above). If the wasm32-wasip2 target is missing, run \
-             `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it)."
+             `rustup target add wasm32-wasip2`: rust-toolchain.toml lists it, but rustup adds a \
+             toolchain file's targets only when it installs that toolchain, not to one that is \
+             already installed."
         );
     }
 }

@@ -14,9 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
 
 use crate::bindings::TerminationReason;
 use crate::clock::{CancelOnDrop, after, sleep};
@@ -26,8 +24,8 @@ use crate::guest::{
     LogTarget, spawn_instance, spawn_task,
 };
 use crate::http::Server;
-use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
-use crate::pod::{LoadedContainer, Mount, PodShared, StopRequest};
+use crate::manifest::{ContainerSpec, ExecTarget, Handler};
+use crate::pod::{LoadedContainer, Mount, Observation, PodShared, StopRequest};
 use crate::probe::{ProbeReport, Probes};
 
 /// The `User-Agent` of httpGet hook requests (Kubernetes sends `kube-lifecycle/<version>`).
@@ -211,133 +209,19 @@ pub(crate) fn completed(end: &ContainerStateTerminated) -> bool {
     end.exit_code == 0 && end.reason.as_deref() == Some("Completed")
 }
 
-/// The wait before the first restart (Kubernetes' initial back-off).
-pub const BACK_OFF_INITIAL: Duration = Duration::from_secs(10);
-/// The longest wait between restarts.
-pub const BACK_OFF_MAX: Duration = Duration::from_secs(300);
-/// A container that ran this long before it ended restarts after the initial back-off again.
-pub const BACK_OFF_RESET: Duration = Duration::from_secs(600);
-
-/// The kubelet's restart back-off for one container.
-struct BackOff {
-    next: Duration,
-}
-
-impl BackOff {
-    fn new() -> Self {
-        BackOff {
-            next: BACK_OFF_INITIAL,
-        }
-    }
-
-    /// The wait before restarting a container that ran for `ran_for`.
-    fn delay(&mut self, ran_for: Duration) -> Duration {
-        if ran_for >= BACK_OFF_RESET {
-            self.next = BACK_OFF_INITIAL;
-        }
-        let delay = self.next;
-        self.next = (self.next * 2).min(BACK_OFF_MAX);
-        delay
-    }
-}
-
-/// Runs the container of `slot` until it has ended for good: each run of it, and the restarts
-/// `policy` asks for. Returns how its last run ended.
-pub(crate) async fn supervise(
+/// Runs the container once, from its start to its end (on its own, or stopped), and says how
+/// it ended. Whether it runs again is the pod's decision (`lifecycle::decide`).
+pub(crate) async fn run(
     pod: Arc<PodShared>,
     index: usize,
     loaded: LoadedContainer,
-    policy: RestartPolicy,
 ) -> ContainerStateTerminated {
-    let spec = pod.container(index).clone();
-    let clock = pod.host.clock.clone();
-    let mut back_off = BackOff::new();
-    let mut stop_requests = pod.stops[index].subscribe();
-    loop {
-        let context =
-            ContainerContext::new(clock.clone(), pod.host.clock_origin, spec.memory_limit);
-        let started = clock.now();
-        let terminated = run_once(pod.clone(), index, loaded.clone(), context).await;
-        let completed = completed(&terminated);
-        let stopping = pod.stops[index].get().is_some();
-        if stopping || !policy.restarts(completed) {
-            pod.update_container(index, |status| {
-                status.state = Some(ContainerState {
-                    terminated: Some(terminated.clone()),
-                    ..Default::default()
-                });
-                status.started = Some(false);
-                status.ready = false;
-            });
-            return terminated;
-        }
-        let delay = back_off.delay(clock.now().saturating_duration_since(started));
-        let earlier = pod.update_container_returning(index, |status| {
-            let earlier = status.last_state.clone();
-            status.last_state = Some(ContainerState {
-                terminated: Some(terminated.clone()),
-                ..Default::default()
-            });
-            status.state = Some(ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some("CrashLoopBackOff".into()),
-                    message: Some(format!(
-                        "back-off {} restarting failed container={} pod={}",
-                        humantime::format_duration(delay),
-                        spec.name,
-                        pod.spec.name
-                    )),
-                }),
-                ..Default::default()
-            });
-            status.started = Some(false);
-            status.ready = false;
-            earlier
-        });
-        // The kubelet's message, without the delay (that is in the waiting state), so that the
-        // event is counted rather than repeated.
-        pod.event(
-            EventType::Warning,
-            "BackOff",
-            Some(&spec.name),
-            format!(
-                "Back-off restarting failed container {} in pod {}",
-                spec.name, pod.spec.name
-            ),
-        );
-        // A delete during the back-off ends the container where it is: terminated.
-        let mut wait = sleep(&clock, delay);
-        let already_deleted = stop_requests.borrow_and_update().is_some();
-        let deleted = already_deleted
-            || loop {
-                tokio::select! {
-                    biased;
-                    changed = stop_requests.changed() => match changed {
-                        Ok(()) if stop_requests.borrow_and_update().is_some() => break true,
-                        Ok(()) => {}
-                        Err(_) => break true,
-                    },
-                    () = &mut wait => break false,
-                }
-            };
-        if deleted {
-            pod.update_container(index, |status| {
-                status.state = status.last_state.take();
-                status.last_state = earlier;
-            });
-            return terminated;
-        }
-        pod.update_container(index, |status| {
-            status.restart_count += 1;
-            status.state = Some(ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some("ContainerCreating".into()),
-                    message: None,
-                }),
-                ..Default::default()
-            });
-        });
-    }
+    let context = ContainerContext::new(
+        pod.host.clock.clone(),
+        pod.host.clock_origin,
+        pod.container(index).memory_limit,
+    );
+    run_once(pod, index, loaded, context).await
 }
 
 /// Runs the container once: from its start to its end (on its own, or stopped), and says how
@@ -943,6 +827,8 @@ impl Supervisor {
             status.started = Some(started);
             status.ready = ready;
         });
+        self.pod
+            .observe(Some(Observation::Started { slot: self.index }));
         if !self.probes_started && matches!(self.stopping, Stopping::No) {
             self.probes_started = true;
             self.probes = Probes::start(&self.launcher, self.started_instant);
@@ -1140,16 +1026,6 @@ impl HookFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn back_off_doubles_to_five_minutes_and_resets_after_ten_minutes_of_running() {
-        let mut back_off = BackOff::new();
-        let quick = Duration::from_secs(1);
-        let delays: Vec<u64> = (0..8).map(|_| back_off.delay(quick).as_secs()).collect();
-        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(back_off.delay(Duration::from_secs(600)), BACK_OFF_INITIAL);
-        assert_eq!(back_off.delay(quick), Duration::from_secs(20));
-    }
 
     #[test]
     fn references_expand_as_in_kubernetes() {

@@ -44,6 +44,7 @@ pub mod events;
 mod guest;
 mod host;
 mod http;
+mod lifecycle;
 pub mod manifest;
 mod pod;
 mod probe;

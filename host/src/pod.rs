@@ -14,18 +14,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
 use crate::bindings::TerminationReason;
+use crate::clock::CancelOnDrop;
 use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
 use crate::guest::LoadedComponent;
 use crate::host::HostInner;
-use crate::manifest::{PodSpec, RestartPolicy, VolumeSource};
+use crate::lifecycle::decide::{
+    Action, BackOff, Exit, Handed, PodPlan, PodStop, PodView, Slot, SlotKind, decide,
+};
+use crate::manifest::{PodSpec, VolumeSource};
 use crate::signal::Watched;
 
 /// A function that sees every status of a pod, with when it took effect.
 pub(crate) type StatusTap = Box<dyn Fn(Instant, &PodStatus) + Send + Sync>;
 
 /// A request to stop the pod's containers, from [`Pod::delete`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StopRequest {
     /// The grace period in force.
     pub grace_period: Duration,
@@ -171,6 +175,14 @@ pub(crate) struct PodShared {
     pub spec: PodSpec,
     pub host: Arc<HostInner>,
     pub hub: UpdateHub,
+    /// The runtime the pod was started on: its container runs are tasks there.
+    runtime: tokio::runtime::Handle,
+    /// The executor of the pod's decisions (`None` until the pod has started).
+    runner: std::sync::Mutex<Option<PodRunner>>,
+    /// What was observed and not yet handed to the runner.
+    observations: std::sync::Mutex<Vec<Observation>>,
+    /// Set when there is something for the runner to look at.
+    dirty: std::sync::atomic::AtomicBool,
     /// The stop request for the whole pod (the latest that superseded the others).
     stop_request: Watched<Option<StopRequest>>,
     /// The stop request in force for each container slot (init containers first, then app
@@ -251,6 +263,10 @@ impl Pod {
             spec,
             host,
             hub: UpdateHub::new(),
+            runtime: tokio::runtime::Handle::current(),
+            runner: std::sync::Mutex::new(None),
+            observations: std::sync::Mutex::new(Vec::new()),
+            dirty: std::sync::atomic::AtomicBool::new(false),
             stop_request: Watched::new(None),
             stops: (0..slots).map(|_| Watched::new(None)).collect(),
             status: watch::Sender::new(status),
@@ -284,7 +300,9 @@ impl Pod {
                 ),
             );
         }
-        tokio::spawn(run_pod(shared.clone(), loaded.containers));
+        let runner = PodRunner::new(&shared.spec, loaded.containers, clock.now());
+        *shared.runner.lock().unwrap() = Some(runner);
+        shared.observe(None);
         Pod { shared }
     }
 
@@ -352,15 +370,9 @@ impl Pod {
             reason,
             message: message.into(),
         };
-        if !supersede(&self.shared.stop_request, &request) {
-            return;
-        }
-        for (slot, stop) in self.shared.stops.iter().enumerate() {
-            // A sidecar hears of the stop from the pod runner, once the app containers have
-            // ended; after that, a later request (a shorter grace, a kill) reaches it too.
-            if !self.shared.container(slot).sidecar || stop.get().is_some() {
-                supersede(stop, &request);
-            }
+        // The pod runner hands it on to the containers, as `decide` says.
+        if supersede(&self.shared.stop_request, &request) {
+            self.shared.observe(None);
         }
     }
 
@@ -443,104 +455,256 @@ fn supersede(cell: &Watched<Option<StopRequest>>, request: &StopRequest) -> bool
     })
 }
 
-/// Runs a pod: its init containers in order (sidecars started and left running), then its app
-/// containers, then stops the sidecars in reverse order once the app containers have ended.
-async fn run_pod(shared: Arc<PodShared>, loaded: Vec<LoadedContainer>) {
-    let init_count = shared.spec.init_containers.len();
-    let mut loaded = loaded.into_iter();
-    let mut sidecars = Vec::new();
-    let mut initialized = true;
-    for slot in 0..init_count {
-        let container = loaded.next().expect("one loaded container per slot");
-        if shared.stop_requested() {
-            initialized = false;
-            break;
-        }
-        if shared.container(slot).sidecar {
-            let supervisor = tokio::spawn(container::supervise(
-                shared.clone(),
-                slot,
-                container,
-                RestartPolicy::Always,
-            ));
-            // The next container starts once the sidecar has started (postStart done).
-            let mut stops = shared.stop_request.subscribe();
-            let mut status = shared.status.subscribe();
-            tokio::select! {
-                biased;
-                _ = stops.wait_for(Option::is_some) => {}
-                _ = status.wait_for(|status| shared.has_started(slot, status)) => {}
+/// What is observed of a pod's containers, for the pod runner to act on.
+pub(crate) enum Observation {
+    /// The run of `slot` has started: its postStart is done.
+    Started { slot: usize },
+    /// The run of `slot` ended this way.
+    Ended {
+        slot: usize,
+        end: ContainerStateTerminated,
+    },
+}
+
+/// The executor of the pod's decisions: it records what is observed in the [`PodView`], asks
+/// [`decide`] what to do and does it — starts runs, keeps the back-off, hands on stop requests
+/// and reports statuses. It runs inline wherever something is observed (a delete, a run that
+/// started or ended, a back-off that is over), so that a decision costs no task switch.
+pub(crate) struct PodRunner {
+    view: PodView,
+    loaded: Vec<LoadedContainer>,
+    /// When each slot's current run was created.
+    run_created: Vec<Instant>,
+    /// How each slot's last run ended.
+    last_end: Vec<Option<ContainerStateTerminated>>,
+    /// Each slot's last state before its back-off, which a stop during the back-off puts back.
+    earlier_state: Vec<Option<ContainerState>>,
+    /// The pod's stop request as last handed on.
+    last_stop: Option<StopRequest>,
+    /// The timer that wakes the runner when a back-off is over.
+    wake: Option<(Instant, CancelOnDrop)>,
+}
+
+impl PodRunner {
+    fn new(spec: &PodSpec, loaded: Vec<LoadedContainer>, now: Instant) -> PodRunner {
+        let init = spec.init_containers.iter().map(|container| {
+            if container.sidecar {
+                SlotKind::Sidecar
+            } else {
+                SlotKind::Init
             }
-            sidecars.push((slot, supervisor));
-        } else {
-            // Init containers must complete: under `Always` they restart on failure only.
-            let policy = match shared.spec.restart_policy {
-                RestartPolicy::Always => RestartPolicy::OnFailure,
-                policy => policy,
-            };
-            let supervisor = tokio::spawn(container::supervise(
-                shared.clone(),
-                slot,
-                container,
-                policy,
-            ));
-            match shared.join(slot, supervisor).await {
-                Some(end) if container::completed(&end) => {}
-                _ => {
-                    initialized = false;
-                    break;
+        });
+        let apps = spec.containers.iter().map(|_| SlotKind::App);
+        let plan = PodPlan {
+            slots: init.chain(apps).collect(),
+            restart_policy: spec.restart_policy,
+        };
+        let slots = plan.slots.len();
+        PodRunner {
+            view: PodView {
+                plan,
+                slots: vec![Slot::Waiting; slots],
+                back_off: vec![BackOff::default(); slots],
+                handed: vec![None; slots],
+                stop: None,
+                finished: false,
+            },
+            loaded,
+            run_created: vec![now; slots],
+            last_end: vec![None; slots],
+            earlier_state: vec![None; slots],
+            last_stop: None,
+            wake: None,
+        }
+    }
+
+    /// Records what was observed, decides, and acts.
+    fn step(&mut self, shared: &Arc<PodShared>, observations: Vec<Observation>) {
+        let now = shared.host.clock.now();
+        for observation in observations {
+            match observation {
+                Observation::Started { slot } => {
+                    if let Slot::Running { started } = &mut self.view.slots[slot] {
+                        *started = true;
+                    }
+                }
+                Observation::Ended { slot, end } => {
+                    self.view.slots[slot] = Slot::Exited(Exit {
+                        completed: container::completed(&end),
+                        ran_for: now.saturating_duration_since(self.run_created[slot]),
+                    });
+                    self.last_end[slot] = Some(end);
                 }
             }
         }
+        // The pod's cell changes only when a request supersedes the one before: each change is
+        // a new generation to hand on.
+        let request = shared.stop_request.get();
+        if request.is_some() && request != self.last_stop {
+            let generation = self.view.stop.map_or(1, |stop| stop.generation + 1);
+            self.view.stop = Some(PodStop { generation });
+            self.last_stop = request;
+        }
+        if self.view.finished {
+            return;
+        }
+        let decision = decide(&self.view, now);
+        for action in decision.actions {
+            self.execute(shared, action);
+        }
+        if self.view.finished {
+            self.wake = None;
+            shared.finish();
+            return;
+        }
+        match decision.wake_at {
+            Some(at) if self.wake.as_ref().is_none_or(|(set, _)| *set != at) => {
+                let clock = shared.host.clock.clone();
+                let waker = Arc::downgrade(shared);
+                let id = clock.call_at(
+                    at,
+                    Box::new(move || {
+                        if let Some(shared) = waker.upgrade() {
+                            shared.observe(None);
+                        }
+                    }),
+                );
+                self.wake = Some((at, CancelOnDrop::new(clock, id)));
+            }
+            Some(_) => {}
+            None => self.wake = None,
+        }
     }
-    if initialized && !shared.stop_requested() {
-        let mut apps = Vec::new();
-        for slot in init_count..shared.stops.len() {
-            let container = loaded.next().expect("one loaded container per slot");
-            if init_count > 0 {
-                shared.update_container(slot, |status| {
-                    status.state =
-                        waiting_status(shared.container(slot), "ContainerCreating").state;
+
+    fn execute(&mut self, shared: &Arc<PodShared>, action: Action) {
+        match action {
+            Action::Start { slot } => {
+                let container = shared.container(slot);
+                let restart = self.view.slots[slot] != Slot::Waiting;
+                if restart
+                    || slot >= shared.spec.init_containers.len()
+                        && !shared.spec.init_containers.is_empty()
+                {
+                    // Kubernetes' reason while a container is being made (app containers
+                    // waited with `PodInitializing` until now).
+                    shared.update_container(slot, |status| {
+                        if restart {
+                            status.restart_count += 1;
+                        }
+                        status.state = waiting_status(container, "ContainerCreating").state;
+                    });
+                }
+                self.view.slots[slot] = Slot::Running { started: false };
+                self.run_created[slot] = shared.host.clock.now();
+                let run = container::run(shared.clone(), slot, self.loaded[slot].clone());
+                let reporter = RunEndReporter {
+                    shared: shared.clone(),
+                    slot,
+                    reported: false,
+                };
+                shared.runtime.spawn(async move {
+                    let end = run.await;
+                    reporter.report(end);
                 });
             }
-            apps.push((
+            Action::WaitBackOff {
                 slot,
-                tokio::spawn(container::supervise(
-                    shared.clone(),
-                    slot,
-                    container,
-                    shared.spec.restart_policy,
-                )),
-            ));
-        }
-        for (slot, supervisor) in apps {
-            shared.join(slot, supervisor).await;
+                delay,
+                until,
+                next,
+            } => {
+                let terminated = self.last_end[slot].clone().unwrap_or_default();
+                self.view.back_off[slot] = next;
+                self.view.slots[slot] = Slot::BackingOff { until };
+                self.earlier_state[slot] = shared.back_off_status(slot, terminated, delay);
+            }
+            Action::Stop { slot } => {
+                if let Some(request) = &self.last_stop {
+                    supersede(&shared.stops[slot], request);
+                }
+                let generation = self.view.stop.map_or(0, |stop| stop.generation);
+                self.view.handed[slot] = Some(Handed::Pod(generation));
+            }
+            Action::StopCompleted { slot } => {
+                let own = shared.stop_request_now(
+                    None,
+                    TerminationReason::PodCompleted,
+                    "every app container of the pod has ended",
+                );
+                supersede(&shared.stops[slot], &own);
+                self.view.handed[slot] = Some(Handed::PodCompleted);
+            }
+            Action::Finish { slot } => {
+                let completed = match self.view.slots[slot] {
+                    Slot::BackingOff { .. } => {
+                        // Ended where it stood: its last run, as before the back-off.
+                        let earlier = self.earlier_state[slot].take();
+                        shared.update_container(slot, |status| {
+                            status.state = status.last_state.take();
+                            status.last_state = earlier;
+                        });
+                        self.last_end[slot]
+                            .as_ref()
+                            .is_some_and(container::completed)
+                    }
+                    _ => {
+                        let terminated = self.last_end[slot].clone().unwrap_or_default();
+                        let completed = container::completed(&terminated);
+                        shared.update_container(slot, |status| {
+                            status.state = Some(ContainerState {
+                                terminated: Some(terminated),
+                                ..Default::default()
+                            });
+                            status.started = Some(false);
+                            status.ready = false;
+                        });
+                        completed
+                    }
+                };
+                self.view.slots[slot] = Slot::Done { completed };
+            }
+            Action::FinishPod => self.view.finished = true,
         }
     }
-    for (slot, supervisor) in sidecars.into_iter().rev() {
-        let own = shared.stop_request_now(
-            None,
-            TerminationReason::PodCompleted,
-            "every app container of the pod has ended",
-        );
-        supersede(
-            &shared.stops[slot],
-            &shared.stop_request.get().unwrap_or(own),
-        );
-        // A delete that came between reading the pod's request and writing the sidecar's found
-        // the sidecar's cell empty and passed it by: hand it on now.
-        if let Some(request) = shared.stop_request.get() {
-            supersede(&shared.stops[slot], &request);
-        }
-        shared.join(slot, supervisor).await;
+}
+
+/// Reports how a container run ended — also when its task failed (it killed the container's
+/// instances as it unwound) or was dropped, so that the pod still ends.
+struct RunEndReporter {
+    shared: Arc<PodShared>,
+    slot: usize,
+    reported: bool,
+}
+
+impl RunEndReporter {
+    fn report(mut self, end: ContainerStateTerminated) {
+        self.reported = true;
+        let slot = self.slot;
+        self.shared.observe(Some(Observation::Ended { slot, end }));
     }
-    shared
-        .finished
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    shared.refresh_phase();
-    // The pod's emptyDir volumes go with it.
-    shared.volumes.lock().unwrap().clear();
-    shared.hub.close();
+}
+
+impl Drop for RunEndReporter {
+    fn drop(&mut self) {
+        if self.reported {
+            return;
+        }
+        let failure = if std::thread::panicking() {
+            "the container's supervisor panicked"
+        } else {
+            "the container's supervisor was dropped before the container ended"
+        };
+        tracing::error!("container slot {}: {failure}", self.slot);
+        let end = ContainerStateTerminated {
+            exit_code: 1,
+            reason: Some("Error".into()),
+            message: Some(format!("wasmlet failed: {failure}")),
+            finished_at: Some(self.shared.now_time()),
+            ..Default::default()
+        };
+        let slot = self.slot;
+        self.shared.observe(Some(Observation::Ended { slot, end }));
+    }
 }
 
 /// Whether every container of `status` has terminated.
@@ -553,6 +717,43 @@ pub fn all_terminated(status: &PodStatus) -> bool {
 }
 
 impl PodShared {
+    /// Hands `observation` (if any) to the pod runner and lets it act, now, on this thread —
+    /// unless the runner is busy (on another thread, or further up this one's stack): then
+    /// it acts on it before it lets go.
+    pub(crate) fn observe(self: &Arc<Self>, observation: Option<Observation>) {
+        if let Some(observation) = observation {
+            self.observations.lock().unwrap().push(observation);
+        }
+        self.dirty.store(true, Ordering::SeqCst);
+        loop {
+            let mut runner = match self.runner.try_lock() {
+                Ok(runner) => runner,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            while self.dirty.swap(false, Ordering::SeqCst) {
+                let observations = std::mem::take(&mut *self.observations.lock().unwrap());
+                if let Some(runner) = runner.as_mut() {
+                    runner.step(self, observations);
+                }
+            }
+            drop(runner);
+            // Something observed after the last look, while the runner was still held.
+            if !self.dirty.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    /// Nothing of the pod runs or will run again: its phase is final, its volumes go.
+    fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.refresh_phase();
+        // The pod's emptyDir volumes go with it.
+        self.volumes.lock().unwrap().clear();
+        self.hub.close();
+    }
+
     /// The environment of `container`, resolved: pod fields filled in, and `$(NAME)` references
     /// to variables defined before each one expanded.
     pub fn container_env(
@@ -614,10 +815,6 @@ impl PodShared {
             .unwrap_or_else(|| &self.spec.containers[slot - init.len()])
     }
 
-    fn stop_requested(&self) -> bool {
-        self.stop_request.get().is_some()
-    }
-
     /// A stop request made now.
     fn stop_request_now(
         &self,
@@ -636,61 +833,50 @@ impl PodShared {
         }
     }
 
-    /// Whether the container of `slot` has started (is running, or ran and ended).
-    fn has_started(&self, slot: usize, status: &PodStatus) -> bool {
-        self.status_of(slot, status).is_some_and(|c| {
-            c.restart_count > 0
-                || c.last_state.is_some()
-                || c.state
-                    .as_ref()
-                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-        })
-    }
-
-    fn status_of<'s>(&self, slot: usize, status: &'s PodStatus) -> Option<&'s ContainerStatus> {
-        let init = self.spec.init_containers.len();
-        if slot < init {
-            status.init_container_statuses.as_ref()?.get(slot)
-        } else {
-            status.container_statuses.as_ref()?.get(slot - init)
-        }
-    }
-
-    /// Waits for the supervisor of `slot`; returns how the container ended. If the supervisor
-    /// itself failed, the container is reported as ended by that failure (it killed the
-    /// container's instances as it unwound), or the pod would never end.
-    async fn join(
+    /// Reports that the container of `slot` ended as `terminated` and waits `delay` to
+    /// restart (`CrashLoopBackOff`, a `BackOff` event); returns its last state before, which a
+    /// stop during the back-off puts back.
+    fn back_off_status(
         &self,
         slot: usize,
-        supervisor: tokio::task::JoinHandle<ContainerStateTerminated>,
-    ) -> Option<ContainerStateTerminated> {
-        match supervisor.await {
-            Ok(end) => Some(end),
-            Err(failure) => {
-                tracing::error!("the supervisor of container slot {slot} failed: {failure}");
-                let finished_at = self.now_time();
-                self.update_container(slot, |status| {
-                    if status
-                        .state
-                        .as_ref()
-                        .is_some_and(|s| s.terminated.is_none())
-                    {
-                        status.state = Some(ContainerState {
-                            terminated: Some(ContainerStateTerminated {
-                                exit_code: 1,
-                                reason: Some("Error".into()),
-                                message: Some(format!("wasmlet failed: {failure}")),
-                                finished_at: Some(finished_at),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        });
-                        status.ready = false;
-                    }
-                });
-                None
-            }
-        }
+        terminated: ContainerStateTerminated,
+        delay: Duration,
+    ) -> Option<ContainerState> {
+        let spec = self.container(slot);
+        let earlier = self.update_container_returning(slot, |status| {
+            let earlier = status.last_state.clone();
+            status.last_state = Some(ContainerState {
+                terminated: Some(terminated),
+                ..Default::default()
+            });
+            status.state = Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".into()),
+                    message: Some(format!(
+                        "back-off {} restarting failed container={} pod={}",
+                        humantime::format_duration(delay),
+                        spec.name,
+                        self.spec.name
+                    )),
+                }),
+                ..Default::default()
+            });
+            status.started = Some(false);
+            status.ready = false;
+            earlier
+        });
+        // The kubelet's message, without the delay (that is in the waiting state), so that the
+        // event is counted rather than repeated.
+        self.event(
+            EventType::Warning,
+            "BackOff",
+            Some(&spec.name),
+            format!(
+                "Back-off restarting failed container {} in pod {}",
+                spec.name, self.spec.name
+            ),
+        );
+        earlier
     }
 
     /// The pod phase Kubernetes derives from container states: `Pending` until the init

@@ -128,9 +128,10 @@ impl RunCommand {
             }
         }
 
+        let table = EventTable::for_pods(&pods);
         let printers: Vec<_> = pods
             .iter()
-            .map(|pod| tokio::spawn(print_updates(pod.watch(), self.output)))
+            .map(|pod| tokio::spawn(print_updates(pod.watch(), self.output, table)))
             .collect();
         if let Some(after) = self.stop_after {
             for pod in &pods {
@@ -223,19 +224,75 @@ fn is_webassembly(path: &std::path::Path) -> bool {
 /// The events table's header, printed once for all pods.
 static HEADER: std::sync::Once = std::sync::Once::new();
 
-async fn print_updates(mut updates: wasmlet::Watch, output: Output) {
+/// The layout of the events table on stderr. A streaming table cannot measure its rows ahead,
+/// but every object it will name is known before the first event: the pods given and their
+/// containers. So the `OBJECT` column is as wide as the longest of them, and the columns line
+/// up whatever the names.
+#[derive(Clone, Copy)]
+struct EventTable {
+    object_width: usize,
+}
+
+impl EventTable {
+    /// The narrowest `OBJECT` column: wide enough for the header and typical names.
+    const MIN_OBJECT_WIDTH: usize = 24;
+
+    fn for_pods(pods: &[wasmlet::Pod]) -> EventTable {
+        let longest = pods
+            .iter()
+            .flat_map(|pod| {
+                let spec = pod.spec();
+                let pod_object = format!("pod/{}", spec.name).len();
+                let containers = spec.init_containers.iter().chain(&spec.containers);
+                std::iter::once(pod_object)
+                    .chain(containers.map(move |c| pod_object + 1 + c.name.len()))
+            })
+            .max()
+            .unwrap_or(0);
+        EventTable {
+            object_width: longest.max(Self::MIN_OBJECT_WIDTH),
+        }
+    }
+
+    fn header(&self) -> String {
+        format!(
+            "{:>8}  {:<7}  {:<20}  {:<width$}  MESSAGE",
+            "AGE",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            width = self.object_width
+        )
+    }
+
+    fn row(&self, event: &Event) -> String {
+        let object = match &event.container {
+            Some(container) => format!("{}/{container}", event.object),
+            None => event.object.clone(),
+        };
+        // Continuation lines of a multi-line message start under the MESSAGE column.
+        let indent = " ".repeat(8 + 2 + 7 + 2 + 20 + 2 + self.object_width + 2);
+        format!(
+            "{:>7.3}s  {:<7}  {:<20}  {:<width$}  {}",
+            event.age.as_secs_f64(),
+            format!("{:?}", event.kind),
+            event.reason,
+            object,
+            event.message.replace('\n', &format!("\n{indent}| ")) + &event.repeats(),
+            width = self.object_width
+        )
+    }
+}
+
+async fn print_updates(mut updates: wasmlet::Watch, output: Output, table: EventTable) {
     while let Some(update) = updates.next().await {
         match update {
             PodUpdate::Event(event) => {
                 let mut stderr = std::io::stderr().lock();
                 HEADER.call_once(|| {
-                    let _ = writeln!(
-                        stderr,
-                        "{:>8}  {:<7}  {:<20}  {:<24}  MESSAGE",
-                        "AGE", "TYPE", "REASON", "OBJECT"
-                    );
+                    let _ = writeln!(stderr, "{}", table.header());
                 });
-                let _ = writeln!(stderr, "{}", format_event(&event));
+                let _ = writeln!(stderr, "{}", table.row(&event));
             }
             PodUpdate::Log(line) => {
                 let text = format!("{} {}", line.prefix(), line.line);
@@ -247,21 +304,6 @@ async fn print_updates(mut updates: wasmlet::Watch, output: Output) {
             }
         }
     }
-}
-
-fn format_event(event: &Event) -> String {
-    let object = match &event.container {
-        Some(container) => format!("{}/{container}", event.object),
-        None => event.object.clone(),
-    };
-    format!(
-        "{:>7.3}s  {:<7}  {:<20}  {:<24}  {}",
-        event.age.as_secs_f64(),
-        format!("{:?}", event.kind),
-        event.reason,
-        object,
-        event.message.replace('\n', "\n            | ") + &event.repeats()
-    )
 }
 
 /// 0 when the pod succeeded (every init and app container Completed); else the first failing

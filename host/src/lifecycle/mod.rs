@@ -1,0 +1,3 @@
+//! The lifecycle layer: what a pod decides ([`decide`]).
+
+pub(crate) mod decide;
