@@ -24,7 +24,7 @@ use crate::guest::{
     LogTarget, spawn_instance, spawn_task,
 };
 use crate::http::Server;
-use crate::manifest::{ContainerSpec, ExecTarget, Handler};
+use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
 use crate::pod::{LoadedContainer, Mount, Observation, PodShared, StopRequest};
 use crate::probe::{ProbeReport, Probes};
 
@@ -210,12 +210,13 @@ pub(crate) fn completed(end: &ContainerStateTerminated) -> bool {
 }
 
 /// Runs the container once, from its start to its end (on its own, or stopped), and says how
-/// it ended. Whether it runs again is the pod's decision (`lifecycle::decide`).
+/// it ended, and whether wasmlet stopped it because a liveness or startup probe failed.
+/// Whether it runs again is the pod's decision (`lifecycle::decide`).
 pub(crate) async fn run(
     pod: Arc<PodShared>,
     index: usize,
     loaded: LoadedContainer,
-) -> ContainerStateTerminated {
+) -> (ContainerStateTerminated, bool) {
     let context = ContainerContext::new(
         pod.host.clock.clone(),
         pod.host.clock_origin,
@@ -231,11 +232,14 @@ async fn run_once(
     index: usize,
     loaded: LoadedContainer,
     context: Arc<ContainerContext>,
-) -> ContainerStateTerminated {
+) -> (ContainerStateTerminated, bool) {
     let spec = pod.container(index).clone();
     let mounts = match pod.mounts(&spec) {
         Ok(mounts) => mounts,
-        Err(message) => return start_error(&pod, &spec, "CreateContainerConfigError", message),
+        Err(message) => {
+            let end = start_error(&pod, &spec, "CreateContainerConfigError", message);
+            return (end, false);
+        }
     };
     let tmp_dir = tempfile::Builder::new()
         .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
@@ -286,7 +290,12 @@ async fn run_once(
         startup_passed: false,
         probe_ready: None,
     };
-    supervisor.run().await
+    let end = supervisor.run().await;
+    let killed_by_probe = matches!(
+        supervisor.stop_reason,
+        Some((TerminationReason::ProbeFailed, _))
+    );
+    (end, killed_by_probe)
 }
 
 impl Drop for Supervisor {
@@ -500,6 +509,9 @@ impl Supervisor {
         match report {
             ProbeReport::Started => {
                 self.startup_passed = true;
+                if self.running {
+                    self.report_started();
+                }
                 self.refresh_ready();
                 None
             }
@@ -514,12 +526,17 @@ impl Supervisor {
                 }
                 let grace = grace.unwrap_or_else(|| self.pod.grace_period());
                 let now = self.pod.host.clock.now();
-                // The kubelet kills the container (preStop runs) and restarts it per policy.
+                // The kubelet kills the container (preStop runs) and restarts it unless the
+                // policy is Never, whatever it exits with; only then does its message say so
+                // (`computePodActions`: `if restart { message += ", will be restarted" }`).
+                let restarts =
+                    self.spec.sidecar || self.pod.spec.restart_policy != RestartPolicy::Never;
+                let will = if restarts { ", will be restarted" } else { "" };
                 self.begin_stop(
                     grace,
                     after(now, grace),
                     TerminationReason::ProbeFailed,
-                    format!("failed {} probe, will be restarted", kind.name()),
+                    format!("failed {} probe{will}", kind.name()),
                 )
             }
         }
@@ -833,6 +850,14 @@ impl Supervisor {
             self.probes_started = true;
             self.probes = Probes::start(&self.launcher, self.started_instant);
         }
+    }
+
+    /// Tells the pod runner that the container has started: its postStart is done and its
+    /// startup probe, if any, has passed — what the next container waits for after a sidecar
+    /// (`computeInitContainerActions` in `pkg/kubelet/kuberuntime/kuberuntime_container.go`).
+    fn report_started(&self) {
+        self.pod
+            .observe(Some(Observation::Started { slot: self.index }));
     }
 
     /// Says how the container ended (an event, and the terminated state to report).

@@ -700,6 +700,23 @@ impl PodSpec {
                         .into(),
                 );
             }
+            // As the API server's `validateInitContainers` (pkg/apis/core/validation): only
+            // a sidecar is probed; a plain init container runs to completion.
+            if init && !sidecar {
+                for (field, probe) in [
+                    ("livenessProbe", &container.liveness_probe),
+                    ("readinessProbe", &container.readiness_probe),
+                    ("startupProbe", &container.startup_probe),
+                ] {
+                    if probe.is_some() {
+                        problem(
+                            &format!("{at}.{field}"),
+                            "may not be set for init containers without restartPolicy=Always"
+                                .into(),
+                        );
+                    }
+                }
+            }
             let grace = grace.unwrap_or(DEFAULT_GRACE_PERIOD);
             match container_spec(container, &at, base, grace, &volumes) {
                 Ok(mut spec) => {

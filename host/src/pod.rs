@@ -300,7 +300,7 @@ impl Pod {
                 ),
             );
         }
-        let runner = PodRunner::new(&shared.spec, loaded.containers, clock.now());
+        let runner = PodRunner::new(&shared.spec, loaded.containers);
         *shared.runner.lock().unwrap() = Some(runner);
         shared.observe(None);
         Pod { shared }
@@ -459,10 +459,12 @@ fn supersede(cell: &Watched<Option<StopRequest>>, request: &StopRequest) -> bool
 pub(crate) enum Observation {
     /// The run of `slot` has started: its postStart is done.
     Started { slot: usize },
-    /// The run of `slot` ended this way.
+    /// The run of `slot` ended this way; `killed_by_probe`: wasmlet stopped it because its
+    /// liveness or startup probe failed.
     Ended {
         slot: usize,
         end: ContainerStateTerminated,
+        killed_by_probe: bool,
     },
 }
 
@@ -473,8 +475,6 @@ pub(crate) enum Observation {
 pub(crate) struct PodRunner {
     view: PodView,
     loaded: Vec<LoadedContainer>,
-    /// When each slot's current run was created.
-    run_created: Vec<Instant>,
     /// How each slot's last run ended.
     last_end: Vec<Option<ContainerStateTerminated>>,
     /// Each slot's last state before its back-off, which a stop during the back-off puts back.
@@ -486,7 +486,7 @@ pub(crate) struct PodRunner {
 }
 
 impl PodRunner {
-    fn new(spec: &PodSpec, loaded: Vec<LoadedContainer>, now: Instant) -> PodRunner {
+    fn new(spec: &PodSpec, loaded: Vec<LoadedContainer>) -> PodRunner {
         let init = spec.init_containers.iter().map(|container| {
             if container.sidecar {
                 SlotKind::Sidecar
@@ -510,7 +510,6 @@ impl PodRunner {
                 finished: false,
             },
             loaded,
-            run_created: vec![now; slots],
             last_end: vec![None; slots],
             earlier_state: vec![None; slots],
             last_stop: None,
@@ -528,10 +527,15 @@ impl PodRunner {
                         *started = true;
                     }
                 }
-                Observation::Ended { slot, end } => {
+                Observation::Ended {
+                    slot,
+                    end,
+                    killed_by_probe,
+                } => {
                     self.view.slots[slot] = Slot::Exited(Exit {
                         completed: container::completed(&end),
-                        ran_for: now.saturating_duration_since(self.run_created[slot]),
+                        killed_by_probe,
+                        at: now,
                     });
                     self.last_end[slot] = Some(end);
                 }
@@ -578,9 +582,12 @@ impl PodRunner {
 
     fn execute(&mut self, shared: &Arc<PodShared>, action: Action) {
         match action {
-            Action::Start { slot } => {
+            Action::Start { slot } | Action::Restart { slot, .. } => {
                 let container = shared.container(slot);
-                let restart = self.view.slots[slot] != Slot::Waiting;
+                let restart = matches!(action, Action::Restart { .. });
+                if let Action::Restart { back_off, .. } = action {
+                    self.view.back_off[slot] = back_off;
+                }
                 if restart
                     || slot >= shared.spec.init_containers.len()
                         && !shared.spec.init_containers.is_empty()
@@ -595,7 +602,6 @@ impl PodRunner {
                     });
                 }
                 self.view.slots[slot] = Slot::Running { started: false };
-                self.run_created[slot] = shared.host.clock.now();
                 let run = container::run(shared.clone(), slot, self.loaded[slot].clone());
                 let reporter = RunEndReporter {
                     shared: shared.clone(),
@@ -603,19 +609,17 @@ impl PodRunner {
                     reported: false,
                 };
                 shared.runtime.spawn(async move {
-                    let end = run.await;
-                    reporter.report(end);
+                    let (end, killed_by_probe) = run.await;
+                    reporter.report(end, killed_by_probe);
                 });
             }
-            Action::WaitBackOff {
-                slot,
-                delay,
-                until,
-                next,
-            } => {
+            Action::WaitBackOff { slot, delay, until } => {
                 let terminated = self.last_end[slot].clone().unwrap_or_default();
-                self.view.back_off[slot] = next;
-                self.view.slots[slot] = Slot::BackingOff { until };
+                let exit = match self.view.slots[slot] {
+                    Slot::Exited(exit) => exit.at,
+                    _ => shared.host.clock.now(),
+                };
+                self.view.slots[slot] = Slot::BackingOff { until, exit };
                 self.earlier_state[slot] = shared.back_off_status(slot, terminated, delay);
             }
             Action::Stop { slot } => {
@@ -677,10 +681,14 @@ struct RunEndReporter {
 }
 
 impl RunEndReporter {
-    fn report(mut self, end: ContainerStateTerminated) {
+    fn report(mut self, end: ContainerStateTerminated, killed_by_probe: bool) {
         self.reported = true;
         let slot = self.slot;
-        self.shared.observe(Some(Observation::Ended { slot, end }));
+        self.shared.observe(Some(Observation::Ended {
+            slot,
+            end,
+            killed_by_probe,
+        }));
     }
 }
 
@@ -690,11 +698,12 @@ impl Drop for RunEndReporter {
             return;
         }
         let failure = if std::thread::panicking() {
+            tracing::error!("container slot {}: its supervisor panicked", self.slot);
             "the container's supervisor panicked"
         } else {
+            // Its runtime is shutting down (the embedder dropped it, or a simulation ended).
             "the container's supervisor was dropped before the container ended"
         };
-        tracing::error!("container slot {}: {failure}", self.slot);
         let end = ContainerStateTerminated {
             exit_code: 1,
             reason: Some("Error".into()),
@@ -703,7 +712,11 @@ impl Drop for RunEndReporter {
             ..Default::default()
         };
         let slot = self.slot;
-        self.shared.observe(Some(Observation::Ended { slot, end }));
+        self.shared.observe(Some(Observation::Ended {
+            slot,
+            end,
+            killed_by_probe: false,
+        }));
     }
 }
 

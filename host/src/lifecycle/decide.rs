@@ -48,8 +48,10 @@ impl PodPlan {
 pub(crate) struct Exit {
     /// Exit code 0 and reason `Completed`.
     pub completed: bool,
-    /// How long the run lasted, from its creation to its end.
-    pub ran_for: Duration,
+    /// wasmlet stopped it because its liveness or startup probe failed.
+    pub killed_by_probe: bool,
+    /// When it ended (the kubelet's `FinishedAt`).
+    pub at: Instant,
 }
 
 /// What is observed of one container slot.
@@ -62,8 +64,8 @@ pub(crate) enum Slot {
     Running { started: bool },
     /// Its last run ended and nothing has been decided about it yet.
     Exited(Exit),
-    /// Waits for its restart until `until`.
-    BackingOff { until: Instant },
+    /// Ended at `exit` and waits for its restart until `until`.
+    BackingOff { until: Instant, exit: Instant },
     /// Ended for good; `completed` as its last run ended.
     Done { completed: bool },
 }
@@ -83,40 +85,50 @@ impl Slot {
     }
 }
 
-/// The kubelet's restart back-off of one container: 10 s, doubling, capped at 300 s, back to
-/// 10 s for a container that ran 10 minutes before it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kubelet's restart back-off of one container (`doBackOff` in
+/// `pkg/kubelet/kuberuntime/kuberuntime_manager.go`, on client-go's `flowcontrol.Backoff` with
+/// the kubelet's `HasExpiredFunc`): no entry until the first restart, so the first restart is
+/// immediate; each restart after that waits the entry's back-off from the exit, 10 s doubling
+/// to 300 s; an exit more than 600 s after the last restart finds the entry expired and
+/// restarts at once, starting over at 10 s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct BackOff {
-    next: Duration,
+    /// The current back-off and when it was last updated (`lastUpdate`), once there is one.
+    entry: Option<(Duration, Instant)>,
 }
 
-/// The wait before the first restart (Kubernetes' initial back-off).
+/// The initial back-off (the kubelet's `containerBackOffPeriod`).
 pub const BACK_OFF_INITIAL: Duration = Duration::from_secs(10);
-/// The longest wait between restarts.
+/// The longest back-off (`MaxContainerBackOff`).
 pub const BACK_OFF_MAX: Duration = Duration::from_secs(300);
-/// A container that ran this long before it ended restarts after the initial back-off again.
-pub const BACK_OFF_RESET: Duration = Duration::from_secs(600);
-
-impl Default for BackOff {
-    fn default() -> Self {
-        BackOff {
-            next: BACK_OFF_INITIAL,
-        }
-    }
-}
+/// An entry older than this, at an exit, has expired (the kubelet's `HasExpiredFunc`).
+pub const BACK_OFF_EXPIRY: Duration = Duration::from_secs(600);
 
 impl BackOff {
-    /// The wait before restarting a container that ran for `ran_for`, and the back-off after it.
-    fn delay(self, ran_for: Duration) -> (Duration, BackOff) {
-        let current = if ran_for >= BACK_OFF_RESET {
-            BACK_OFF_INITIAL
-        } else {
-            self.next
+    fn expired(entry: (Duration, Instant), at: Instant) -> bool {
+        at.saturating_duration_since(entry.1) > BACK_OFF_EXPIRY
+    }
+
+    /// `IsInBackOffSince(exit)`: the restart of a container that ended at `exit` must wait
+    /// until the returned time (with the back-off in force), or may happen at once (`None`).
+    fn wait_after(self, exit: Instant) -> Option<(Duration, Instant)> {
+        let entry = self.entry?;
+        if Self::expired(entry, exit) {
+            return None;
+        }
+        Some((entry.0, crate::clock::after(exit, entry.0)))
+    }
+
+    /// `Next(exit)` at `now`, when the container restarts: the entry starts at 10 s (none
+    /// yet, or expired), or doubles up to 300 s.
+    fn next(self, exit: Instant, now: Instant) -> BackOff {
+        let backoff = match self.entry {
+            Some(entry) if !Self::expired(entry, exit) => (entry.0 * 2).min(BACK_OFF_MAX),
+            _ => BACK_OFF_INITIAL,
         };
-        let next = BackOff {
-            next: (current * 2).min(BACK_OFF_MAX),
-        };
-        (current, next)
+        BackOff {
+            entry: Some((backoff, now)),
+        }
     }
 }
 
@@ -155,15 +167,15 @@ pub(crate) struct PodView {
 /// One thing the pod runner is to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Start a run of the container: its first, or a restart after its back-off.
+    /// Start the container's first run.
     Start { slot: usize },
-    /// The container ended and restarts after `delay`, at `until` (`CrashLoopBackOff`); its
-    /// back-off is `next` from now on.
+    /// Start the container again; its back-off is `back_off` from now on.
+    Restart { slot: usize, back_off: BackOff },
+    /// The container ended and may restart only after `delay`, at `until` (`CrashLoopBackOff`).
     WaitBackOff {
         slot: usize,
         delay: Duration,
         until: Instant,
-        next: BackOff,
     },
     /// Hand the container the pod's stop request (preStop, terminate, kill at its deadline).
     Stop { slot: usize },
@@ -195,30 +207,40 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
     // What each slot becomes once the actions of this decision are done.
     let mut slots = view.slots.clone();
 
-    // Ended runs: restart after the back-off, or end for good. A container that was handed a
-    // stop never restarts; otherwise restartPolicy decides (`computePodActions`).
+    // Ended runs: restart (at once, or after the back-off), or end for good. A container that
+    // was handed a stop never restarts (`ShouldContainerBeRestarted`: the pod is being
+    // deleted); otherwise restartPolicy decides, and one killed for a failed liveness or
+    // startup probe restarts whatever its exit code unless the policy is `Never`
+    // (`computePodActions`: `restart := shouldRestartOnFailure(pod)` for a failed probe).
     for (slot, state) in slots.iter_mut().enumerate() {
         match *state {
             Slot::Exited(exit) => {
+                let policy = plan.policy(slot);
                 let restarts = view.handed[slot].is_none()
                     && !stopping
-                    && plan.policy(slot).restarts(exit.completed);
-                if restarts {
-                    let (delay, next) = view.back_off[slot].delay(exit.ran_for);
-                    let until = crate::clock::after(now, delay);
-                    wake_at = Some(wake_at.map_or(until, |at| at.min(until)));
-                    actions.push(Action::WaitBackOff {
-                        slot,
-                        delay,
-                        until,
-                        next,
-                    });
-                    *state = Slot::BackingOff { until };
-                } else {
+                    && (policy.restarts(exit.completed)
+                        || exit.killed_by_probe && policy != RestartPolicy::Never);
+                if !restarts {
                     actions.push(Action::Finish { slot });
                     *state = Slot::Done {
                         completed: exit.completed,
                     };
+                    continue;
+                }
+                match view.back_off[slot].wait_after(exit.at) {
+                    Some((delay, until)) if until > now => {
+                        wake_at = Some(wake_at.map_or(until, |at| at.min(until)));
+                        actions.push(Action::WaitBackOff { slot, delay, until });
+                        *state = Slot::BackingOff {
+                            until,
+                            exit: exit.at,
+                        };
+                    }
+                    _ => {
+                        let back_off = view.back_off[slot].next(exit.at, now);
+                        actions.push(Action::Restart { slot, back_off });
+                        *state = Slot::Running { started: false };
+                    }
                 }
             }
             // A stop during the back-off ends the container where it stands.
@@ -227,11 +249,12 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
                 // How it ended is the run before the back-off: the runner keeps it.
                 *state = Slot::Done { completed: false };
             }
-            Slot::BackingOff { until } if until <= now => {
-                actions.push(Action::Start { slot });
+            Slot::BackingOff { until, exit } if until <= now => {
+                let back_off = view.back_off[slot].next(exit, now);
+                actions.push(Action::Restart { slot, back_off });
                 *state = Slot::Running { started: false };
             }
-            Slot::BackingOff { until } => {
+            Slot::BackingOff { until, .. } => {
                 wake_at = Some(wake_at.map_or(until, |at| at.min(until)));
             }
             _ => {}
@@ -267,10 +290,16 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
             initialized = false;
             break;
         }
-        let ready_for_next = match kind {
-            SlotKind::Sidecar => state.has_started(),
-            _ => state == Slot::Done { completed: true },
-        };
+        // A container after this one already started: this one no longer gates anything (a
+        // sidecar restarted after the next container started does not hold it back).
+        let next_started = slots
+            .get(slot + 1)
+            .is_some_and(|next| *next != Slot::Waiting);
+        let ready_for_next = next_started
+            || match kind {
+                SlotKind::Sidecar => state.has_started(),
+                _ => state == Slot::Done { completed: true },
+            };
         if !ready_for_next {
             initialized = false;
             init_failed = matches!(state, Slot::Done { completed: false });
@@ -316,6 +345,22 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    //! Table tests of the pod's decisions. Those named after a case of the kubelet's
+    //! `TestComputePodActions`, `TestComputePodActionsWithInitContainers` or
+    //! `TestComputePodActionsWithRestartableInitContainers`
+    //! (`pkg/kubelet/kuberuntime/kuberuntime_manager_test.go`) port that case: its container
+    //! statuses become [`Slot`]s, its `ContainersToStart`/`InitContainersToStart` become
+    //! `Start`/`Restart`, `KillPod` of a pod whose containers all ended becomes `FinishPod` (or
+    //! a sidecar's `StopCompleted`). Cases left out, and why:
+    //! - sandbox cases (a dead or IP-less sandbox, `Attempt`, `CreateSandbox`): a wasmlet pod
+    //!   has no sandbox to lose;
+    //! - container definition (hash or image) changes: a running pod's spec never changes;
+    //! - ephemeral containers and in-place resize: not supported;
+    //! - the `Unknown` and `Created`-but-not-started states: a wasmlet run is created and
+    //!   started in one step and its state is always known;
+    //! - the liveness/startup failure cases of running containers: the container's own
+    //!   supervisor stops a container whose probe failed (`container.rs`), and the decision
+    //!   here is the restart that follows (`killed_by_probe`).
     use super::*;
     use Action::*;
     use SlotKind::{App, Init, Sidecar};
@@ -327,132 +372,367 @@ mod tests {
                 restart_policy: RestartPolicy::Always,
             },
             slots: slots.to_vec(),
-            back_off: vec![BackOff::default(); kinds.len()],
+            back_off: vec![super::BackOff::default(); kinds.len()],
             handed: vec![None; kinds.len()],
             stop: None,
             finished: false,
         }
     }
 
-    fn exit(completed: bool) -> Slot {
+    fn exited(completed: bool, at: Instant) -> Slot {
         Slot::Exited(Exit {
             completed,
-            ran_for: Duration::from_secs(1),
+            killed_by_probe: false,
+            at,
         })
+    }
+
+    fn first_back_off(now: Instant) -> super::BackOff {
+        super::BackOff {
+            entry: Some((BACK_OFF_INITIAL, now)),
+        }
     }
 
     const RUNNING: Slot = Slot::Running { started: true };
     const STARTING: Slot = Slot::Running { started: false };
+    const COMPLETED: Slot = Slot::Done { completed: true };
+    const WAITING: Slot = Slot::Waiting;
+
+    fn with_policy(mut view: PodView, policy: RestartPolicy) -> PodView {
+        view.plan.restart_policy = policy;
+        view
+    }
+
+    // TestComputePodActions
 
     #[test]
-    fn a_new_pod_starts_its_first_init_container_alone() {
+    fn everything_is_good_do_nothing() {
         let now = Instant::now();
-        let view = view(&[Init, Init, App], &[Slot::Waiting; 3]);
+        let view = view(&[App, App, App], &[RUNNING; 3]);
+        assert_eq!(decide(&view, now).actions, []);
+    }
+
+    #[test]
+    fn start_all_containers_for_a_new_pod() {
+        let now = Instant::now();
+        let view = view(&[App, App, App], &[WAITING; 3]);
+        assert_eq!(
+            decide(&view, now).actions,
+            [Start { slot: 0 }, Start { slot: 1 }, Start { slot: 2 }]
+        );
+    }
+
+    #[test]
+    fn restart_exited_containers_if_restart_policy_is_always() {
+        let now = Instant::now();
+        let view = view(
+            &[App, App, App],
+            &[exited(true, now), exited(false, now), RUNNING],
+        );
+        let back_off = first_back_off(now);
+        assert_eq!(
+            decide(&view, now).actions,
+            [Restart { slot: 0, back_off }, Restart { slot: 1, back_off }]
+        );
+    }
+
+    #[test]
+    fn restart_failed_containers_if_restart_policy_is_on_failure() {
+        let now = Instant::now();
+        let view = with_policy(
+            view(
+                &[App, App, App],
+                &[exited(true, now), exited(false, now), RUNNING],
+            ),
+            RestartPolicy::OnFailure,
+        );
+        let back_off = first_back_off(now);
+        assert_eq!(
+            decide(&view, now).actions,
+            [Finish { slot: 0 }, Restart { slot: 1, back_off }]
+        );
+    }
+
+    #[test]
+    fn dont_restart_containers_if_restart_policy_is_never() {
+        let now = Instant::now();
+        let view = with_policy(
+            view(
+                &[App, App, App],
+                &[exited(true, now), exited(false, now), RUNNING],
+            ),
+            RestartPolicy::Never,
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [Finish { slot: 0 }, Finish { slot: 1 }]
+        );
+    }
+
+    #[test]
+    fn kill_and_recreate_the_container_if_the_liveness_check_has_failed() {
+        // Under OnFailure too, and whatever the exit code (`restart := shouldRestartOnFailure`).
+        let now = Instant::now();
+        for policy in [RestartPolicy::Always, RestartPolicy::OnFailure] {
+            let mut view = with_policy(view(&[App, App], &[RUNNING, RUNNING]), policy);
+            view.slots[1] = Slot::Exited(Exit {
+                completed: true,
+                killed_by_probe: true,
+                at: now,
+            });
+            assert_eq!(
+                decide(&view, now).actions,
+                [Restart {
+                    slot: 1,
+                    back_off: first_back_off(now)
+                }],
+                "{policy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_container_killed_for_a_failed_probe_is_not_restarted_under_never() {
+        let now = Instant::now();
+        let mut view = with_policy(view(&[App], &[RUNNING]), RestartPolicy::Never);
+        view.slots[0] = Slot::Exited(Exit {
+            completed: false,
+            killed_by_probe: true,
+            at: now,
+        });
+        assert_eq!(decide(&view, now).actions, [Finish { slot: 0 }, FinishPod]);
+    }
+
+    // TestComputePodActionsWithInitContainers
+
+    #[test]
+    fn initialization_completed_start_all_containers() {
+        let now = Instant::now();
+        let view = view(
+            &[Init, Init, Init, App, App, App],
+            &[COMPLETED, COMPLETED, COMPLETED, WAITING, WAITING, WAITING],
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [Start { slot: 3 }, Start { slot: 4 }, Start { slot: 5 }]
+        );
+    }
+
+    #[test]
+    fn no_init_containers_have_been_started_start_the_first_one() {
+        let now = Instant::now();
+        let view = view(&[Init, Init, Init, App], &[WAITING; 4]);
         assert_eq!(decide(&view, now).actions, [Start { slot: 0 }]);
     }
 
     #[test]
-    fn app_containers_start_together_once_init_containers_completed() {
+    fn initialization_in_progress_do_nothing() {
         let now = Instant::now();
-        let done = Slot::Done { completed: true };
-        let view = view(&[Init, App, App], &[done, Slot::Waiting, Slot::Waiting]);
-        assert_eq!(
-            decide(&view, now).actions,
-            [Start { slot: 1 }, Start { slot: 2 }]
+        let view = view(
+            &[Init, Init, Init, App],
+            &[COMPLETED, COMPLETED, RUNNING, WAITING],
         );
+        assert_eq!(decide(&view, now).actions, []);
     }
 
     #[test]
-    fn the_next_container_waits_until_a_sidecar_has_started() {
+    fn initialization_failed_restart_the_last_init_container_if_restart_policy_is_always_or_on_failure()
+     {
         let now = Instant::now();
-        let starting = view(&[Sidecar, App], &[STARTING, Slot::Waiting]);
-        assert_eq!(decide(&starting, now).actions, []);
-        let started = view(&[Sidecar, App], &[RUNNING, Slot::Waiting]);
-        assert_eq!(decide(&started, now).actions, [Start { slot: 1 }]);
-    }
-
-    #[test]
-    fn restart_policy_decides_whether_an_ended_container_restarts() {
-        let now = Instant::now();
-        for (policy, completed, restarts) in [
-            (RestartPolicy::Always, true, true),
-            (RestartPolicy::Always, false, true),
-            (RestartPolicy::OnFailure, true, false),
-            (RestartPolicy::OnFailure, false, true),
-            (RestartPolicy::Never, false, false),
-        ] {
-            let mut view = view(&[App, App], &[exit(completed), RUNNING]);
-            view.plan.restart_policy = policy;
-            let actions = decide(&view, now).actions;
-            let expected = if restarts {
-                WaitBackOff {
-                    slot: 0,
-                    delay: BACK_OFF_INITIAL,
-                    until: now + BACK_OFF_INITIAL,
-                    next: super::BackOff {
-                        next: BACK_OFF_INITIAL * 2,
-                    },
-                }
-            } else {
-                Finish { slot: 0 }
-            };
-            assert_eq!(actions, [expected], "{policy:?}, completed: {completed}");
+        for policy in [RestartPolicy::Always, RestartPolicy::OnFailure] {
+            let view = with_policy(
+                view(
+                    &[Init, Init, Init, App],
+                    &[COMPLETED, COMPLETED, exited(false, now), WAITING],
+                ),
+                policy,
+            );
+            assert_eq!(
+                decide(&view, now).actions,
+                [Restart {
+                    slot: 2,
+                    back_off: first_back_off(now)
+                }],
+                "{policy:?}"
+            );
         }
     }
 
     #[test]
-    fn a_failed_init_container_under_never_fails_the_pod_and_starts_nothing() {
+    fn initialization_failed_kill_pod_if_restart_policy_is_never() {
         let now = Instant::now();
-        let mut view = view(&[Init, App], &[exit(false), Slot::Waiting]);
-        view.plan.restart_policy = RestartPolicy::Never;
-        assert_eq!(decide(&view, now).actions, [Finish { slot: 0 }, FinishPod]);
+        let view = with_policy(
+            view(
+                &[Init, Init, Init, App],
+                &[COMPLETED, COMPLETED, exited(false, now), WAITING],
+            ),
+            RestartPolicy::Never,
+        );
+        assert_eq!(decide(&view, now).actions, [Finish { slot: 2 }, FinishPod]);
     }
 
     #[test]
-    fn an_init_container_under_always_restarts_on_failure_only() {
+    fn an_init_container_that_completed_is_not_run_again_under_always() {
         let now = Instant::now();
-        let failed = view(&[Init, App], &[exit(false), Slot::Waiting]);
-        assert!(matches!(
-            decide(&failed, now).actions[..],
-            [WaitBackOff { slot: 0, .. }]
-        ));
-        let completed = view(&[Init, App], &[exit(true), Slot::Waiting]);
+        let view = view(&[Init, App], &[exited(true, now), WAITING]);
         assert_eq!(
-            decide(&completed, now).actions,
+            decide(&view, now).actions,
             [Finish { slot: 0 }, Start { slot: 1 }]
         );
     }
 
+    // TestComputePodActionsWithRestartableInitContainers
+
     #[test]
-    fn a_back_off_ends_with_a_restart_at_its_time_and_wakes_the_runner_until_then() {
+    fn restartable_init_container_has_started_start_the_next() {
         let now = Instant::now();
-        let until = now + Duration::from_secs(10);
-        let view = view(&[App], &[Slot::BackingOff { until }]);
-        let early = decide(&view, now);
-        assert_eq!((early.actions, early.wake_at), (vec![], Some(until)));
-        assert_eq!(decide(&view, until).actions, [Start { slot: 0 }]);
+        let view = view(
+            &[Sidecar, Sidecar, Sidecar, App],
+            &[RUNNING, WAITING, WAITING, WAITING],
+        );
+        assert_eq!(decide(&view, now).actions, [Start { slot: 1 }]);
     }
 
     #[test]
-    fn back_off_doubles_to_five_minutes_and_resets_after_ten_minutes_of_running() {
-        let quick = Duration::from_secs(1);
-        let mut back_off = super::BackOff::default();
-        let mut delays = Vec::new();
-        for _ in 0..8 {
-            let (delay, next) = back_off.delay(quick);
-            delays.push(delay.as_secs());
-            back_off = next;
-        }
-        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
-        let (delay, next) = back_off.delay(BACK_OFF_RESET);
-        assert_eq!(delay, BACK_OFF_INITIAL);
-        assert_eq!(next.delay(quick).0, Duration::from_secs(20));
+    fn startup_probe_has_not_passed_do_nothing() {
+        // A sidecar is started once its postStart is done and its startup probe has passed.
+        let now = Instant::now();
+        let view = view(
+            &[Sidecar, Sidecar, Sidecar, App],
+            &[RUNNING, STARTING, WAITING, WAITING],
+        );
+        assert_eq!(decide(&view, now).actions, []);
     }
+
+    #[test]
+    fn restartable_initialization_completed_start_all_containers() {
+        let now = Instant::now();
+        let view = view(
+            &[Sidecar, Sidecar, Sidecar, App, App, App],
+            &[RUNNING, RUNNING, RUNNING, WAITING, WAITING, WAITING],
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [Start { slot: 3 }, Start { slot: 4 }, Start { slot: 5 }]
+        );
+    }
+
+    #[test]
+    fn restart_terminated_restartable_init_container_and_regular_containers() {
+        let now = Instant::now();
+        let view = view(
+            &[Sidecar, Sidecar, Sidecar, App],
+            &[exited(false, now), RUNNING, RUNNING, WAITING],
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [
+                Restart {
+                    slot: 0,
+                    back_off: first_back_off(now)
+                },
+                Start { slot: 3 }
+            ]
+        );
+    }
+
+    #[test]
+    fn restart_the_last_restartable_init_container_even_if_pods_restart_policy_is_never() {
+        let now = Instant::now();
+        let view = with_policy(
+            view(
+                &[Sidecar, Sidecar, Sidecar, App],
+                &[RUNNING, RUNNING, exited(false, now), RUNNING],
+            ),
+            RestartPolicy::Never,
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [Restart {
+                slot: 2,
+                back_off: first_back_off(now)
+            }]
+        );
+    }
+
+    #[test]
+    fn kill_the_pod_if_all_main_containers_succeeded_if_pods_restart_policy_is_never() {
+        // The sidecars are stopped, the last first; none is restarted.
+        let now = Instant::now();
+        let view = with_policy(
+            view(
+                &[Sidecar, Sidecar, App, App],
+                &[RUNNING, RUNNING, COMPLETED, exited(true, now)],
+            ),
+            RestartPolicy::Never,
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [Finish { slot: 3 }, StopCompleted { slot: 1 }]
+        );
+    }
+
+    // doBackOff
+
+    #[test]
+    fn the_first_restart_is_immediate_then_back_off_doubles_to_five_minutes() {
+        // The kubelet's e2e restart times: "0s, 0s, 10s, 30s, 70s, 150s, 310s".
+        let start = Instant::now();
+        let mut view = view(&[App], &[exited(false, start)]);
+        let mut now = start;
+        let mut restarts = Vec::new();
+        while restarts.len() < 9 {
+            let decision = decide(&view, now);
+            match decision.actions[..] {
+                [Restart { slot: 0, back_off }] => {
+                    restarts.push(now.duration_since(start).as_secs());
+                    view.back_off[0] = back_off;
+                    // It crashes again at once.
+                    view.slots[0] = exited(false, now);
+                }
+                [WaitBackOff { slot: 0, until, .. }] => {
+                    view.slots[0] = Slot::BackingOff { until, exit: now };
+                    assert_eq!(decision.wake_at, Some(until));
+                    now = until;
+                }
+                ref other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(restarts, [0, 10, 30, 70, 150, 310, 610, 910, 1210]);
+    }
+
+    #[test]
+    fn an_exit_more_than_ten_minutes_after_the_last_restart_restarts_at_once_and_starts_over() {
+        let start = Instant::now();
+        let mut view = view(&[App], &[RUNNING]);
+        // Restarted at `start` after a back-off of 160 s.
+        view.back_off[0] = super::BackOff {
+            entry: Some((Duration::from_secs(160), start)),
+        };
+        let late = start + BACK_OFF_EXPIRY + Duration::from_secs(1);
+        view.slots[0] = exited(false, late);
+        assert_eq!(
+            decide(&view, late).actions,
+            [Restart {
+                slot: 0,
+                back_off: first_back_off(late)
+            }]
+        );
+        // Within ten minutes: the back-off, doubled at the restart.
+        let soon = start + Duration::from_secs(5);
+        view.slots[0] = exited(false, soon);
+        assert!(matches!(
+            decide(&view, soon).actions[..],
+            [WaitBackOff { delay, .. }] if delay == Duration::from_secs(160)
+        ));
+    }
+
+    // Stops
 
     #[test]
     fn a_delete_stops_every_running_container_but_sidecars_and_starts_nothing() {
         let now = Instant::now();
-        let mut view = view(&[Sidecar, Init, App], &[RUNNING, STARTING, Slot::Waiting]);
+        let mut view = view(&[Sidecar, Init, App], &[RUNNING, STARTING, WAITING]);
         view.stop = Some(PodStop { generation: 1 });
         assert_eq!(decide(&view, now).actions, [Stop { slot: 1 }]);
     }
@@ -461,7 +741,7 @@ mod tests {
     fn a_delete_during_a_back_off_ends_the_container_where_it_stands() {
         let now = Instant::now();
         let until = now + Duration::from_secs(10);
-        let mut view = view(&[App], &[Slot::BackingOff { until }]);
+        let mut view = view(&[App], &[Slot::BackingOff { until, exit: now }]);
         view.stop = Some(PodStop { generation: 1 });
         assert_eq!(decide(&view, now).actions, [Finish { slot: 0 }, FinishPod]);
     }
@@ -469,7 +749,7 @@ mod tests {
     #[test]
     fn a_stopped_container_never_restarts() {
         let now = Instant::now();
-        let mut view = view(&[App], &[exit(false)]);
+        let mut view = view(&[App], &[exited(false, now)]);
         view.handed[0] = Some(Handed::Pod(1));
         view.stop = Some(PodStop { generation: 1 });
         assert_eq!(decide(&view, now).actions, [Finish { slot: 0 }, FinishPod]);
@@ -490,23 +770,21 @@ mod tests {
     #[test]
     fn sidecars_stop_one_at_a_time_in_reverse_order_after_the_app_containers() {
         let now = Instant::now();
-        let done = Slot::Done { completed: true };
         let apps_running = view(&[Sidecar, Sidecar, App], &[RUNNING, RUNNING, RUNNING]);
         assert_eq!(decide(&apps_running, now).actions, []);
-        let apps_done = view(&[Sidecar, Sidecar, App], &[RUNNING, RUNNING, done]);
+        let apps_done = view(&[Sidecar, Sidecar, App], &[RUNNING, RUNNING, COMPLETED]);
         assert_eq!(decide(&apps_done, now).actions, [StopCompleted { slot: 1 }]);
-        let mut second = view(&[Sidecar, Sidecar, App], &[RUNNING, done, done]);
+        let mut second = view(&[Sidecar, Sidecar, App], &[RUNNING, COMPLETED, COMPLETED]);
         second.handed[1] = Some(Handed::PodCompleted);
         assert_eq!(decide(&second, now).actions, [StopCompleted { slot: 0 }]);
-        let all_done = view(&[Sidecar, Sidecar, App], &[done, done, done]);
+        let all_done = view(&[Sidecar, Sidecar, App], &[COMPLETED; 3]);
         assert_eq!(decide(&all_done, now).actions, [FinishPod]);
     }
 
     #[test]
     fn on_delete_sidecars_get_the_pods_request_in_their_turn() {
         let now = Instant::now();
-        let done = Slot::Done { completed: true };
-        let mut view = view(&[Sidecar, App], &[RUNNING, done]);
+        let mut view = view(&[Sidecar, App], &[RUNNING, COMPLETED]);
         view.stop = Some(PodStop { generation: 1 });
         assert_eq!(decide(&view, now).actions, [Stop { slot: 0 }]);
     }
@@ -514,7 +792,7 @@ mod tests {
     #[test]
     fn a_delete_before_the_app_containers_started_still_stops_the_sidecars() {
         let now = Instant::now();
-        let mut view = view(&[Sidecar, App], &[STARTING, Slot::Waiting]);
+        let mut view = view(&[Sidecar, App], &[STARTING, WAITING]);
         view.stop = Some(PodStop { generation: 1 });
         assert_eq!(decide(&view, now).actions, [Stop { slot: 0 }]);
     }
@@ -522,7 +800,7 @@ mod tests {
     #[test]
     fn a_finished_pod_decides_nothing() {
         let now = Instant::now();
-        let mut view = view(&[App], &[Slot::Done { completed: true }]);
+        let mut view = view(&[App], &[COMPLETED]);
         view.finished = true;
         assert_eq!(decide(&view, now).actions, []);
     }
