@@ -257,6 +257,9 @@ spec:
       image: ../../target/components/hello.wasm
       lifecycle:
         preStop: {sleep: {seconds: 1}}
+    - name: probed
+      image: ../../target/components/hello.wasm
+      readinessProbe: {tcpSocket: {port: 8080}}
     - name: app
       image: ../../target/components/hello.wasm
   containers:
@@ -274,6 +277,11 @@ spec:
         &found,
         "spec.initContainers[1].lifecycle",
         "unless it is a sidecar",
+    );
+    has(
+        &found,
+        "spec.initContainers[2].readinessProbe",
+        "may not be set for init containers without restartPolicy=Always",
     );
     has(
         &found,
