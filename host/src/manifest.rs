@@ -58,6 +58,9 @@ pub struct ContainerSpec {
     pub volume_mounts: Vec<VolumeMount>,
     /// `resources.limits.memory` in bytes: all instances of the container together.
     pub memory_limit: Option<u64>,
+    /// `resources.requests.memory` in bytes. It reserves nothing; it only decides the pod's
+    /// `qosClass`.
+    pub memory_request: Option<u64>,
     /// `lifecycle.postStart`.
     pub post_start: Option<Handler>,
     /// `lifecycle.preStop`.
@@ -804,6 +807,7 @@ impl PodSpec {
                 working_dir: None,
                 volume_mounts: Vec::new(),
                 memory_limit: None,
+                memory_request: None,
                 post_start: None,
                 pre_stop: None,
                 ports: Vec::new(),
@@ -1007,16 +1011,20 @@ fn container_spec(
             format!("`{dir}` must be an absolute path, such as `/tmp`"),
         );
     }
-    // Requests reserve nothing in wasmlet, but a malformed one is still an error.
-    if let Some(request) = container
+    // Requests reserve nothing in wasmlet (they decide the pod's `qosClass`), but a malformed
+    // one is still an error.
+    let memory_request = container
         .resources
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .and_then(|requests| requests.get("memory"))
-        && let Err(why) = parse_memory(&request.0)
-    {
-        problem(format!("{at}.resources.requests.memory"), why);
-    }
+        .and_then(|quantity| match parse_memory(&quantity.0) {
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                problem(format!("{at}.resources.requests.memory"), why);
+                None
+            }
+        });
     let memory_limit = container
         .resources
         .as_ref()
@@ -1068,6 +1076,7 @@ fn container_spec(
             working_dir,
             volume_mounts,
             memory_limit,
+            memory_request,
             post_start,
             pre_stop,
             ports,
