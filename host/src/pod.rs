@@ -19,6 +19,7 @@ use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
 use crate::guest::LoadedComponent;
 use crate::host::HostInner;
+use crate::lifecycle::conditions::{pod_conditions, qos_class};
 use crate::lifecycle::decide::{
     Action, BackOff, Exit, Handed, PodPlan, PodStop, PodView, Slot, SlotKind, decide,
 };
@@ -240,9 +241,9 @@ impl Pod {
         } else {
             "PodInitializing"
         };
-        let status = PodStatus {
+        let mut status = PodStatus {
             phase: Some("Pending".into()),
-            start_time: Some(start_time),
+            start_time: Some(start_time.clone()),
             init_container_statuses: (!spec.init_containers.is_empty()).then(|| {
                 spec.init_containers
                     .iter()
@@ -257,6 +258,10 @@ impl Pod {
             ),
             ..Default::default()
         };
+        // The first status already has the kubelet's conditions, as every later one does.
+        let conditions = pod_conditions(&spec, &status, false, &[], start_time);
+        status.conditions = Some(conditions);
+        status.qos_class = Some(qos_class(&spec).into());
         let slots = spec.init_containers.len() + spec.containers.len();
         let uid = spec.uid.clone().unwrap_or_else(|| host.new_uid());
         let shared = Arc::new(PodShared {
@@ -1035,6 +1040,12 @@ impl PodShared {
         self.status.send_modify(|status| {
             result = Some(change(status));
             status.phase = Some(self.phase(status).into());
+            let finished = self.finished.load(Ordering::SeqCst);
+            let previous = status.conditions.take().unwrap_or_default();
+            let now = time(self.host.clock.wall_time());
+            let conditions = pod_conditions(&self.spec, status, finished, &previous, now);
+            status.conditions = Some(conditions);
+            status.qos_class = Some(qos_class(&self.spec).into());
         });
         let taps = self.status_taps.lock().unwrap();
         if !taps.is_empty() {
