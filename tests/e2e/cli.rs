@@ -76,6 +76,40 @@ fn json_output_is_a_kubernetes_pod_status() {
 }
 
 #[test]
+fn json_output_has_the_kubelets_conditions_and_qos_class() {
+    let out = run(&["run", "examples/pods/hello.yaml", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(status["phase"], "Succeeded");
+    // No resources: BestEffort.
+    assert_eq!(status["qosClass"], "BestEffort");
+    // The kubelet's conditions of a pod that completed, in the kubelet's order.
+    let conditions: Vec<(&str, &str, Option<&str>)> = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| {
+            assert!(c["lastTransitionTime"].is_string(), "{c}");
+            (
+                c["type"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("PodReadyToStartContainers", "True", None),
+            ("Initialized", "True", Some("PodCompleted")),
+            ("Ready", "False", Some("PodCompleted")),
+            ("ContainersReady", "False", Some("PodCompleted")),
+            ("PodScheduled", "True", None),
+        ]
+    );
+}
+
+#[test]
 fn a_component_runs_directly_with_args() {
     let components = wasmlet_examples::components::HELLO;
     let out = run(&["run", components, "--", "one", "two"]);
@@ -96,6 +130,8 @@ fn failures_exit_non_zero() {
         status["containerStatuses"][0]["state"]["terminated"]["reason"],
         "OOMKilled"
     );
+    // A memory limit and no CPU (wasmlet takes none): Burstable, as Kubernetes says.
+    assert_eq!(status["qosClass"], "Burstable");
 
     let out = run(&["run", "examples/pods/failing-poststart.yaml"]);
     assert_ne!(out.status.code(), Some(0));
