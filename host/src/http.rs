@@ -17,8 +17,9 @@
 //! In deterministic mode nothing binds a socket: the kubelet's requests reach the handler
 //! in-process, on virtual time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,6 +89,9 @@ struct Handlers {
     ended: usize,
     /// Kill switches of the handlers not killed yet.
     running: HashMap<u64, KillSwitch>,
+    /// Handlers killed because their request was abandoned, until their end is counted: their
+    /// kill is not the container's, and their clients are gone.
+    abandoned: HashSet<u64>,
     /// The container was killed: a handler that starts now is killed at once (it may have been
     /// spawned just as the kill came).
     killed: bool,
@@ -236,8 +240,12 @@ impl Server {
             .launcher
             .spawn(self.component.clone(), Entry::Handle, io);
         let id = self.add_handler(switch);
-        // The handler's end is counted even if this request is abandoned (a probe that timed
-        // out): until then it is in flight.
+        // A request dropped before its response is complete (a probe that timed out, a killed
+        // hook, a client that hung up) leaves nobody waiting for its handler: the handler is
+        // killed rather than left running on the container's memory.
+        let abandon = AbandonOnDrop::new(self.clone(), id);
+        // The handler's end is counted even if this request is abandoned: until then it is in
+        // flight.
         let (end_sender, mut end_receiver) = tokio::sync::oneshot::channel();
         let watcher = HandlerWatcher {
             server: self.clone(),
@@ -255,7 +263,7 @@ impl Server {
         tokio::select! {
             biased;
             answer = &mut response => match answer {
-                Ok(answer) => self.respond(answer, tracker),
+                Ok(answer) => self.respond(answer, tracker, abandon),
                 // The instance is ending without an answer: say how it ended.
                 Err(_) => {
                     let end = end_receiver.await.unwrap_or_else(|_| InstanceEnd::lost());
@@ -266,27 +274,33 @@ impl Server {
                 let end = end.unwrap_or_else(|_| InstanceEnd::lost());
                 // It may have answered just before it ended.
                 match response.try_recv() {
-                    Ok(answer) => self.respond(answer, tracker),
+                    Ok(answer) => self.respond(answer, tracker, abandon),
                     Err(_) => self.no_response(&end),
                 }
             }
         }
     }
 
+    /// The response to pass on; `abandon` goes with its body, so that the handler is killed if
+    /// the body is dropped before its end.
     fn respond(
         &self,
         answer: crate::guest::HandlerResponse,
         tracker: Arc<InFlight>,
+        abandon: AbandonOnDrop,
     ) -> Response<ServerBody> {
         match answer {
             Ok(response) => response.map(|body| {
                 Tracked {
                     body,
                     _tracker: tracker,
+                    abandon,
                 }
                 .boxed_unsync()
             }),
             Err(code) => {
+                // Answered in full: the handler may finish in its own time.
+                abandon.disarm();
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 text_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -347,16 +361,35 @@ impl Server {
         id
     }
 
+    /// Kills the handler `id` if it is still running: its request was abandoned.
+    fn abandon(&self, id: u64) {
+        let switch = {
+            let mut handlers = self.handlers.lock().unwrap();
+            let switch = handlers.running.remove(&id);
+            if switch.is_some() {
+                handlers.abandoned.insert(id);
+            }
+            switch
+        };
+        if let Some(switch) = switch {
+            switch.kill();
+        }
+    }
+
     /// Counts how a handler ended.
     fn handler_ended(&self, id: u64, end: &InstanceEnd) {
-        {
+        let abandoned = {
             let mut handlers = self.handlers.lock().unwrap();
             handlers.running.remove(&id);
             handlers.ended += 1;
             self.handlers_running
                 .send_replace(handlers.next_id as usize - handlers.ended);
-        }
+            // Given up on before the container's kill: not one of the requests it cut short.
+            handlers.abandoned.remove(&id) && !handlers.killed
+        };
         match end {
+            // Nobody was waiting for its answer any more.
+            InstanceEnd::Killed { .. } if abandoned => {}
             InstanceEnd::Killed { .. } => {
                 self.killed.fetch_add(1, Ordering::Relaxed);
             }
@@ -518,6 +551,38 @@ impl Drop for HandlerWatcher {
     }
 }
 
+/// Kills a request's handler when dropped while armed: the request was abandoned before its
+/// response was complete.
+struct AbandonOnDrop {
+    server: Arc<Server>,
+    handler: u64,
+    /// Cleared once the response is complete; atomic because a body says so through `&self`
+    /// ([`Body::is_end_stream`]).
+    armed: AtomicBool,
+}
+
+impl AbandonOnDrop {
+    fn new(server: Arc<Server>, handler: u64) -> Self {
+        AbandonOnDrop {
+            server,
+            handler,
+            armed: AtomicBool::new(true),
+        }
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if self.armed.load(Ordering::Relaxed) {
+            self.server.abandon(self.handler);
+        }
+    }
+}
+
 /// A request in flight, until the last holder drops it.
 pub(crate) struct InFlight(Arc<Server>);
 
@@ -543,10 +608,12 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request in flight until it is sent or dropped.
+/// A response body that keeps its request in flight until it is sent or dropped, and kills
+/// its handler if it is dropped before its end.
 struct Tracked<B> {
     body: B,
     _tracker: Arc<InFlight>,
+    abandon: AbandonOnDrop,
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -557,11 +624,19 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.abandon.disarm();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        let ended = self.body.is_end_stream();
+        if ended {
+            self.abandon.disarm();
+        }
+        ended
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
@@ -611,11 +686,14 @@ pub(crate) async fn http_get(
             let get = get.clone();
             let user_agent = user_agent.to_string();
             // Sockets belong to the guest runtime, which has an I/O driver whatever the
-            // embedder's runtime has.
-            pod.host
+            // embedder's runtime has. A request given up on (timed out, or its hook killed)
+            // closes its connection, and the server then kills its handler.
+            let request = pod
+                .host
                 .guests
                 .clone()
-                .spawn(async move { get_over_tcp(&pod, &get, &user_agent).await })
+                .spawn(async move { get_over_tcp(&pod, &get, &user_agent).await });
+            AbortOnDrop(request)
                 .await
                 .map_err(|error| format!("the request task failed: {error}"))?
         }
@@ -708,7 +786,8 @@ async fn get_over_tcp(
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| error.to_string())?;
-    tokio::spawn(connection);
+    // The connection goes with the request.
+    let _connection = AbortOnDrop(tokio::spawn(connection));
     let request = get_request(pod, get, user_agent, http_body_util::Empty::<Bytes>::new())?;
     let response = sender
         .send_request(request)
@@ -757,6 +836,23 @@ where
     String::from_utf8_lossy(&prefix).into_owned()
 }
 
+/// A task that is aborted when its handle is dropped: the request it makes is given up on.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn refused(pod: &PodShared, host: Option<&str>, port: u16) -> String {
     let host = host.map_or_else(|| pod_address(pod).to_string(), str::to_string);
     format!("dial tcp {host}:{port}: connect: connection refused")
@@ -798,10 +894,12 @@ pub(crate) async fn tcp_check(
     let attempt = {
         let pod = pod.clone();
         let host = host.map(str::to_string);
-        pod.host
-            .guests
-            .clone()
-            .spawn(async move { connect(&pod, host.as_deref(), port).await.map(drop) })
+        AbortOnDrop(
+            pod.host
+                .guests
+                .clone()
+                .spawn(async move { connect(&pod, host.as_deref(), port).await.map(drop) }),
+        )
     };
     tokio::select! {
         biased;

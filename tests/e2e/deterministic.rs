@@ -485,3 +485,91 @@ fn a_sub_path_that_leaves_its_volume_through_a_symlink_is_refused() {
             .any(|line| line.starts_with("read /data/hostname:"))
     );
 }
+
+/// An http-hello pod with more container YAML (`extra`, indented for the container).
+fn http_hello_pod(name: &str, extra: &str) -> wasmlet::PodSpec {
+    crate::support::spec(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  \
+         terminationGracePeriodSeconds: 30\n  containers:\n    - name: web\n      \
+         image: ../../target/components/http-hello.wasm\n      ports: [{{containerPort: 8080}}]\n{extra}"
+    ))
+}
+
+/// `GET /sleep?ms=3600000`: an answer that takes an hour.
+const HANGING_GET: &str = "httpGet: {path: \"/sleep?ms=3600000\", port: 8080}";
+
+fn terminated_reason(status: &wasmlet::k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
+    let web = &status.container_statuses.as_ref().unwrap()[0];
+    web.state.as_ref()?.terminated.as_ref()?.reason.clone()
+}
+
+#[test]
+fn a_readiness_probe_that_times_out_leaves_no_handler_running() {
+    let mut sim = simulation(SimulationConfig::default());
+    let pod = sim
+        .start(http_hello_pod(
+            "hanging-probe",
+            &format!(
+                "      readinessProbe:\n        {HANGING_GET}\n        periodSeconds: 1\n        \
+                 timeoutSeconds: 1\n"
+            ),
+        ))
+        .unwrap();
+    // http-hello has no `run`: its only instances are the handlers of the probe's requests.
+    let mut most_alive = 0;
+    for _ in 0..600 {
+        sim.advance(Duration::from_millis(100));
+        most_alive = most_alive.max(sim.stats().live_instances);
+    }
+    let requests = output(&sim)
+        .iter()
+        .filter(|line| *line == "sleeping 3600000 ms")
+        .count();
+    assert!(requests >= 59, "{requests} probe requests in 60 s");
+    assert_eq!(most_alive, 1, "handlers alive at once");
+    // The handler of the probe in progress goes with the probe: nothing is left to drain.
+    sim.delete(&pod, None);
+    let status = sim
+        .wait_for(&pod, all_terminated, Some(Duration::from_secs(61)))
+        .unwrap();
+    assert_eq!(
+        terminated_reason(&status).as_deref(),
+        Some("Completed"),
+        "{}",
+        sim.trace()
+    );
+    assert!(sim.now() < Duration::from_millis(60_010), "{}", sim.trace());
+    assert_eq!(sim.stats().live_instances, 0);
+    assert!(
+        !sim.trace().contains("KilledRequests"),
+        "an abandoned probe request is not a request killed with the container:\n{}",
+        sim.trace()
+    );
+}
+
+#[test]
+fn an_http_get_pre_stop_hook_cut_short_by_the_grace_period_leaves_no_handler_running() {
+    let mut sim = simulation(SimulationConfig::default());
+    let pod = sim
+        .start(http_hello_pod(
+            "hanging-hook",
+            &format!("      lifecycle:\n        preStop:\n          {HANGING_GET}\n"),
+        ))
+        .unwrap();
+    sim.advance(Duration::from_secs(5));
+    sim.delete(&pod, None);
+    let status = sim
+        .wait_for(&pod, all_terminated, Some(Duration::from_secs(60)))
+        .unwrap();
+    // The hook's request was given up with the hook at the end of the grace period; terminate
+    // then finds nothing in flight, and the container ends at once rather than being killed
+    // after the minimum grace that follows a preStop.
+    assert_eq!(
+        terminated_reason(&status).as_deref(),
+        Some("Completed"),
+        "{}",
+        sim.trace()
+    );
+    assert!(sim.now() < Duration::from_millis(35_010), "{}", sim.trace());
+    assert_eq!(sim.stats().live_instances, 0);
+}

@@ -402,3 +402,53 @@ async fn a_port_in_use_is_a_start_error_naming_it() {
     );
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_times_out_over_tcp_leaves_no_handler_running() {
+    // A host of its own, so that the instances it counts are this pod's alone.
+    let host = wasmlet::Host::new(wasmlet::HostConfig::default()).unwrap();
+    let port = free_port();
+    let pod = host
+        .start_pod(web(
+            "hanging-probe-tcp",
+            port,
+            30,
+            &format!(
+                "readinessProbe:\n  httpGet: {{path: \"/sleep?ms=3600000\", port: {port}}}\n  \
+                 periodSeconds: 1\n  timeoutSeconds: 1"
+            ),
+        ))
+        .await
+        .unwrap();
+    // http-hello has no `run`: its only instances are the handlers of the probe's requests.
+    // Each time a new one has started, the one before it has timed out; its kill may still be
+    // on its way (the server learns of it when the connection closes), so two may overlap.
+    let mut watch = pod.watch();
+    let mut alive = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while alive.len() < 6 {
+            match watch.next().await {
+                Some(PodUpdate::Log(line)) if line.line == "sleeping 3600000 ms" => {
+                    alive.push(host.stats().live_instances);
+                }
+                Some(_) => {}
+                None => panic!("the pod ended"),
+            }
+        }
+    })
+    .await
+    .expect("six probe requests within 30 s");
+    assert!(alive.iter().all(|n| *n <= 2), "handlers alive: {alive:?}");
+    // The probe in progress goes with the container's stop, and its handler with it: nothing
+    // is left to drain.
+    pod.delete(None);
+    let status = tokio::time::timeout(Duration::from_secs(10), pod.wait())
+        .await
+        .expect("the stop should not wait for the probe's handler");
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    let pod_events = events(&history(&pod).await);
+    assert!(
+        event_message(&pod_events, "KilledRequests").is_none(),
+        "{pod_events:#?}"
+    );
+}

@@ -289,6 +289,11 @@ impl Simulation {
         self.clock.clone()
     }
 
+    /// What the simulation's host holds now (see [`Host::stats`]).
+    pub fn stats(&self) -> crate::HostStats {
+        self.host.stats()
+    }
+
     /// Starts a pod now: loading its components takes no virtual time.
     pub fn start(&mut self, spec: PodSpec) -> anyhow::Result<Pod> {
         for container in spec.init_containers.iter().chain(&spec.containers) {
