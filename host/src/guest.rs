@@ -1737,21 +1737,29 @@ struct LineWriter {
 }
 
 impl LineWriter {
-    fn flush_lines(&mut self) {
-        while let Some(newline) = self.partial.iter().position(|b| *b == b'\n') {
-            let rest = self.partial.split_off(newline + 1);
-            let mut line = std::mem::replace(&mut self.partial, rest);
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            self.target.emit(self.stream, &line);
+    /// Adds `bytes` to the line in progress and emits every line they complete, then cuts what
+    /// is left into pieces of [`MAX_LINE`]. One pass over the bytes, and one move of the
+    /// remainder: a write of many lines costs what its bytes do.
+    fn push(&mut self, bytes: &[u8]) {
+        // What was there has no newline: only the new bytes need searching.
+        let mut search_from = self.partial.len();
+        self.partial.extend_from_slice(bytes);
+        let mut line_start = 0;
+        while let Some(offset) = self.partial[search_from..].iter().position(|b| *b == b'\n') {
+            let newline = search_from + offset;
+            let line = &self.partial[line_start..newline];
+            self.target
+                .emit(self.stream, line.strip_suffix(b"\r").unwrap_or(line));
+            line_start = newline + 1;
+            search_from = line_start;
         }
-        while self.partial.len() >= MAX_LINE {
-            let rest = self.partial.split_off(MAX_LINE);
-            let piece = std::mem::replace(&mut self.partial, rest);
-            self.target.emit(self.stream, &piece);
+        while self.partial.len() - line_start >= MAX_LINE {
+            let piece_end = line_start + MAX_LINE;
+            self.target
+                .emit(self.stream, &self.partial[line_start..piece_end]);
+            line_start = piece_end;
         }
+        self.partial.drain(..line_start);
     }
 }
 
@@ -1761,8 +1769,7 @@ impl AsyncWrite for LineWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.partial.extend_from_slice(buf);
-        self.flush_lines();
+        self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -1785,8 +1792,7 @@ const WRITE_BUDGET: usize = 64 * 1024;
 
 impl wasmtime_wasi::p2::OutputStream for LineWriter {
     fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
-        self.partial.extend_from_slice(&bytes);
-        self.flush_lines();
+        self.push(&bytes);
         Ok(())
     }
 
@@ -1810,5 +1816,82 @@ impl Drop for LineWriter {
             let rest = std::mem::take(&mut self.partial);
             self.target.emit(self.stream, &rest);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose lines land in the returned list.
+    fn collecting_writer() -> (LineWriter, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = {
+            let lines = lines.clone();
+            Arc::new(move |line: LogLine| lines.lock().unwrap().push(line.line))
+        };
+        let target = LogTarget::new(
+            "app".into(),
+            LogSource::Main,
+            VirtualClock::new(std::time::SystemTime::UNIX_EPOCH),
+            sink,
+            false,
+        );
+        let writer = LineWriter {
+            target,
+            stream: LogStream::Stdout,
+            partial: Vec::new(),
+        };
+        (writer, lines)
+    }
+
+    fn write(writer: &mut LineWriter, text: &str) {
+        use wasmtime_wasi::p2::OutputStream as _;
+        writer
+            .write(bytes::Bytes::copy_from_slice(text.as_bytes()))
+            .unwrap();
+    }
+
+    #[test]
+    fn lines_are_emitted_whole_in_order_and_the_partial_tail_waits() {
+        let (mut writer, lines) = collecting_writer();
+        write(&mut writer, "one\r\ntw");
+        write(&mut writer, "o\n\nthr");
+        assert_eq!(*lines.lock().unwrap(), ["one", "two", ""]);
+        assert_eq!(writer.partial, b"thr");
+        write(&mut writer, "ee\nfour");
+        drop(writer);
+        assert_eq!(*lines.lock().unwrap(), ["one", "two", "", "three", "four"]);
+    }
+
+    #[test]
+    fn a_line_without_a_newline_is_cut_at_the_limit() {
+        let (mut writer, lines) = collecting_writer();
+        write(&mut writer, &"x".repeat(MAX_LINE - 1));
+        assert!(lines.lock().unwrap().is_empty());
+        write(&mut writer, &"y".repeat(MAX_LINE + 2));
+        let expected = format!("{}y", "x".repeat(MAX_LINE - 1));
+        assert_eq!(*lines.lock().unwrap(), [expected, "y".repeat(MAX_LINE)]);
+        assert_eq!(writer.partial, b"y");
+    }
+
+    /// A million lines (13 MB) in one write: splitting them must take time in proportion to
+    /// the bytes (moving the rest of the buffer for each line would take many minutes here).
+    #[test]
+    fn a_large_write_of_many_short_lines_is_split_in_one_pass() {
+        const LINES: usize = 1_000_000;
+        let (mut writer, lines) = collecting_writer();
+        let mut text = String::new();
+        for index in 0..LINES {
+            text.push_str(&format!("line {index}\n"));
+        }
+        text.push_str("the unfinished tail");
+        write(&mut writer, &text);
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), LINES);
+        for (index, line) in lines.iter().enumerate() {
+            assert_eq!(*line, format!("line {index}"));
+        }
+        assert_eq!(writer.partial, b"the unfinished tail");
     }
 }
