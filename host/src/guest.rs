@@ -1349,6 +1349,8 @@ struct KillState {
     /// guest taken out of its slot was.
     preempted: AtomicBool,
     engine: Engine,
+    /// The host's count of epoch moves made by kills.
+    interruptions: Arc<AtomicU64>,
     /// Where a killed instance is dropped; `None` (deterministic mode): at once, in place.
     reaper: Option<tokio::runtime::Handle>,
     clock: Arc<dyn Clock>,
@@ -1377,6 +1379,7 @@ impl KillState {
             killed: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
             engine: host.wasm.engine.clone(),
+            interruptions: host.kill_interruptions.clone(),
             reaper: host.deterministic.is_none().then(|| host.guests.clone()),
             clock,
             cpu,
@@ -1429,17 +1432,24 @@ impl KillSwitch {
         if state.killed.swap(true, Ordering::SeqCst) {
             return false;
         }
-        // Wasm that is running reaches its next epoch check and traps.
-        state.engine.increment_epoch();
         // Never wait for a poll in progress (this may be the deadline thread, with other kills
         // due): if the slot is busy, that poll sees the flag when it returns and finishes the
         // kill itself.
         let taken = match state.slot.try_lock() {
+            // No poll in progress, so no wasm of this instance is running: taking its future
+            // away is enough. (An instance that has ended has nothing to take away.)
             Ok(mut slot) => state.take_away(&mut slot),
             Err(std::sync::TryLockError::Poisoned(poisoned)) => {
                 state.take_away(&mut poisoned.into_inner())
             }
-            Err(std::sync::TryLockError::WouldBlock) => None,
+            // A poll in progress may be running wasm: it reaches its next epoch check and
+            // traps. The epoch is the engine's, so every other guest running wasm yields its
+            // time slice too: only a kill that needs it moves it.
+            Err(std::sync::TryLockError::WouldBlock) => {
+                state.engine.increment_epoch();
+                state.interruptions.fetch_add(1, Ordering::Relaxed);
+                None
+            }
         };
         if let Some((future, waker)) = taken {
             state.finish_kill(future, waker);
@@ -1822,6 +1832,68 @@ impl Drop for LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::{Host, HostConfig};
+
+    fn test_host() -> Host {
+        Host::new(HostConfig {
+            compile_cache: None,
+            guest_threads: 1,
+            ..HostConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn interruptions(host: &Host) -> u64 {
+        host.inner.kill_interruptions.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn killing_an_instance_that_ended_interrupts_no_one() {
+        let host = test_host();
+        let (switch, done) = spawn_task(&host.inner, async { InstanceEnd::Returned(Ok(())) });
+        let end = host.inner.guests.block_on(done).unwrap();
+        assert_eq!(end, InstanceEnd::Returned(Ok(())));
+        switch.kill();
+        assert_eq!(interruptions(&host), 0);
+    }
+
+    #[test]
+    fn killing_an_instance_that_waits_takes_it_away_without_interrupting_anyone() {
+        let host = test_host();
+        let (switch, done) = spawn_task(&host.inner, std::future::pending());
+        // Wait until its task has polled it once (and is waiting).
+        while !host.inner.guests.block_on(async {
+            tokio::task::yield_now().await;
+            matches!(*switch.0.lock_slot(), Slot::Running { waker: Some(_), .. })
+        }) {}
+        assert!(switch.kill());
+        let end = host.inner.guests.block_on(done).unwrap();
+        assert!(matches!(end, InstanceEnd::Killed { .. }), "{end:?}");
+        assert_eq!(interruptions(&host), 0);
+    }
+
+    #[test]
+    fn killing_an_instance_in_the_middle_of_a_poll_interrupts_it() {
+        let host = test_host();
+        let (polling, in_poll) = std::sync::mpsc::channel();
+        let (resume, go_on) = std::sync::mpsc::channel::<()>();
+        let go_on = Mutex::new(go_on);
+        // Stands for wasm running: busy inside its poll until told to go on.
+        let (switch, done) = spawn_task(
+            &host.inner,
+            std::future::poll_fn(move |_| {
+                polling.send(()).unwrap();
+                go_on.lock().unwrap().recv().unwrap();
+                Poll::Pending
+            }),
+        );
+        in_poll.recv().unwrap();
+        assert!(switch.kill());
+        assert_eq!(interruptions(&host), 1);
+        resume.send(()).unwrap();
+        let end = host.inner.guests.block_on(done).unwrap();
+        assert!(matches!(end, InstanceEnd::Killed { .. }), "{end:?}");
+    }
 
     /// A writer whose lines land in the returned list.
     fn collecting_writer() -> (LineWriter, Arc<Mutex<Vec<String>>>) {

@@ -131,6 +131,9 @@ pub(crate) struct HostInner {
     /// The secret that marks the kubelet's own HTTP requests (hooks and probes), so that they
     /// pass a container's readiness gate.
     pub kubelet_token: String,
+    /// How many times a kill moved the engine epoch to interrupt wasm that was running (every
+    /// guest running wasm then yields its time slice early).
+    pub kill_interruptions: Arc<std::sync::atomic::AtomicU64>,
     guest_runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
@@ -317,6 +320,7 @@ impl Host {
                 deterministic: None,
                 pods_started: Default::default(),
                 kubelet_token: random_token(),
+                kill_interruptions: Default::default(),
             }),
         })
     }
@@ -347,6 +351,7 @@ impl Host {
                 pods_started: Default::default(),
                 // Never on the wire in deterministic mode (requests stay in-process).
                 kubelet_token: "simulation".into(),
+                kill_interruptions: Default::default(),
             }),
         }
     }
