@@ -485,6 +485,59 @@ mod tests {
         assert_eq!(*fired.lock().unwrap(), ["outer", "inner"]);
     }
 
+    /// Everything of a pod's life keeps time on the host's [`Clock`], so that deterministic mode
+    /// can replace it. Outside this module, a read of real time must say why real time is right
+    /// there, in a comment on or just above it that says "real time".
+    #[test]
+    fn real_time_is_read_outside_the_clock_only_where_a_comment_says_why() {
+        const READS: [&str; 4] = [
+            "Instant::now()",
+            "SystemTime::now()",
+            "tokio::time::",
+            "thread::sleep(",
+        ];
+        fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, found);
+                } else if path.extension().is_some_and(|ext| ext == "rs") {
+                    found.push(path);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut unexplained = Vec::new();
+        for file in files.iter().filter(|file| !file.ends_with("clock.rs")) {
+            let text = std::fs::read_to_string(file).unwrap();
+            // Tests may read real time as they please.
+            let code: Vec<&str> = text
+                .lines()
+                .take_while(|line| line.trim() != "mod tests {")
+                .collect();
+            for (index, line) in code.iter().enumerate() {
+                if !READS.iter().any(|read| line.contains(read)) {
+                    continue;
+                }
+                let explained = code[index.saturating_sub(3)..=index].iter().any(|line| {
+                    line.split_once("//")
+                        .is_some_and(|(_, comment)| comment.to_lowercase().contains("real time"))
+                });
+                if !explained {
+                    let file = file.strip_prefix(&src).unwrap().display();
+                    unexplained.push(format!("src/{file}:{}: {}", index + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            unexplained.is_empty(),
+            "real time read outside the clock without a comment saying why:\n{}",
+            unexplained.join("\n")
+        );
+    }
+
     #[tokio::test]
     async fn sleep_waits_at_least_its_duration() {
         let clock: Arc<dyn Clock> = SystemClock::new();

@@ -2,11 +2,13 @@
 //! `FailedPostStartHook`, …) and the lines its containers print, in one ordered stream that a
 //! watcher can join at any time without missing what came before.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
+
+use crate::clock::Clock;
 
 /// Normal or Warning, as in Kubernetes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -151,6 +153,10 @@ pub enum PodUpdate {
 /// the latest lines of output (bounded, so a chatty guest cannot grow the host without end).
 pub(crate) struct UpdateHub {
     inner: Mutex<HubInner>,
+    /// The host's clock, for what the hub says itself (a watcher fell behind).
+    clock: Arc<dyn Clock>,
+    /// When the pod started (the hub is made then), on `clock`.
+    started: Instant,
 }
 
 struct HubInner {
@@ -175,8 +181,11 @@ const HISTORY_LOG_LINES: usize = 10_000;
 const HISTORY_LOG_BYTES: usize = 4 << 20;
 
 impl UpdateHub {
-    pub fn new() -> Self {
+    /// A hub for a pod starting now on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         UpdateHub {
+            started: clock.now(),
+            clock,
             inner: Mutex::new(HubInner {
                 next: 0,
                 events: Vec::new(),
@@ -252,6 +261,8 @@ impl UpdateHub {
         Watch {
             replay: Self::history(&inner),
             live: inner.live.as_ref().map(broadcast::Sender::subscribe),
+            clock: self.clock.clone(),
+            started: self.started,
         }
     }
 
@@ -281,6 +292,8 @@ impl UpdateHub {
 pub struct Watch {
     replay: std::collections::VecDeque<PodUpdate>,
     live: Option<broadcast::Receiver<PodUpdate>>,
+    clock: Arc<dyn Clock>,
+    started: Instant,
 }
 
 impl Watch {
@@ -294,19 +307,23 @@ impl Watch {
         match live.recv().await {
             Ok(update) => Some(update),
             Err(broadcast::error::RecvError::Closed) => None,
-            Err(broadcast::error::RecvError::Lagged(skipped)) => Some(PodUpdate::Event(Event {
-                kind: EventType::Warning,
-                reason: "WatchLagged".into(),
-                object: String::new(),
-                container: None,
-                message: format!("this watcher fell behind and skipped {skipped} updates"),
-                count: 1,
-                age: Duration::ZERO,
-                first_age: Duration::ZERO,
-                time: SystemTime::now(),
-                first_time: SystemTime::now(),
-                at: Instant::now(),
-            })),
+            Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                let (at, time) = (self.clock.now(), self.clock.wall_time());
+                let age = at.saturating_duration_since(self.started);
+                Some(PodUpdate::Event(Event {
+                    kind: EventType::Warning,
+                    reason: "WatchLagged".into(),
+                    object: String::new(),
+                    container: None,
+                    message: format!("this watcher fell behind and skipped {skipped} updates"),
+                    count: 1,
+                    age,
+                    first_age: age,
+                    time,
+                    first_time: time,
+                    at,
+                }))
+            }
         }
     }
 }
@@ -330,6 +347,7 @@ pub(crate) fn short_duration(duration: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::VirtualClock;
 
     fn event(reason: &str) -> PodUpdate {
         PodUpdate::Event(Event {
@@ -349,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_repeated_event_is_counted_and_keeps_its_first_time() {
-        let hub = UpdateHub::new();
+        let hub = UpdateHub::new(VirtualClock::new(SystemTime::UNIX_EPOCH));
         let occurrence = |seconds: u64| {
             let PodUpdate::Event(mut event) = event("BackOff") else {
                 unreachable!()
@@ -401,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_watcher_gets_every_event_and_the_latest_lines_in_order() {
-        let hub = UpdateHub::new();
+        let hub = UpdateHub::new(VirtualClock::new(SystemTime::UNIX_EPOCH));
         hub.publish(event("Created"));
         for index in 0..HISTORY_LOG_LINES + 5 {
             hub.publish(log(&format!("line {index}")));
@@ -421,7 +439,7 @@ mod tests {
 
     #[test]
     fn history_holds_a_bounded_number_of_bytes() {
-        let hub = UpdateHub::new();
+        let hub = UpdateHub::new(VirtualClock::new(SystemTime::UNIX_EPOCH));
         let big = "x".repeat(16 * 1024);
         for _ in 0..1000 {
             hub.publish(log(&big));
@@ -429,5 +447,23 @@ mod tests {
         let inner = hub.inner.lock().unwrap();
         assert!(inner.log_bytes <= HISTORY_LOG_BYTES);
         assert_eq!(inner.logs.len(), HISTORY_LOG_BYTES / big.len());
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_fell_behind_is_told_so_at_the_time_of_the_hosts_clock() {
+        let clock = VirtualClock::new(SystemTime::UNIX_EPOCH);
+        let hub = UpdateHub::new(clock.clone());
+        clock.advance(Duration::from_secs(3600));
+        let mut watch = hub.watch();
+        for index in 0..5000 {
+            hub.publish(log(&format!("line {index}")));
+        }
+        let Some(PodUpdate::Event(lagged)) = watch.next().await else {
+            panic!("the watcher should hear that it fell behind");
+        };
+        assert_eq!(lagged.reason, "WatchLagged");
+        assert_eq!(lagged.at, clock.now());
+        assert_eq!(lagged.time, clock.wall_time());
+        assert_eq!(lagged.age, Duration::from_secs(3600));
     }
 }

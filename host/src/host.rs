@@ -572,6 +572,8 @@ impl EpochTicker {
                             return;
                         }
                     }
+                    // Real time: a time slice is a share of this machine's CPU, whatever
+                    // the host's clock says.
                     std::thread::sleep(slice);
                     engine.increment_epoch();
                 }

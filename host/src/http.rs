@@ -156,7 +156,7 @@ impl Server {
                     Ok((stream, _)) => stream,
                     // Out of file descriptors, say: wait a little rather than spin.
                     Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        sleep(&self.launcher.pod.host.clock, Duration::from_millis(10)).await;
                         continue;
                     }
                 },

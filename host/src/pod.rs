@@ -267,7 +267,7 @@ impl Pod {
         let shared = Arc::new(PodShared {
             spec,
             host,
-            hub: UpdateHub::new(),
+            hub: UpdateHub::new(clock.clone()),
             runtime: tokio::runtime::Handle::current(),
             runner: std::sync::Mutex::new(None),
             observations: std::sync::Mutex::new(Vec::new()),

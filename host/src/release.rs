@@ -57,6 +57,8 @@ impl MemoryReleaser {
 
     /// Notes that an instance or a thread has ended and freed its memory.
     pub fn memory_freed(&self) {
+        // Real time: the memory is the process's, which frees it on this machine's time, not
+        // on the host's (possibly virtual) clock.
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
         let first = state.pending.map_or(now, |(first, _)| first);
@@ -85,6 +87,7 @@ impl MemoryReleaser {
                 continue;
             };
             let due = (latest + QUIET).min(first + MAX_DELAY);
+            // Real time, as in `memory_freed`.
             let now = Instant::now();
             if now < due {
                 state = self.wake.wait_timeout(state, due - now).unwrap().0;

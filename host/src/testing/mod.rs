@@ -182,6 +182,7 @@ impl Driver {
     /// when no task can run: the moment to jump virtual time to the next timer.
     async fn keep_time(self: Arc<Self>, clock: Arc<VirtualClock>) {
         loop {
+            // Not real time: tokio's clock here is paused, and moves only when nothing can run.
             tokio::time::sleep(Duration::from_millis(1)).await;
             if clock.fire_due() > 0 {
                 continue;

@@ -72,6 +72,7 @@ impl TestCommand {
 
     /// Runs one scenario and reports it; returns whether it passed.
     fn check(&self, file: &Path, options: RunOptions) -> bool {
+        // Real time: how long the user waited for the runs (their virtual time is in the trace).
         let started = Instant::now();
         let scenario = match Scenario::from_file(file) {
             Ok(scenario) => scenario,
