@@ -7,6 +7,7 @@
 //! 1,000 pods in a process of their own and also checks file descriptors and RSS. (The bench
 //! includes this file; it needs nothing but `wasmlet` and `wasmlet-examples`.)
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use wasmlet::{Host, Pod, PodSpec};
@@ -16,6 +17,7 @@ use wasmlet_examples::components;
 pub struct Behaviour {
     pub name: &'static str,
     pub component: &'static str,
+    pub phase: &'static str,
     pub exit_code: i32,
     pub reason: &'static str,
     /// It ends before it is deleted.
@@ -26,6 +28,7 @@ pub const MIX: [Behaviour; 4] = [
     Behaviour {
         name: "cooperative",
         component: components::COOPERATIVE,
+        phase: "Succeeded",
         exit_code: 0,
         reason: "Completed",
         ends_by_itself: false,
@@ -33,6 +36,7 @@ pub const MIX: [Behaviour; 4] = [
     Behaviour {
         name: "stubborn",
         component: components::STUBBORN,
+        phase: "Failed",
         exit_code: 137,
         reason: "Killed",
         ends_by_itself: false,
@@ -40,6 +44,7 @@ pub const MIX: [Behaviour; 4] = [
     Behaviour {
         name: "spinner",
         component: components::SPINNER,
+        phase: "Failed",
         exit_code: 137,
         reason: "Killed",
         ends_by_itself: false,
@@ -47,6 +52,7 @@ pub const MIX: [Behaviour; 4] = [
     Behaviour {
         name: "failing-poststart",
         component: components::FAILING_POSTSTART,
+        phase: "Failed",
         // Its app exits cleanly on the terminate that the failed hook brings.
         exit_code: 0,
         reason: "PostStartHookError",
@@ -56,8 +62,8 @@ pub const MIX: [Behaviour; 4] = [
 
 /// What a churn run found.
 pub struct Report {
-    pub pods: usize,
-    pub took: Duration,
+    /// How the pods ended: how many of them for each `phase reason exitCode`.
+    pub endings: BTreeMap<String, usize>,
     /// One line per pod that did not end as it should, or whose events are missing.
     pub wrong: Vec<String>,
 }
@@ -67,7 +73,7 @@ const LIFE: [&str; 4] = ["Scheduled", "Pulled", "Created", "Started"];
 
 /// Runs `waves` waves of `per_wave` pods (the mix in turn) in `host`.
 pub async fn churn(host: &Host, waves: usize, per_wave: usize) -> Report {
-    let began = Instant::now();
+    let mut endings = BTreeMap::new();
     let mut wrong = Vec::new();
     for wave in 0..waves {
         let mut pods: Vec<(Pod, &Behaviour)> = Vec::with_capacity(per_wave);
@@ -93,22 +99,42 @@ pub async fn churn(host: &Host, waves: usize, per_wave: usize) -> Report {
             let status = tokio::time::timeout(Duration::from_secs(60), pod.wait())
                 .await
                 .unwrap_or_else(|_| panic!("pod {} did not end", pod.name()));
-            let ended = status
+            let phase = status.phase.as_deref().unwrap_or("no phase");
+            let container = status
                 .container_statuses
                 .as_ref()
-                .and_then(|all| all.first())
+                .and_then(|all| all.first());
+            let ended = container
                 .and_then(|c| c.state.as_ref())
                 .and_then(|state| state.terminated.clone());
-            match ended {
-                Some(end)
-                    if end.exit_code == behaviour.exit_code
-                        && end.reason.as_deref() == Some(behaviour.reason) => {}
-                other => wrong.push(format!(
-                    "{}: ended {other:?}, expected {} {}",
+            let ending = match &ended {
+                Some(end) => format!(
+                    "{phase} {} {}",
+                    end.reason.as_deref().unwrap_or("no reason"),
+                    end.exit_code
+                ),
+                None => format!("{phase} not terminated"),
+            };
+            let expected = format!(
+                "{} {} {}",
+                behaviour.phase, behaviour.reason, behaviour.exit_code
+            );
+            if ending != expected {
+                wrong.push(format!(
+                    "{}: ended {ended:?} in {ending}, expected {expected}",
+                    pod.name()
+                ));
+            }
+            *endings.entry(ending).or_insert(0) += 1;
+            if let Some(container) = container
+                && (container.ready || container.restart_count != 0)
+            {
+                wrong.push(format!(
+                    "{}: ended ready={} after {} restarts",
                     pod.name(),
-                    behaviour.exit_code,
-                    behaviour.reason
-                )),
+                    container.ready,
+                    container.restart_count
+                ));
             }
             let reasons: Vec<String> = pod.events().into_iter().map(|e| e.reason).collect();
             let mut expected: Vec<&str> = LIFE.to_vec();
@@ -124,11 +150,7 @@ pub async fn churn(host: &Host, waves: usize, per_wave: usize) -> Report {
             }
         }
     }
-    Report {
-        pods: waves * per_wave,
-        took: began.elapsed(),
-        wrong,
-    }
+    Report { endings, wrong }
 }
 
 /// Waits (a little) until `host` holds no instance and no more guest tasks than `baseline`.
@@ -166,9 +188,21 @@ async fn a_wave_of_mixed_pods_ends_right_and_leaves_nothing_behind() {
     let host = Host::new(wasmlet::HostConfig::default()).unwrap();
     let baseline = host.stats().guest_tasks;
     let report = churn(&host, 2, 100).await;
-    assert_eq!(report.pods, 200);
-    assert!(report.took > Duration::ZERO);
     assert!(report.wrong.is_empty(), "{:#?}", report.wrong);
+    // Every pod ended, each as its behaviour does (50 of each of the four kinds).
+    let endings: Vec<(&str, usize)> = report
+        .endings
+        .iter()
+        .map(|(ending, count)| (ending.as_str(), *count))
+        .collect();
+    assert_eq!(
+        endings,
+        [
+            ("Failed Killed 137", 100),
+            ("Failed PostStartHookError 0", 50),
+            ("Succeeded Completed 0", 50),
+        ]
+    );
     let stats = settled(&host, baseline).await;
     assert_eq!(stats.live_instances, 0, "{stats:?}");
     assert!(stats.guest_tasks <= baseline, "{stats:?} vs {baseline}");
