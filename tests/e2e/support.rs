@@ -57,6 +57,35 @@ pub async fn history(pod: &Pod) -> Vec<PodUpdate> {
     updates
 }
 
+/// Waits (at most 30 s) until the pod has reported an update that `matches` (its history
+/// included), and returns it.
+pub async fn wait_for_update(pod: &Pod, matches: impl Fn(&PodUpdate) -> bool) -> PodUpdate {
+    let mut watch = pod.watch();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(update) = watch.next().await {
+            if matches(&update) {
+                return update;
+            }
+        }
+        panic!("the pod ended without the update awaited");
+    })
+    .await
+    .expect("the update awaited should come within 30 s")
+}
+
+/// Waits until the pod has reported an event with `reason`, and returns it.
+pub async fn wait_for_event(pod: &Pod, reason: &str) -> Event {
+    match wait_for_update(
+        pod,
+        |update| matches!(update, PodUpdate::Event(event) if event.reason == reason),
+    )
+    .await
+    {
+        PodUpdate::Event(event) => event,
+        PodUpdate::Log(_) => unreachable!("only an event matches"),
+    }
+}
+
 /// The output lines of the pod, as `[container] line` / `[container:preStop] line`.
 pub fn lines(history: &[PodUpdate]) -> Vec<String> {
     history
