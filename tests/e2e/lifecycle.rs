@@ -59,10 +59,12 @@ async fn container_is_waiting_until_post_start_returns() {
         "slow-warm-up",
         "cooperative",
         5,
-        "env:\n  - name: POST_START_MS\n    value: \"600\"",
+        "env:\n  - name: POST_START_MS\n    value: \"1000\"",
     ))
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both have begun: run, and postStart, which now warms up for a second.
+    wait_for_line(&pod, "run: started").await;
+    wait_for_line(&pod, "postStart: warming up").await;
     let status = pod.status();
     let container = &status.container_statuses.as_ref().unwrap()[0];
     let waiting = container.state.as_ref().unwrap().waiting.as_ref();
@@ -379,14 +381,21 @@ async fn a_second_delete_with_a_shorter_grace_period_shortens_the_stop() {
     pod.wait_running().await;
     let first = Instant::now();
     pod.delete(None);
+    // Not a wait for anything: the second delete comes a while after the first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     pod.delete(Some(Duration::from_millis(300)));
     // A longer one afterwards never lengthens it.
     pod.delete(Some(Duration::from_secs(60)));
     let status = finished(&pod).await;
     let elapsed = first.elapsed();
-    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
+    let killed = terminated(&status, 0);
+    assert_eq!(killed.reason.as_deref(), Some("Killed"));
     // As the apiserver does, the shorter grace counts from the first delete: 300 ms, not 400.
+    let message = killed.message.unwrap_or_default();
+    assert!(
+        message.contains("a grace period of 300ms while"),
+        "{message}"
+    );
     assert_within(
         elapsed,
         Duration::from_millis(300),
@@ -418,15 +427,28 @@ async fn a_kill_during_the_minimum_after_pre_stop_ends_the_container_at_once() {
     ))
     .await;
     pod.wait_running().await;
-    let deleted = Instant::now();
     pod.delete(None);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The grace period has run out on preStop: terminate's minimum of 2 s has begun.
+    let cut = wait_for_event(&pod, "FailedPreStopHook").await;
+    assert!(
+        cut.message.contains("killed when the grace period ran out"),
+        "{cut:?}"
+    );
+    assert!(
+        pod.status().container_statuses.unwrap()[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .running
+            .is_some()
+    );
+    let killed = Instant::now();
     pod.kill();
     let status = finished(&pod).await;
-    let elapsed = deleted.elapsed();
+    let elapsed = killed.elapsed();
     assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Killed"));
     assert!(
-        elapsed < Duration::from_millis(2000),
+        elapsed < Duration::from_millis(500),
         "the kill waited: {elapsed:?}"
     );
 }
@@ -500,7 +522,8 @@ async fn a_post_start_killed_by_the_stop_is_not_a_hook_failure() {
         &post_start_exec_hello(&["--sleep", "60"]),
     ))
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The hook has begun its minute of sleep.
+    wait_for_line(&pod, "Hello from a plain wasi:cli command!").await;
     let waiting = pod.status();
     assert_eq!(
         waiting.phase.as_deref(),

@@ -73,6 +73,15 @@ pub async fn wait_for_update(pod: &Pod, matches: impl Fn(&PodUpdate) -> bool) ->
     .expect("the update awaited should come within 30 s")
 }
 
+/// Waits until the pod has printed a line containing `text`.
+pub async fn wait_for_line(pod: &Pod, text: &str) {
+    wait_for_update(
+        pod,
+        |update| matches!(update, PodUpdate::Log(line) if line.line.contains(text)),
+    )
+    .await;
+}
+
 /// Waits until the pod has reported an event with `reason`, and returns it.
 pub async fn wait_for_event(pod: &Pod, reason: &str) -> Event {
     match wait_for_update(
