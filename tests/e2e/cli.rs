@@ -168,7 +168,11 @@ fn a_bad_manifest_is_refused_with_every_problem() {
 #[test]
 fn sigterm_deletes_gracefully_and_a_second_signal_kills() {
     // Graceful: the cooperative app completes after one SIGTERM.
-    let (code, stderr) = signal_run("examples/pods/cooperative.yaml", 1);
+    let (code, stderr) = signal_run(
+        "examples/pods/cooperative.yaml",
+        "[app:postStart] postStart: done",
+        1,
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("Killing") && stderr.contains("Completed"),
@@ -177,7 +181,11 @@ fn sigterm_deletes_gracefully_and_a_second_signal_kills() {
 
     // Forced: the stubborn app would take 30 s; the second SIGTERM kills it at once.
     let started = Instant::now();
-    let (code, stderr) = signal_run("examples/pods/stubborn.yaml", 2);
+    let (code, stderr) = signal_run(
+        "examples/pods/stubborn.yaml",
+        "[app] run: sleeping for an hour",
+        2,
+    );
     assert_eq!(code, Some(137), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -186,46 +194,82 @@ fn sigterm_deletes_gracefully_and_a_second_signal_kills() {
     );
 }
 
-/// Runs a pod with a 30 s grace period, waits until it is started, sends `signals` SIGTERMs.
-fn signal_run(manifest: &str, signals: usize) -> (Option<i32>, String) {
-    signal_run_all(&[manifest], signals)
+/// Runs a pod with a 30 s grace period; once its output has shown `running` (the line that says
+/// it is up), sends `signals` SIGTERMs.
+fn signal_run(manifest: &str, running: &str, signals: usize) -> (Option<i32>, String) {
+    signal_run_all(&[manifest], &[running], signals)
 }
 
-/// Runs pods in one `wasmlet run` with a 30 s grace period, waits until one is started, sends
-/// `signals` SIGTERMs.
-fn signal_run_all(manifests: &[&str], signals: usize) -> (Option<i32>, String) {
+/// Runs pods in one `wasmlet run` with a 30 s grace period; once the output has shown every line
+/// of `running` (each a line that says a pod is up: started, and its postStart done), sends
+/// `signals` SIGTERMs, each once wasmlet has said what it does about the one before. Returns the
+/// exit code and stderr.
+fn signal_run_all(manifests: &[&str], running: &[&str], signals: usize) -> (Option<i32>, String) {
     let mut child = wasmlet()
         .arg("run")
         .args(manifests)
         .args(["--grace-period", "30s"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("Started") {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "wasmlet ended early: {seen}"
-        );
-        seen.push_str(&line);
+    // Both streams, line by line as they come: (whether from stderr, the line).
+    let (sender, lines) = std::sync::mpsc::channel();
+    let readers = [
+        (
+            false,
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        ),
+        (true, Box::new(child.stderr.take().unwrap())),
+    ]
+    .map(|(is_stderr, stream)| {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let _ = sender.send((is_stderr, line.unwrap()));
+            }
+        })
+    });
+    drop(sender);
+    let mut stderr = String::new();
+    let mut wait_for = |text: &str| loop {
+        let (is_stderr, line) = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("waited in vain for {text:?}; stderr so far:\n{stderr}"));
+        if is_stderr {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+        if line.contains(text) {
+            return;
+        }
+    };
+    for line in running {
+        wait_for(line);
     }
-    // Let postStart finish, then signal.
-    std::thread::sleep(Duration::from_millis(400));
-    for _ in 0..signals {
+    for signal in 1..=signals {
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        std::thread::sleep(Duration::from_millis(200));
+        // Signals that arrive together may be taken for one.
+        wait_for(if signal == 1 {
+            "gracefully; signal again to kill now"
+        } else {
+            "wasmlet: killing"
+        });
     }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    seen.push_str(&rest);
-    (child.wait().unwrap().code(), seen)
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    for (is_stderr, line) in lines.try_iter() {
+        if is_stderr {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+    }
+    (child.wait().unwrap().code(), stderr)
 }
 
 #[test]
@@ -247,6 +291,7 @@ fn sigterm_stops_every_pod_of_the_host_each_within_its_grace() {
     .unwrap();
     let (code, stderr) = signal_run_all(
         &["examples/pods/cooperative.yaml", second.to_str().unwrap()],
+        &["[app:postStart] postStart: done"; 2],
         1,
     );
     assert_eq!(code, Some(0), "{stderr}");
@@ -480,7 +525,7 @@ fn run_serves_a_handler_component_on_the_given_port_until_stopped() {
         .local_addr()
         .unwrap()
         .port();
-    let child = wasmlet()
+    let mut child = wasmlet()
         .args(["run", "target/components/http-hello.wasm", "--port"])
         .arg(port.to_string())
         .args(["--stop-after", "3s"])
@@ -488,24 +533,29 @@ fn run_serves_a_handler_component_on_the_given_port_until_stopped() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The event that says it listens comes once the port is bound.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(&format!("Serving HTTP on 127.0.0.1:{port}")) {
+        assert!(
+            stderr.read_line(&mut seen).unwrap() > 0,
+            "wasmlet ended before it listened: {seen}"
+        );
+    }
     // A plain HTTP/1.0 exchange: no client library needed.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let answer = loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).unwrap();
-            break answer;
-        }
-        assert!(Instant::now() < deadline, "nothing listened on {port}");
-        std::thread::sleep(Duration::from_millis(20));
+    let answer = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
     };
     assert!(answer.starts_with("HTTP/1.0 200 OK"), "{answer}");
     assert!(answer.ends_with("hello from wasmlet\n"), "{answer}");
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    let stderr = seen;
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!("Serving HTTP on 127.0.0.1:{port}")),
         "{stderr}"
