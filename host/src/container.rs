@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
 
 use crate::bindings::TerminationReason;
-use crate::clock::{CancelOnDrop, after, sleep};
+use crate::clock::{CancelOnDrop, after, sleep, sleep_until};
 use crate::events::{EventType, LogSource, PodUpdate};
 use crate::guest::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LoadedComponent,
@@ -134,14 +134,30 @@ struct HookRun {
     description: String,
 }
 
-/// Where the stop sequence is.
-enum Stopping {
+/// Where a container run is in its stop: the container's state machine, read top to bottom.
+/// The one deadline of a stop is the grace clock of the container's context
+/// ([`ContainerContext::deadline`]), which guests read too.
+///
+/// ```text
+///  Up ──stop──▶ PreStop ──preStop over──▶ AwaitingTurn ──turn──▶ Terminating ──deadline──▶ killed
+///   │              │                          │  (deadline: terminate anyway,        ▲
+///   │              └─deadline: preStop killed─┘   at least the minimum after it)     │
+///   └──stop, no preStop──────────────────────────────────────────────────────────────┘
+/// ```
+/// Whether postStart is done (the container is `Running`) is apart from this: a stop may come
+/// while postStart still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopPhase {
     /// No stop requested.
-    No,
-    /// preStop is running; the grace period ends at `deadline`.
-    PreStop { deadline: Instant },
-    /// Terminate was delivered; the kill comes at `deadline`.
-    Terminating { deadline: Instant },
+    Up,
+    /// preStop is running; it is killed at the deadline.
+    PreStop,
+    /// preStop is over; terminate waits for the container's turn — a sidecar's comes once the
+    /// app containers and the sidecars after it have ended (`waitForTurn` in
+    /// `pkg/kubelet/kuberuntime/kuberuntime_termination_order.go`), or at the deadline.
+    AwaitingTurn,
+    /// Terminate was delivered; whatever is left is killed at the deadline.
+    Terminating,
 }
 
 struct Supervisor {
@@ -156,7 +172,9 @@ struct Supervisor {
     tmp_dir: Option<tempfile::TempDir>,
     /// The pending deadline action (kill preStop, or kill everything).
     deadline_timer: Option<CancelOnDrop>,
-    stopping: Stopping,
+    stop: StopPhase,
+    /// Whether terminate may be delivered: the pod's say, for a sidecar (see [`StopPhase`]).
+    turn: crate::signal::Watcher<bool>,
     /// Why the container is being stopped when it was its own doing (postStart failed).
     failure: Option<String>,
     stop_reason: Option<(TerminationReason, String)>,
@@ -268,6 +286,7 @@ async fn run_once(
         tmp_dir: tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
     });
     let started_instant = pod.host.clock.now();
+    let turn = pod.turns[index].subscribe();
     let mut supervisor = Supervisor {
         pod,
         index,
@@ -278,7 +297,8 @@ async fn run_once(
         instances: Instances::default(),
         tmp_dir,
         deadline_timer: None,
-        stopping: Stopping::No,
+        stop: StopPhase::Up,
+        turn,
         failure: None,
         stop_reason: None,
         started_at,
@@ -366,7 +386,7 @@ impl Supervisor {
                 biased;
                 end = &mut main, if ended_draining.is_none() => {
                     let end = end.unwrap_or_else(|_| InstanceEnd::lost());
-                    let terminating = matches!(self.stopping, Stopping::Terminating { .. });
+                    let terminating = self.stop == StopPhase::Terminating;
                     match &self.server {
                         Some(server) if terminating && server.busy() => ended_draining = Some(end),
                         _ => break end,
@@ -387,13 +407,15 @@ impl Supervisor {
                     }
                     let request = stop_requests.borrow_and_update();
                     if let Some(request) = request {
-                        match self.stopping {
-                            Stopping::No => {
+                        match self.stop {
+                            StopPhase::Up => {
+                                // The pod's stop: terminate waits for this container's turn.
                                 pre_stop = self.begin_stop(
                                     request.grace_period,
                                     request.deadline,
                                     request.reason,
                                     request.message,
+                                    true,
                                 );
                             }
                             _ => self.shorten(&request, &pre_stop),
@@ -402,7 +424,7 @@ impl Supervisor {
                 }
                 end = finish(&mut post_start) => {
                     let hook = post_start.take().expect("finish resolves only for a hook");
-                    let stopping = !matches!(self.stopping, Stopping::No);
+                    let stopping = self.stop != StopPhase::Up;
                     if stopping && matches!(end, InstanceEnd::Killed { .. }) {
                         // Killed by the stop itself: not a failure of the hook.
                         continue;
@@ -425,6 +447,7 @@ impl Supervisor {
                                     after(now, grace),
                                     TerminationReason::PostStartHookFailed,
                                     format!("postStart hook failed: {}", failure.summary),
+                                    false,
                                 );
                             }
                         }
@@ -440,7 +463,18 @@ impl Supervisor {
                             failure.with_output(),
                         );
                     }
-                    self.terminate_after_pre_stop(end != InstanceEnd::NotImplemented);
+                    // (A kill of everything may have ended the stop's preStop phase already.)
+                    if self.stop == StopPhase::PreStop {
+                        self.after_pre_stop(end != InstanceEnd::NotImplemented);
+                    }
+                }
+                // Awaiting its turn: terminate when the pod says so, or at the deadline.
+                _ = self.turn.wait_for(|turn| *turn), if self.stop == StopPhase::AwaitingTurn => {
+                    self.terminate_in_turn(true);
+                }
+                () = sleep_until(&self.pod.host.clock, self.context.deadline().unwrap_or_else(|| self.pod.host.clock.now())),
+                    if self.stop == StopPhase::AwaitingTurn => {
+                    self.terminate_in_turn(false);
                 }
                 Ok(()) = ready_reports.changed() => {
                     ready_reports.borrow_and_update();
@@ -521,7 +555,7 @@ impl Supervisor {
                 None
             }
             ProbeReport::Failed { kind, grace } => {
-                if !matches!(self.stopping, Stopping::No) {
+                if self.stop != StopPhase::Up {
                     return None;
                 }
                 let grace = grace.unwrap_or_else(|| self.pod.grace_period());
@@ -537,6 +571,7 @@ impl Supervisor {
                     after(now, grace),
                     TerminationReason::ProbeFailed,
                     format!("failed {} probe{will}", kind.name()),
+                    false,
                 )
             }
         }
@@ -682,13 +717,18 @@ impl Supervisor {
         Some(run)
     }
 
-    /// Begins the stop sequence; returns the preStop hook if one started.
+    /// Begins the stop sequence (`killContainer` in
+    /// `pkg/kubelet/kuberuntime/kuberuntime_container.go`): the `Killing` event, the grace clock,
+    /// preStop; returns the preStop hook if one started. `in_turn`: the pod's stop, whose
+    /// terminate waits for the container's turn; a stop of the container's own (its postStart
+    /// or a probe failed) waits for nothing, as the kubelet passes no ordering then.
     fn begin_stop(
         &mut self,
         grace_period: Duration,
         deadline: Instant,
         reason: TerminationReason,
         message: String,
+        in_turn: bool,
     ) -> Option<HookRun> {
         let name = &self.spec.name;
         self.pod.event(
@@ -701,11 +741,15 @@ impl Supervisor {
             ),
         );
         self.stop_reason = Some((reason, message));
+        if !in_turn {
+            // Its own stop: no turn to wait for.
+            self.turn = crate::signal::Watched::new(true).subscribe();
+        }
         // The kubelet stops probing a container it is stopping.
         self.probes = None;
         let now = self.pod.host.clock.now();
-        // A stop whose grace was used up before it reached this container (a sidecar, after
-        // the app containers) still gets the kubelet's minimum, not a kill without terminate.
+        // A stop whose grace was used up before it reached this container still gets the
+        // kubelet's minimum, not a kill without terminate.
         let deadline = if !grace_period.is_zero() && deadline <= now {
             after(now, self.pod.host.config.min_grace_after_pre_stop)
         } else {
@@ -716,41 +760,72 @@ impl Supervisor {
         if grace_period.is_zero() {
             // Grace 0: straight to the kill — no preStop, and no terminate (Kubernetes sends no
             // SIGTERM either), so the guest cannot race the kill to a clean exit.
-            self.stopping = Stopping::Terminating { deadline };
+            self.stop = StopPhase::Terminating;
             self.instances.kill_all();
             return None;
         }
         match self.start_hook(LogSource::PreStop) {
             Some(hook) => {
-                self.stopping = Stopping::PreStop { deadline };
+                self.stop = StopPhase::PreStop;
                 self.schedule_kill_of(deadline, hook.switch.clone());
                 Some(hook)
             }
             None => {
-                self.stopping = Stopping::Terminating { deadline };
-                self.deliver_terminate();
-                self.schedule_kill_all(deadline);
+                self.after_pre_stop(false);
                 None
             }
         }
     }
 
-    /// preStop is over (returned, failed, or killed at the deadline): deliver terminate and
-    /// give `run` the rest of the grace period — at least the configured minimum if a preStop
-    /// really ran (`ran` is false when the component turned out to have none).
-    fn terminate_after_pre_stop(&mut self, ran: bool) {
-        let Stopping::PreStop { deadline } = self.stopping else {
-            return;
-        };
-        let now = self.pod.host.clock.now();
-        let deadline = if ran {
-            deadline.max(after(now, self.pod.host.config.min_grace_after_pre_stop))
+    /// preStop is over (returned, failed, or killed at the deadline), or there was none
+    /// (`ran` is false when the component turned out to have none): terminate, if it is the
+    /// container's turn; otherwise wait for it.
+    fn after_pre_stop(&mut self, ran: bool) {
+        self.deadline_timer = None;
+        if ran {
+            // The kubelet gives at least `minimumGracePeriodInSeconds` after a preStop.
+            self.extend_deadline_to_minimum();
+        }
+        if self.turn.borrow_and_update() {
+            self.terminate_now();
         } else {
-            deadline
-        };
-        self.context.move_deadline(deadline);
-        self.stopping = Stopping::Terminating { deadline };
+            self.stop = StopPhase::AwaitingTurn;
+        }
+    }
+
+    /// The container's turn came (`turn`), or its deadline did first: terminate, with at least
+    /// the minimum grace after it (`killContainer`: the wait for the turn is taken from the
+    /// grace, and the minimum still follows).
+    fn terminate_in_turn(&mut self, turn: bool) {
+        if !turn {
+            tracing::debug!(
+                "container {}: its turn did not come before the deadline",
+                self.spec.name
+            );
+        }
+        self.extend_deadline_to_minimum();
+        self.terminate_now();
+    }
+
+    /// Moves the deadline to at least the configured minimum from now.
+    fn extend_deadline_to_minimum(&mut self) {
+        let now = self.pod.host.clock.now();
+        let minimum = after(now, self.pod.host.config.min_grace_after_pre_stop);
+        if let Some(deadline) = self.context.deadline()
+            && deadline < minimum
+        {
+            self.context.move_deadline(minimum);
+        }
+    }
+
+    /// Delivers terminate and kills whatever is left at the deadline.
+    fn terminate_now(&mut self) {
+        self.stop = StopPhase::Terminating;
         self.deliver_terminate();
+        let deadline = self
+            .context
+            .deadline()
+            .unwrap_or_else(|| self.pod.host.clock.now());
         self.schedule_kill_all(deadline);
     }
 
@@ -761,37 +836,32 @@ impl Supervisor {
         let requested = request.deadline;
         if request.is_kill() {
             self.context.move_deadline(now);
-            self.stopping = Stopping::Terminating { deadline: now };
+            self.stop = StopPhase::Terminating;
             self.deadline_timer = None;
             self.instances.kill_all();
             return;
         }
-        match self.stopping {
-            Stopping::No => {}
-            Stopping::PreStop { deadline } if requested < deadline => {
-                self.context.move_deadline(requested);
-                if requested <= now {
-                    self.stopping = Stopping::Terminating {
-                        deadline: requested,
-                    };
-                    self.instances.kill_all();
-                } else {
-                    self.stopping = Stopping::PreStop {
-                        deadline: requested,
-                    };
-                    if let Some(hook) = pre_stop {
-                        self.schedule_kill_of(requested, hook.switch.clone());
-                    }
+        let Some(deadline) = self.context.deadline() else {
+            return;
+        };
+        if requested >= deadline {
+            return;
+        }
+        self.context.move_deadline(requested);
+        match self.stop {
+            StopPhase::Up => {}
+            StopPhase::PreStop if requested <= now => {
+                self.stop = StopPhase::Terminating;
+                self.instances.kill_all();
+            }
+            StopPhase::PreStop => {
+                if let Some(hook) = pre_stop {
+                    self.schedule_kill_of(requested, hook.switch.clone());
                 }
             }
-            Stopping::Terminating { deadline } if requested < deadline => {
-                self.context.move_deadline(requested);
-                self.stopping = Stopping::Terminating {
-                    deadline: requested,
-                };
-                self.schedule_kill_all(requested);
-            }
-            _ => {}
+            // The deadline branch of the run loop reads the moved deadline.
+            StopPhase::AwaitingTurn => {}
+            StopPhase::Terminating => self.schedule_kill_all(requested),
         }
     }
 
@@ -846,7 +916,7 @@ impl Supervisor {
         });
         self.pod
             .observe(Some(Observation::Started { slot: self.index }));
-        if !self.probes_started && matches!(self.stopping, Stopping::No) {
+        if !self.probes_started && self.stop == StopPhase::Up {
             self.probes_started = true;
             self.probes = Probes::start(&self.launcher, self.started_instant);
         }

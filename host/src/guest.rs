@@ -96,6 +96,12 @@ impl ContainerContext {
         *self.stop.lock().unwrap() = Some(StopClock { began, deadline });
     }
 
+    /// When the stop in progress kills what is left, if one began: the one place a stop's
+    /// deadline is kept.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.stop.lock().unwrap().map(|stop| stop.deadline)
+    }
+
     /// Moves the kill to `deadline` (`grace-remaining` counts down to it).
     pub fn move_deadline(&self, deadline: Instant) {
         if let Some(stop) = self.stop.lock().unwrap().as_mut() {

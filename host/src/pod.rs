@@ -187,9 +187,11 @@ pub(crate) struct PodShared {
     /// The stop request for the whole pod (the latest that superseded the others).
     stop_request: Watched<Option<StopRequest>>,
     /// The stop request in force for each container slot (init containers first, then app
-    /// containers): a request reaches the containers in that order, and sidecars only once the
-    /// app containers have ended.
+    /// containers), as the pod runner hands them on.
     pub stops: Vec<Watched<Option<StopRequest>>>,
+    /// Whether each slot's terminate may be delivered once its preStop is over: always for a
+    /// container that is not a sidecar; for a sidecar once the pod runner says its turn came.
+    pub turns: Vec<Watched<bool>>,
     status: watch::Sender<PodStatus>,
     /// Called with every status change and when it happened (see [`UpdateHub::tap`]).
     status_taps: std::sync::Mutex<Vec<StatusTap>>,
@@ -263,6 +265,12 @@ impl Pod {
         status.conditions = Some(conditions);
         status.qos_class = Some(qos_class(&spec).into());
         let slots = spec.init_containers.len() + spec.containers.len();
+        let turns = (0..slots)
+            .map(|slot| {
+                let init = &spec.init_containers;
+                Watched::new(!(slot < init.len() && init[slot].sidecar))
+            })
+            .collect();
         let uid = spec.uid.clone().unwrap_or_else(|| host.new_uid());
         let shared = Arc::new(PodShared {
             spec,
@@ -274,6 +282,7 @@ impl Pod {
             dirty: std::sync::atomic::AtomicBool::new(false),
             stop_request: Watched::new(None),
             stops: (0..slots).map(|_| Watched::new(None)).collect(),
+            turns,
             status: watch::Sender::new(status),
             status_taps: std::sync::Mutex::new(Vec::new()),
             finished: std::sync::atomic::AtomicBool::new(false),
@@ -486,6 +495,8 @@ pub(crate) struct PodRunner {
     earlier_state: Vec<Option<ContainerState>>,
     /// The pod's stop request as last handed on.
     last_stop: Option<StopRequest>,
+    /// The stop of the sidecars once every app container has ended on its own.
+    completed_request: Option<StopRequest>,
     /// The timer that wakes the runner when a back-off is over.
     wake: Option<(Instant, CancelOnDrop)>,
 }
@@ -511,6 +522,7 @@ impl PodRunner {
                 slots: vec![Slot::Waiting; slots],
                 back_off: vec![BackOff::default(); slots],
                 handed: vec![None; slots],
+                released: vec![false; slots],
                 stop: None,
                 finished: false,
             },
@@ -518,6 +530,7 @@ impl PodRunner {
             last_end: vec![None; slots],
             earlier_state: vec![None; slots],
             last_stop: None,
+            completed_request: None,
             wake: None,
         }
     }
@@ -635,13 +648,23 @@ impl PodRunner {
                 self.view.handed[slot] = Some(Handed::Pod(generation));
             }
             Action::StopCompleted { slot } => {
-                let own = shared.stop_request_now(
-                    None,
-                    TerminationReason::PodCompleted,
-                    "every app container of the pod has ended",
-                );
+                // One request, so one grace budget, for every sidecar stopped together.
+                let own = self
+                    .completed_request
+                    .get_or_insert_with(|| {
+                        shared.stop_request_now(
+                            None,
+                            TerminationReason::PodCompleted,
+                            "every app container of the pod has ended",
+                        )
+                    })
+                    .clone();
                 supersede(&shared.stops[slot], &own);
                 self.view.handed[slot] = Some(Handed::PodCompleted);
+            }
+            Action::ReleaseTerminate { slot } => {
+                shared.turns[slot].send_replace(true);
+                self.view.released[slot] = true;
             }
             Action::Finish { slot } => {
                 let completed = match self.view.slots[slot] {

@@ -158,6 +158,8 @@ pub(crate) struct PodView {
     pub back_off: Vec<BackOff>,
     /// The stop each slot was handed, if any.
     pub handed: Vec<Option<Handed>>,
+    /// Whether each slot was told that its terminate may come (its turn, for a sidecar).
+    pub released: Vec<bool>,
     /// The pod's stop request, once it was deleted (or its host shuts down).
     pub stop: Option<PodStop>,
     /// The pod has finished: nothing of it runs or will run again.
@@ -179,9 +181,12 @@ pub(crate) enum Action {
     },
     /// Hand the container the pod's stop request (preStop, terminate, kill at its deadline).
     Stop { slot: usize },
-    /// Stop a sidecar because every app container has ended: a stop of its own, with the pod's
-    /// full grace period.
+    /// Stop a sidecar because every app container has ended on its own: with the pod's grace
+    /// period, one budget for all the sidecars stopped so.
     StopCompleted { slot: usize },
+    /// A stopping sidecar's turn has come: its terminate may be delivered once its preStop is
+    /// over.
+    ReleaseTerminate { slot: usize },
     /// The container has ended for good: report how its last run ended.
     Finish { slot: usize },
     /// Nothing of the pod runs or will run again.
@@ -261,13 +266,14 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
         }
     }
 
-    // The pod's stop reaches every container that is not a sidecar at once; a sidecar only
-    // when its turn has come (below), and after that every later request too.
+    // The pod's stop reaches every running container at once, sidecars included: each gets
+    // `Killing` and its preStop now (`killContainersWithSyncResult` in
+    // `pkg/kubelet/kuberuntime/kuberuntime_container.go`); only a sidecar's terminate waits
+    // for its turn (below). A later, superseding request reaches them all again.
     if let Some(stop) = view.stop {
         for (slot, state) in slots.iter().enumerate() {
             let already = view.handed[slot] == Some(Handed::Pod(stop.generation));
-            let reaches = plan.slots[slot] != SlotKind::Sidecar || view.handed[slot].is_some();
-            if reaches && !already && matches!(state, Slot::Running { .. }) {
+            if !already && matches!(state, Slot::Running { .. }) {
                 actions.push(Action::Stop { slot });
             }
         }
@@ -317,28 +323,55 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
     }
 
     // Sidecars stop once nothing else runs or will run: the app containers have ended (or
-    // will never start), one sidecar at a time, in reverse order.
+    // will never start). All of them at once, with one grace budget, as the kubelet's
+    // `killPodWithSyncResult` does once `computePodActions` finds no container to keep.
     let others_over = plan.slots.iter().zip(&slots).all(|(kind, state)| {
         *kind == SlotKind::Sidecar
             || !state.active() && (*state != Slot::Waiting || stopping || init_failed)
     });
     let app_phase_over = others_over && (initialized || stopping || init_failed);
-    if app_phase_over {
-        let last_running_sidecar = (0..plan.slots.len())
-            .rev()
-            .find(|&slot| plan.slots[slot] == SlotKind::Sidecar && slots[slot].active());
-        if let Some(slot) = last_running_sidecar
-            && view.handed[slot].is_none()
-            && matches!(slots[slot], Slot::Running { .. })
-        {
-            actions.push(match view.stop {
-                Some(_) => Action::Stop { slot },
-                None => Action::StopCompleted { slot },
+    if app_phase_over && !stopping {
+        for (slot, (kind, state)) in plan.slots.iter().zip(&slots).enumerate() {
+            if *kind == SlotKind::Sidecar
+                && view.handed[slot].is_none()
+                && matches!(state, Slot::Running { .. })
+            {
+                actions.push(Action::StopCompleted { slot });
+            }
+        }
+    }
+    // A sidecar's terminate waits until every app container has ended and so has every
+    // sidecar after it: sidecars end in reverse order (`newTerminationOrdering`, `waitForTurn`
+    // in `pkg/kubelet/kuberuntime/kuberuntime_termination_order.go`). Plain init containers
+    // wait for no one and hold no one up.
+    let apps_over = plan
+        .slots
+        .iter()
+        .zip(&slots)
+        .all(|(kind, state)| *kind != SlotKind::App || !state.active());
+    if apps_over {
+        for slot in (0..plan.slots.len()).rev() {
+            if plan.slots[slot] != SlotKind::Sidecar || !slots[slot].active() {
+                continue;
+            }
+            // The last sidecar still active is the one whose turn it is.
+            let handed_now = actions.iter().any(|action| {
+                matches!(action, Action::Stop { slot: s } | Action::StopCompleted { slot: s } if *s == slot)
             });
+            if (view.handed[slot].is_some() || handed_now) && !view.released[slot] {
+                actions.push(Action::ReleaseTerminate { slot });
+            }
+            break;
         }
-        if last_running_sidecar.is_none() {
-            actions.push(Action::FinishPod);
-        }
+    }
+    if app_phase_over
+        && !plan
+            .slots
+            .iter()
+            .zip(&slots)
+            .any(|(kind, state)| *kind == SlotKind::Sidecar && state.active())
+    {
+        actions.push(Action::FinishPod);
     }
     Decision { actions, wake_at }
 }
@@ -374,6 +407,7 @@ mod tests {
             slots: slots.to_vec(),
             back_off: vec![super::BackOff::default(); kinds.len()],
             handed: vec![None; kinds.len()],
+            released: vec![false; kinds.len()],
             stop: None,
             finished: false,
         }
@@ -657,7 +691,7 @@ mod tests {
 
     #[test]
     fn kill_the_pod_if_all_main_containers_succeeded_if_pods_restart_policy_is_never() {
-        // The sidecars are stopped, the last first; none is restarted.
+        // Every sidecar is stopped at once, none restarted; the last one terminates first.
         let now = Instant::now();
         let view = with_policy(
             view(
@@ -668,7 +702,12 @@ mod tests {
         );
         assert_eq!(
             decide(&view, now).actions,
-            [Finish { slot: 3 }, StopCompleted { slot: 1 }]
+            [
+                Finish { slot: 3 },
+                StopCompleted { slot: 0 },
+                StopCompleted { slot: 1 },
+                ReleaseTerminate { slot: 1 }
+            ]
         );
     }
 
@@ -730,11 +769,34 @@ mod tests {
     // Stops
 
     #[test]
-    fn a_delete_stops_every_running_container_but_sidecars_and_starts_nothing() {
+    fn a_delete_stops_every_running_container_at_once_and_starts_nothing() {
+        // Plain init containers hold no sidecar's terminate back; app containers that never
+        // started neither.
         let now = Instant::now();
         let mut view = view(&[Sidecar, Init, App], &[RUNNING, STARTING, WAITING]);
         view.stop = Some(PodStop { generation: 1 });
-        assert_eq!(decide(&view, now).actions, [Stop { slot: 1 }]);
+        assert_eq!(
+            decide(&view, now).actions,
+            [
+                Stop { slot: 0 },
+                Stop { slot: 1 },
+                ReleaseTerminate { slot: 0 }
+            ]
+        );
+    }
+
+    #[test]
+    fn on_delete_a_sidecars_terminate_waits_for_the_app_containers() {
+        let now = Instant::now();
+        let mut view = view(&[Sidecar, App], &[RUNNING, RUNNING]);
+        view.stop = Some(PodStop { generation: 1 });
+        assert_eq!(
+            decide(&view, now).actions,
+            [Stop { slot: 0 }, Stop { slot: 1 }]
+        );
+        view.handed = vec![Some(Handed::Pod(1)); 2];
+        view.slots[1] = COMPLETED;
+        assert_eq!(decide(&view, now).actions, [ReleaseTerminate { slot: 0 }]);
     }
 
     #[test]
@@ -768,25 +830,28 @@ mod tests {
     }
 
     #[test]
-    fn sidecars_stop_one_at_a_time_in_reverse_order_after_the_app_containers() {
+    fn sidecars_stop_together_and_terminate_in_reverse_order_after_the_app_containers() {
         let now = Instant::now();
         let apps_running = view(&[Sidecar, Sidecar, App], &[RUNNING, RUNNING, RUNNING]);
         assert_eq!(decide(&apps_running, now).actions, []);
         let apps_done = view(&[Sidecar, Sidecar, App], &[RUNNING, RUNNING, COMPLETED]);
-        assert_eq!(decide(&apps_done, now).actions, [StopCompleted { slot: 1 }]);
-        let mut second = view(&[Sidecar, Sidecar, App], &[RUNNING, COMPLETED, COMPLETED]);
-        second.handed[1] = Some(Handed::PodCompleted);
-        assert_eq!(decide(&second, now).actions, [StopCompleted { slot: 0 }]);
+        assert_eq!(
+            decide(&apps_done, now).actions,
+            [
+                StopCompleted { slot: 0 },
+                StopCompleted { slot: 1 },
+                ReleaseTerminate { slot: 1 }
+            ]
+        );
+        let mut first_waits = view(&[Sidecar, Sidecar, App], &[RUNNING, RUNNING, COMPLETED]);
+        first_waits.handed = vec![Some(Handed::PodCompleted), Some(Handed::PodCompleted), None];
+        first_waits.released = vec![false, true, false];
+        assert_eq!(decide(&first_waits, now).actions, []);
+        let mut second = first_waits.clone();
+        second.slots[1] = COMPLETED;
+        assert_eq!(decide(&second, now).actions, [ReleaseTerminate { slot: 0 }]);
         let all_done = view(&[Sidecar, Sidecar, App], &[COMPLETED; 3]);
         assert_eq!(decide(&all_done, now).actions, [FinishPod]);
-    }
-
-    #[test]
-    fn on_delete_sidecars_get_the_pods_request_in_their_turn() {
-        let now = Instant::now();
-        let mut view = view(&[Sidecar, App], &[RUNNING, COMPLETED]);
-        view.stop = Some(PodStop { generation: 1 });
-        assert_eq!(decide(&view, now).actions, [Stop { slot: 0 }]);
     }
 
     #[test]
@@ -794,7 +859,10 @@ mod tests {
         let now = Instant::now();
         let mut view = view(&[Sidecar, App], &[STARTING, WAITING]);
         view.stop = Some(PodStop { generation: 1 });
-        assert_eq!(decide(&view, now).actions, [Stop { slot: 0 }]);
+        assert_eq!(
+            decide(&view, now).actions,
+            [Stop { slot: 0 }, ReleaseTerminate { slot: 0 }]
+        );
     }
 
     #[test]
