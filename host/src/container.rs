@@ -914,8 +914,9 @@ impl Supervisor {
             status.started = Some(started);
             status.ready = ready;
         });
-        self.pod
-            .observe(Some(Observation::Started { slot: self.index }));
+        if started {
+            self.report_started();
+        }
         if !self.probes_started && self.stop == StopPhase::Up {
             self.probes_started = true;
             self.probes = Probes::start(&self.launcher, self.started_instant);

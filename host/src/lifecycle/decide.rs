@@ -200,6 +200,68 @@ pub(crate) struct Decision {
     pub wake_at: Option<Instant>,
 }
 
+/// Settles a slot whose run ended: restart (at once, or after the back-off) or end for good;
+/// `no_restart`: the pod is being stopped or is over. A container that was handed a stop never
+/// restarts (`ShouldContainerBeRestarted`: the pod is being deleted); otherwise restartPolicy
+/// decides, and one killed for a failed liveness or startup probe restarts whatever its exit
+/// code unless the policy is `Never` (`computePodActions`: `restart := shouldRestartOnFailure`
+/// for a failed probe). The back-off is `doBackOff`'s.
+fn settle(
+    view: &PodView,
+    slot: usize,
+    state: &mut Slot,
+    no_restart: bool,
+    now: Instant,
+    actions: &mut Vec<Action>,
+    wake_at: &mut Option<Instant>,
+) {
+    let mut wake = |until: Instant| *wake_at = Some(wake_at.map_or(until, |at| at.min(until)));
+    match *state {
+        Slot::Exited(exit) => {
+            let policy = view.plan.policy(slot);
+            let restarts = view.handed[slot].is_none()
+                && !no_restart
+                && (policy.restarts(exit.completed)
+                    || exit.killed_by_probe && policy != RestartPolicy::Never);
+            if !restarts {
+                actions.push(Action::Finish { slot });
+                *state = Slot::Done {
+                    completed: exit.completed,
+                };
+                return;
+            }
+            match view.back_off[slot].wait_after(exit.at) {
+                Some((delay, until)) if until > now => {
+                    wake(until);
+                    actions.push(Action::WaitBackOff { slot, delay, until });
+                    *state = Slot::BackingOff {
+                        until,
+                        exit: exit.at,
+                    };
+                }
+                _ => {
+                    let back_off = view.back_off[slot].next(exit.at, now);
+                    actions.push(Action::Restart { slot, back_off });
+                    *state = Slot::Running { started: false };
+                }
+            }
+        }
+        // A stop during the back-off ends the container where it stands.
+        Slot::BackingOff { .. } if no_restart => {
+            actions.push(Action::Finish { slot });
+            // How it ended is the run before the back-off: the runner keeps it.
+            *state = Slot::Done { completed: false };
+        }
+        Slot::BackingOff { until, exit } if until <= now => {
+            let back_off = view.back_off[slot].next(exit, now);
+            actions.push(Action::Restart { slot, back_off });
+            *state = Slot::Running { started: false };
+        }
+        Slot::BackingOff { until, .. } => wake(until),
+        _ => {}
+    }
+}
+
 /// The pod's decisions: from the view and the time, the actions to take now, in order.
 pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
     let mut actions = Vec::new();
@@ -212,57 +274,28 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
     // What each slot becomes once the actions of this decision are done.
     let mut slots = view.slots.clone();
 
-    // Ended runs: restart (at once, or after the back-off), or end for good. A container that
-    // was handed a stop never restarts (`ShouldContainerBeRestarted`: the pod is being
-    // deleted); otherwise restartPolicy decides, and one killed for a failed liveness or
-    // startup probe restarts whatever its exit code unless the policy is `Never`
-    // (`computePodActions`: `restart := shouldRestartOnFailure(pod)` for a failed probe).
+    // Ended runs: restart (at once, or after the back-off), or end for good — the containers
+    // that are not sidecars first, since whether the pod goes on decides the sidecars'.
     for (slot, state) in slots.iter_mut().enumerate() {
-        match *state {
-            Slot::Exited(exit) => {
-                let policy = plan.policy(slot);
-                let restarts = view.handed[slot].is_none()
-                    && !stopping
-                    && (policy.restarts(exit.completed)
-                        || exit.killed_by_probe && policy != RestartPolicy::Never);
-                if !restarts {
-                    actions.push(Action::Finish { slot });
-                    *state = Slot::Done {
-                        completed: exit.completed,
-                    };
-                    continue;
-                }
-                match view.back_off[slot].wait_after(exit.at) {
-                    Some((delay, until)) if until > now => {
-                        wake_at = Some(wake_at.map_or(until, |at| at.min(until)));
-                        actions.push(Action::WaitBackOff { slot, delay, until });
-                        *state = Slot::BackingOff {
-                            until,
-                            exit: exit.at,
-                        };
-                    }
-                    _ => {
-                        let back_off = view.back_off[slot].next(exit.at, now);
-                        actions.push(Action::Restart { slot, back_off });
-                        *state = Slot::Running { started: false };
-                    }
-                }
-            }
-            // A stop during the back-off ends the container where it stands.
-            Slot::BackingOff { .. } if stopping => {
-                actions.push(Action::Finish { slot });
-                // How it ended is the run before the back-off: the runner keeps it.
-                *state = Slot::Done { completed: false };
-            }
-            Slot::BackingOff { until, exit } if until <= now => {
-                let back_off = view.back_off[slot].next(exit, now);
-                actions.push(Action::Restart { slot, back_off });
-                *state = Slot::Running { started: false };
-            }
-            Slot::BackingOff { until, .. } => {
-                wake_at = Some(wake_at.map_or(until, |at| at.min(until)));
-            }
-            _ => {}
+        if plan.slots[slot] != SlotKind::Sidecar {
+            settle(view, slot, state, stopping, now, &mut actions, &mut wake_at);
+        }
+    }
+    // Once no app container runs or will run, the pod is over: a sidecar that ended, or waits
+    // out its back-off, is not started again (`computePodActions`: no container to keep and
+    // none to start gives `KillPod` with `InitContainersToStart = nil`).
+    let init_failed_for_good = plan.slots.iter().zip(&slots).any(|(kind, state)| {
+        *kind == SlotKind::Init && *state == Slot::Done { completed: false }
+    });
+    let apps_done = plan
+        .slots
+        .iter()
+        .zip(&slots)
+        .all(|(kind, state)| *kind != SlotKind::App || matches!(state, Slot::Done { .. }));
+    let pod_over = stopping || apps_done || init_failed_for_good;
+    for (slot, state) in slots.iter_mut().enumerate() {
+        if plan.slots[slot] == SlotKind::Sidecar {
+            settle(view, slot, state, pod_over, now, &mut actions, &mut wake_at);
         }
     }
 
@@ -709,6 +742,30 @@ mod tests {
                 ReleaseTerminate { slot: 1 }
             ]
         );
+    }
+
+    #[test]
+    fn a_sidecar_in_back_off_is_not_restarted_once_the_app_containers_completed() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(10);
+        let view = with_policy(
+            view(
+                &[Sidecar, App],
+                &[Slot::BackingOff { until, exit: now }, exited(true, now)],
+            ),
+            RestartPolicy::Never,
+        );
+        assert_eq!(
+            decide(&view, now).actions,
+            [Finish { slot: 1 }, Finish { slot: 0 }, FinishPod]
+        );
+    }
+
+    #[test]
+    fn a_sidecar_that_ends_after_the_app_containers_completed_is_not_restarted() {
+        let now = Instant::now();
+        let view = view(&[Sidecar, App], &[exited(false, now), COMPLETED]);
+        assert_eq!(decide(&view, now).actions, [Finish { slot: 0 }, FinishPod]);
     }
 
     // doBackOff
