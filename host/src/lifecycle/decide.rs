@@ -79,9 +79,11 @@ impl Slot {
         )
     }
 
-    /// Has started once (for the containers that wait on a sidecar).
+    /// Runs and has started (for the containers that wait on a sidecar): a sidecar that ended,
+    /// or waits out its back-off, holds the next container back until it has started again
+    /// (`computeInitContainerActions`: an exited sidecar is restarted, the next one not started).
     fn has_started(self) -> bool {
-        !matches!(self, Slot::Waiting | Slot::Running { started: false })
+        self == Slot::Running { started: true }
     }
 }
 
@@ -284,9 +286,10 @@ pub(crate) fn decide(view: &PodView, now: Instant) -> Decision {
     // Once no app container runs or will run, the pod is over: a sidecar that ended, or waits
     // out its back-off, is not started again (`computePodActions`: no container to keep and
     // none to start gives `KillPod` with `InitContainersToStart = nil`).
-    let init_failed_for_good = plan.slots.iter().zip(&slots).any(|(kind, state)| {
-        *kind == SlotKind::Init && *state == Slot::Done { completed: false }
-    });
+    let init_failed_for_good =
+        plan.slots.iter().zip(&slots).any(|(kind, state)| {
+            *kind == SlotKind::Init && *state == Slot::Done { completed: false }
+        });
     let apps_done = plan
         .slots
         .iter()
