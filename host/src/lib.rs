@@ -39,6 +39,7 @@
 
 mod bindings;
 pub mod clock;
+#[path = "lifecycle/container.rs"]
 mod container;
 pub mod events;
 mod guest;
@@ -46,7 +47,9 @@ mod host;
 mod http;
 mod lifecycle;
 pub mod manifest;
+#[path = "lifecycle/pod.rs"]
 mod pod;
+#[path = "lifecycle/probe.rs"]
 mod probe;
 mod release;
 mod signal;
