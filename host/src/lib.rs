@@ -42,7 +42,6 @@ pub mod clock;
 #[path = "lifecycle/container.rs"]
 mod container;
 pub mod events;
-mod guest;
 mod host;
 mod http;
 mod lifecycle;
@@ -51,7 +50,7 @@ pub mod manifest;
 mod pod;
 #[path = "lifecycle/probe.rs"]
 mod probe;
-mod release;
+mod runtime;
 mod signal;
 pub mod testing;
 
@@ -59,13 +58,13 @@ pub use bindings::TerminationReason;
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use container::{EXIT_KILLED, EXIT_TRAPPED};
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
-pub use guest::LoadedComponent;
-pub use host::{Host, HostConfig, HostStats, InstancePool};
+pub use host::{Host, HostConfig, HostStats};
 pub use manifest::{
     ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField, PodSpec,
     PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy,
 };
 pub use pod::{Pod, all_terminated};
+pub use runtime::{InstancePool, LoadedComponent};
 
 /// Kubernetes types wasmlet reports in (statuses) and reads (manifests).
 pub use k8s_openapi;

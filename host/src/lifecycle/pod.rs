@@ -2,7 +2,7 @@
 //! end, and the status it reports (Kubernetes `PodStatus`, so tools that read pod JSON read ours).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,13 +17,14 @@ use crate::bindings::TerminationReason;
 use crate::clock::CancelOnDrop;
 use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
-use crate::guest::LoadedComponent;
 use crate::host::HostInner;
+use crate::http::{PodNetwork, Server, Serving};
 use crate::lifecycle::conditions::{pod_conditions, qos_class};
 use crate::lifecycle::decide::{
     Action, BackOff, Exit, Handed, PodPlan, PodStop, PodView, Slot, SlotKind, decide,
 };
 use crate::manifest::{PodSpec, VolumeSource};
+use crate::runtime::{LoadedContainer, Mount, Runtime};
 use crate::signal::Watched;
 
 /// A function that sees every status of a pod, with when it took effect.
@@ -101,69 +102,9 @@ impl PodVolume {
     }
 }
 
-/// A directory of the host a container sees at `guest_path`.
-#[derive(Debug, Clone)]
-pub(crate) struct Mount {
-    pub host_path: PathBuf,
-    pub guest_path: String,
-    pub read_only: bool,
-    /// The open directory `host_path` names (`/proc/self/fd/N`), kept open while the mount is.
-    _held: Option<Arc<std::os::fd::OwnedFd>>,
-}
-
-/// Opens `sub` inside `root`, one component at a time, refusing any component that is a
-/// symlink or not a directory, and making missing ones (Kubernetes makes a missing subPath).
-fn open_beneath(root: &Path, sub: &str) -> Result<std::os::fd::OwnedFd, String> {
-    use rustix::fs::{Mode, OFlags, mkdirat, openat};
-    use rustix::io::Errno;
-    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-    let mut dir = rustix::fs::open(root, flags, Mode::empty())
-        .map_err(|e| format!("opening the volume `{}`: {e}", root.display()))?;
-    for component in Path::new(sub).components() {
-        let name = match component {
-            std::path::Component::Normal(name) => name,
-            std::path::Component::CurDir => continue,
-            _ => return Err("must be relative, without `..`".into()),
-        };
-        let open =
-            |dir: &std::os::fd::OwnedFd| openat(dir, name, flags | OFlags::NOFOLLOW, Mode::empty());
-        let next = match open(&dir) {
-            Err(Errno::NOENT) => {
-                match mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(format!("making `{}`: {e}", name.to_string_lossy())),
-                }
-                open(&dir)
-            }
-            other => other,
-        };
-        dir = match next {
-            Ok(next) => next,
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                return Err(format!(
-                    "`{}` is a symlink or not a directory; a subPath may not leave its volume, \
-                     and wasmlet follows no link inside one",
-                    name.to_string_lossy()
-                ));
-            }
-            Err(e) => return Err(format!("opening `{}`: {e}", name.to_string_lossy())),
-        };
-    }
-    Ok(dir)
-}
-
 /// The compiled components of a pod, loaded before anything starts.
 pub(crate) struct LoadedPod {
     pub containers: Vec<LoadedContainer>,
-}
-
-#[derive(Clone)]
-pub(crate) struct LoadedContainer {
-    pub main: Arc<LoadedComponent>,
-    pub exec: HashMap<PathBuf, Arc<LoadedComponent>>,
-    /// The bundled shell, if an exec hook uses it.
-    pub shell: Option<Arc<LoadedComponent>>,
-    pub load_time: Duration,
 }
 
 /// A pod started by [`crate::Host::start_pod`]. Cheap to clone; every clone is the same pod.
@@ -203,7 +144,7 @@ pub(crate) struct PodShared {
     /// Each container slot's `ready`, as the status says: the gate of its HTTP listeners.
     ready_gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
     /// The HTTP servers of the running containers, by port (the pod's network).
-    servers: std::sync::Mutex<HashMap<u16, Arc<crate::http::Server>>>,
+    servers: std::sync::Mutex<HashMap<u16, Arc<Server>>>,
 }
 
 /// The status of a container that has not started, waiting for `reason`.
@@ -805,22 +746,13 @@ impl PodShared {
                 .iter()
                 .find(|v| v.name == mount.volume)
                 .ok_or_else(|| format!("volume `{}` is gone", mount.volume))?;
-            let (host_path, held) = match &mount.sub_path {
-                None => (volume.path.clone(), None),
-                Some(sub) => {
-                    let dir = open_beneath(&volume.path, sub).map_err(|why| {
+            let guest_path = mount.mount_path.clone();
+            mounts.push(match &mount.sub_path {
+                None => Mount::new(volume.path.clone(), guest_path, mount.read_only),
+                Some(sub) => Mount::beneath(&volume.path, sub, guest_path, mount.read_only)
+                    .map_err(|why| {
                         format!("subPath `{sub}` of volume `{}`: {why}", mount.volume)
-                    })?;
-                    use std::os::fd::AsRawFd as _;
-                    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-                    (path, Some(Arc::new(dir)))
-                }
-            };
-            mounts.push(Mount {
-                host_path,
-                guest_path: mount.mount_path.clone(),
-                read_only: mount.read_only,
-                _held: held,
+                    })?,
             });
         }
         Ok(mounts)
@@ -1014,7 +946,7 @@ impl PodShared {
     }
 
     /// Makes `server` the pod's server on `ports`.
-    pub fn register_server(&self, ports: &[u16], server: &Arc<crate::http::Server>) {
+    pub fn register_server(&self, ports: &[u16], server: &Arc<Server>) {
         let mut servers = self.servers.lock().unwrap();
         for port in ports {
             servers.insert(*port, server.clone());
@@ -1022,16 +954,25 @@ impl PodShared {
     }
 
     /// Forgets `server` (its container run ended).
-    pub fn unregister_server(&self, server: &Arc<crate::http::Server>) {
+    pub fn unregister_server(&self, server: &Arc<Server>) {
         self.servers
             .lock()
             .unwrap()
             .retain(|_, registered| !Arc::ptr_eq(registered, server));
     }
 
-    /// The server of the pod's container that serves `port`, if one runs.
-    pub fn server_on(&self, port: u16) -> Option<Arc<crate::http::Server>> {
-        self.servers.lock().unwrap().get(&port).cloned()
+    /// What the HTTP server of container slot `index` needs of the pod: its ready gate, the
+    /// pod's events, the pod's address and the kubelet's secret.
+    pub fn serving(self: &Arc<Self>, index: usize) -> Serving {
+        let pod = self.clone();
+        Serving {
+            ready: self.ready_gate(index),
+            events: Arc::new(move |kind, reason, container, message| {
+                pod.event(kind, reason, container, message)
+            }),
+            address: self.host.config.http_address,
+            kubelet_token: self.host.kubelet_token.clone(),
+        }
     }
 
     /// Changes the status, recomputes the phase, and tells the status taps.
@@ -1077,4 +1018,23 @@ pub(crate) fn time(at: SystemTime) -> Time {
 
 fn round_ms(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis() as u64)
+}
+
+/// The pod's network, as the kubelet's requests reach it.
+impl PodNetwork for PodShared {
+    fn runtime(&self) -> &Runtime {
+        &self.host.runtime
+    }
+
+    fn address(&self) -> std::net::IpAddr {
+        self.host.config.http_address
+    }
+
+    fn kubelet_token(&self) -> &str {
+        &self.host.kubelet_token
+    }
+
+    fn server_on(&self, port: u16) -> Option<Arc<Server>> {
+        self.servers.lock().unwrap().get(&port).cloned()
+    }
 }

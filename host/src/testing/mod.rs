@@ -46,10 +46,10 @@ use tokio::sync::watch;
 
 use crate::clock::{Clock, VirtualClock, sleep_until};
 use crate::events::{Event, LogLine, LogStream, PodUpdate};
-use crate::guest::DeterministicGuests;
-use crate::host::{Host, HostConfig, Interruption, WasmEngine};
+use crate::host::{Host, HostConfig};
 use crate::manifest::{Handler, PodSpec};
 use crate::pod::Pod;
+use crate::runtime::{DeterministicGuests, Interruption, WasmEngine};
 
 pub mod scenario;
 pub use scenario::{Outcome, RunOptions, Scenario, ScenarioError};
