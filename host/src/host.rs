@@ -8,73 +8,19 @@
 //! full of spinning guests still supervises, times out and kills on time.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::clock::Clock;
-use crate::manifest::{DEFAULT_GRACE_PERIOD, PodSpec};
-use crate::pod::Pod;
+use crate::config::HostConfig;
+use crate::lifecycle::node::Node;
+use crate::lifecycle::pod::{LoadedPod, Pod, PodVolume};
+use crate::manifest::PodSpec;
 use crate::runtime::{
-    DeterministicGuests, InstancePool, LoadedComponent, LoadedContainer, Runtime, RuntimeConfig,
-    WasmEngine,
+    DeterministicGuests, LoadedComponent, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
 };
-
-/// How a [`Host`] runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
-#[derive(Clone)]
-pub struct HostConfig {
-    /// How long a CPU-bound guest runs before it yields to others (the epoch tick). Shorter
-    /// slices make a crowded host fairer and cost a little throughput. Default 2 ms.
-    pub time_slice: Duration,
-    /// The least time `run` gets between terminate and kill when a preStop hook ran first and
-    /// used up the grace period (Kubernetes' `minimumGracePeriodInSeconds`). Default 2 s.
-    pub min_grace_after_pre_stop: Duration,
-    /// The grace period of a pod whose manifest sets none. Default 30 s.
-    pub default_grace_period: Duration,
-    /// Worker threads executing guests. Default: one per core.
-    pub guest_threads: usize,
-    /// How much lower than the host's own the scheduling priority of the guest threads is (a
-    /// nice increment). Default 10: when guests saturate the cores, the deadline thread and the
-    /// supervisors still run at once, so kills stay on time. 0 runs guests at the host's
-    /// priority.
-    pub guest_niceness: i32,
-    /// The clock everything reads and schedules on. Default: a [`SystemClock`].
-    pub clock: Option<Arc<dyn Clock>>,
-    /// The node name pods see (`spec.nodeName` through the downward API). Default: this
-    /// machine's host name (in deterministic mode: `simulation`).
-    pub node_name: Option<String>,
-    /// The address containers that serve HTTP listen on, on their `containerPort`s; it stands
-    /// for the pod's IP. Default: `127.0.0.1` (reachable from this machine only).
-    pub http_address: std::net::IpAddr,
-    /// Where compiled components are kept between runs, keyed by their bytes and the engine's
-    /// settings (wasmtime's cache), so that a second `wasmlet run` skips compiling. Default:
-    /// `$XDG_CACHE_HOME/wasmlet`, else `~/.cache/wasmlet`. `None` compiles every time.
-    pub compile_cache: Option<PathBuf>,
-    /// Instances from wasmtime's pooling allocator instead of on demand: slots reserved up front,
-    /// reused without asking the kernel. It pays where instances come and go fast — HTTP
-    /// handlers: 1.15× the requests/s in the HTTP benchmark — and caps how many instances run
-    /// at once and how large each memory grows. Default `None`.
-    pub instance_pool: Option<InstancePool>,
-}
-
-impl Default for HostConfig {
-    fn default() -> Self {
-        HostConfig {
-            time_slice: Duration::from_millis(2),
-            min_grace_after_pre_stop: Duration::from_secs(2),
-            default_grace_period: DEFAULT_GRACE_PERIOD,
-            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            guest_niceness: 10,
-            clock: None,
-            node_name: None,
-            http_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            compile_cache: default_compile_cache(),
-            instance_pool: None,
-        }
-    }
-}
 
 /// A snapshot of what a [`Host`] holds ([`Host::stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,31 +35,7 @@ pub struct HostStats {
 /// Runs pods. Create one per process and share it (it is cheap to clone).
 #[derive(Clone)]
 pub struct Host {
-    pub(crate) inner: Arc<HostInner>,
-}
-
-pub(crate) struct HostInner {
-    /// What the pods' instances run on.
-    pub runtime: Arc<Runtime>,
-    /// The runtime's clock.
-    pub clock: Arc<dyn Clock>,
-    pub config: HostConfig,
-    /// The node name pods see.
-    pub node_name: String,
-    /// Pods started so far (for their uids in deterministic mode).
-    pods_started: std::sync::atomic::AtomicU64,
-    /// The secret that marks the kubelet's own HTTP requests (hooks and probes), so that they
-    /// pass a container's readiness gate.
-    pub kubelet_token: String,
-}
-
-/// `$XDG_CACHE_HOME/wasmlet`, else `$HOME/.cache/wasmlet`.
-fn default_compile_cache() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("wasmlet"))
+    pub(crate) inner: Arc<Node>,
 }
 
 impl Host {
@@ -129,14 +51,7 @@ impl Host {
             instance_pool: config.instance_pool,
         })?;
         Ok(Host {
-            inner: Arc::new(HostInner {
-                clock: runtime.clock.clone(),
-                runtime,
-                node_name: config.node_name.clone().unwrap_or_else(machine_name),
-                config,
-                pods_started: Default::default(),
-                kubelet_token: random_token(),
-            }),
+            inner: Arc::new(Node::new(runtime, config)),
         })
     }
 
@@ -150,18 +65,7 @@ impl Host {
     ) -> Host {
         let runtime = Runtime::deterministic(wasm, runtime, guests);
         Host {
-            inner: Arc::new(HostInner {
-                clock: runtime.clock.clone(),
-                runtime,
-                node_name: config
-                    .node_name
-                    .clone()
-                    .unwrap_or_else(|| "simulation".into()),
-                config,
-                pods_started: Default::default(),
-                // Never on the wire in deterministic mode (requests stay in-process).
-                kubelet_token: "simulation".into(),
-            }),
+            inner: Arc::new(Node::deterministic(runtime, config)),
         }
     }
 
@@ -211,11 +115,11 @@ impl Host {
                 .await
                 .context("loading components")??
         };
-        let volumes = crate::pod::PodVolume::prepare(&spec)?;
+        let volumes = PodVolume::prepare(&spec)?;
         Ok(Pod::start(self.inner.clone(), spec, loaded, volumes))
     }
 
-    fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<crate::pod::LoadedPod> {
+    fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<LoadedPod> {
         let mut containers = Vec::new();
         for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
@@ -265,54 +169,6 @@ impl Host {
                 load_time: self.inner.clock.now().saturating_duration_since(started),
             });
         }
-        Ok(crate::pod::LoadedPod { containers })
+        Ok(LoadedPod { containers })
     }
-}
-
-impl HostInner {
-    /// A new pod uid, shaped like Kubernetes' (a UUID): random, or in deterministic mode drawn
-    /// from the seed by the order pods start.
-    pub fn new_uid(&self) -> String {
-        use std::hash::BuildHasher;
-        let n = self
-            .pods_started
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (high, low) = match &self.runtime.deterministic {
-            // A stream of its own, apart from the instances' seeds.
-            Some(guests) => (guests.seeded(!(2 * n)), guests.seeded(!(2 * n + 1))),
-            None => {
-                // Each RandomState is keyed from the OS's randomness.
-                let random = std::collections::hash_map::RandomState::new();
-                (random.hash_one(n), random.hash_one(!n))
-            }
-        };
-        let bits = (u128::from(high) << 64) | u128::from(low);
-        let hex = format!("{bits:032x}");
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
-    }
-}
-
-/// 128 random bits as hex, from the OS's randomness (through `RandomState`'s keys).
-fn random_token() -> String {
-    use std::hash::BuildHasher;
-    let high = std::collections::hash_map::RandomState::new().hash_one(1u8);
-    let low = std::collections::hash_map::RandomState::new().hash_one(2u8);
-    format!("{high:016x}{low:016x}")
-}
-
-/// This machine's host name, for `spec.nodeName`.
-fn machine_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "wasmlet".into())
 }

@@ -20,9 +20,9 @@ use crate::bindings::TerminationReason;
 use crate::clock::{CancelOnDrop, after, sleep};
 use crate::events::{EventType, LogSource, PodUpdate};
 use crate::http::Server;
+use crate::lifecycle::pod::{Observation, PodShared, StopRequest};
+use crate::lifecycle::probe::{ProbeReport, Probes};
 use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
-use crate::pod::{Observation, PodShared, StopRequest};
-use crate::probe::{ProbeReport, Probes};
 use crate::runtime::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, Launcher,
     LoadedComponent, LoadedContainer, LogTarget, Mount, spawn_task,

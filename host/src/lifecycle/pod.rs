@@ -15,14 +15,14 @@ use tokio::sync::watch;
 
 use crate::bindings::TerminationReason;
 use crate::clock::CancelOnDrop;
-use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
-use crate::host::HostInner;
 use crate::http::{PodNetwork, Server, Serving};
 use crate::lifecycle::conditions::{pod_conditions, qos_class};
+use crate::lifecycle::container;
 use crate::lifecycle::decide::{
     Action, BackOff, Exit, Handed, PodPlan, PodStop, PodView, Slot, SlotKind, decide,
 };
+use crate::lifecycle::node::Node;
 use crate::manifest::{PodSpec, VolumeSource};
 use crate::runtime::{LoadedContainer, Mount, Runtime};
 use crate::signal::Watched;
@@ -115,7 +115,7 @@ pub struct Pod {
 
 pub(crate) struct PodShared {
     pub spec: PodSpec,
-    pub host: Arc<HostInner>,
+    pub host: Arc<Node>,
     pub hub: UpdateHub,
     /// The runtime the pod was started on: its container runs are tasks there.
     runtime: tokio::runtime::Handle,
@@ -169,7 +169,7 @@ fn waiting_status(container: &crate::manifest::ContainerSpec, reason: &str) -> C
 
 impl Pod {
     pub(crate) fn start(
-        host: Arc<HostInner>,
+        host: Arc<Node>,
         spec: PodSpec,
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 
 use crate::clock::{after, sleep, sleep_until};
 use crate::events::{EventType, LogSource};
+use crate::lifecycle::pod::PodShared;
 use crate::manifest::{ContainerSpec, ExecTarget, Probe, ProbeAction, ProbeKind};
-use crate::pod::PodShared;
 use crate::runtime::{Entry, InstanceEnd, KillSwitch, Launcher};
 use crate::signal::{Watched, Watcher};
 
