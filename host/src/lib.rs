@@ -39,30 +39,28 @@
 
 mod bindings;
 pub mod clock;
-mod container;
+mod config;
 pub mod events;
-mod guest;
 mod host;
 mod http;
 mod lifecycle;
 pub mod manifest;
-mod pod;
-mod probe;
-mod release;
+mod runtime;
 mod signal;
 pub mod testing;
 
 pub use bindings::TerminationReason;
 pub use clock::{Clock, SystemClock, VirtualClock};
-pub use container::{EXIT_KILLED, EXIT_TRAPPED};
+pub use config::HostConfig;
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
-pub use guest::LoadedComponent;
-pub use host::{Host, HostConfig, HostStats, InstancePool};
+pub use host::{Host, HostStats};
+pub use lifecycle::container::{EXIT_KILLED, EXIT_TRAPPED};
+pub use lifecycle::pod::{Pod, all_terminated};
 pub use manifest::{
     ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField, PodSpec,
     PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy,
 };
-pub use pod::{Pod, all_terminated};
+pub use runtime::{InstancePool, LoadedComponent};
 
 /// Kubernetes types wasmlet reports in (statuses) and reads (manifests).
 pub use k8s_openapi;

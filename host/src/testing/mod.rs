@@ -45,11 +45,12 @@ use k8s_openapi::api::core::v1::PodStatus;
 use tokio::sync::watch;
 
 use crate::clock::{Clock, VirtualClock, sleep_until};
+use crate::config::HostConfig;
 use crate::events::{Event, LogLine, LogStream, PodUpdate};
-use crate::guest::DeterministicGuests;
-use crate::host::{Host, HostConfig, Interruption, WasmEngine};
+use crate::host::Host;
+use crate::lifecycle::pod::Pod;
 use crate::manifest::{Handler, PodSpec};
-use crate::pod::Pod;
+use crate::runtime::{DeterministicGuests, Interruption, WasmEngine};
 
 pub mod scenario;
 pub use scenario::{Outcome, RunOptions, Scenario, ScenarioError};
@@ -213,7 +214,9 @@ fn shared_engine() -> anyhow::Result<Arc<WasmEngine>> {
     // The default compile cache: simulations share one engine, whatever their host config.
     let engine = WasmEngine::new(
         Interruption::Fuel,
-        crate::HostConfig::default().compile_cache.as_deref(),
+        crate::config::HostConfig::default()
+            .compile_cache
+            .as_deref(),
         None,
     )?;
     Ok(ENGINE.get_or_init(|| engine).clone())
@@ -291,7 +294,7 @@ impl Simulation {
     }
 
     /// What the simulation's host holds now (see [`Host::stats`]).
-    pub fn stats(&self) -> crate::HostStats {
+    pub fn stats(&self) -> crate::host::HostStats {
         self.host.stats()
     }
 

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use super::{Simulation, SimulationConfig, TraceEntry, TraceItem, WaitError, show_time};
 use crate::events::{Event, EventType, LogLine};
+use crate::lifecycle::pod::Pod;
 use crate::manifest::{PodSpec, display_path};
 
 /// How long a `wait` without `timeout` may take, in virtual time.
@@ -349,7 +350,7 @@ impl Scenario {
     }
 }
 
-fn run_step(sim: &mut Simulation, pod: &crate::Pod, step: &Step) -> Result<(), String> {
+fn run_step(sim: &mut Simulation, pod: &Pod, step: &Step) -> Result<(), String> {
     match step {
         Step::Advance(by) => sim.advance(*by),
         Step::Delete { grace_period } => sim.delete(pod, *grace_period),
@@ -491,7 +492,7 @@ impl Condition {
 
     /// When it held: each matching event or line as `(time, time)`; for a condition on the
     /// status, each span of the pod's status history in which it held, up to now.
-    fn spans(&self, sim: &Simulation, pod: &crate::Pod) -> Vec<(Duration, Duration)> {
+    fn spans(&self, sim: &Simulation, pod: &Pod) -> Vec<(Duration, Duration)> {
         match self {
             Condition::Phase(_) | Condition::Container { .. } => {
                 let history: Vec<_> = sim
@@ -525,7 +526,7 @@ impl Condition {
 
     /// When it first held: the first matching event or line; for a condition on the status,
     /// when the span in which it holds now began.
-    fn first_held(&self, sim: &Simulation, pod: &crate::Pod) -> Option<Duration> {
+    fn first_held(&self, sim: &Simulation, pod: &Pod) -> Option<Duration> {
         let spans = self.spans(sim, pod);
         match self {
             Condition::Phase(_) | Condition::Container { .. } => spans

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::clock::{after, sleep, sleep_until};
-use crate::container::Launcher;
 use crate::events::{EventType, LogSource};
-use crate::guest::{Entry, InstanceEnd, KillSwitch};
-use crate::manifest::{ExecTarget, Probe, ProbeAction, ProbeKind};
+use crate::lifecycle::pod::PodShared;
+use crate::manifest::{ContainerSpec, ExecTarget, Probe, ProbeAction, ProbeKind};
+use crate::runtime::{Entry, InstanceEnd, KillSwitch, Launcher};
 use crate::signal::{Watched, Watcher};
 
 /// The `User-Agent` of probe requests (Kubernetes sends `kube-probe/<version>`).
@@ -60,9 +60,14 @@ impl Drop for Probes {
 }
 
 impl Probes {
-    /// Starts the container's probes (none if it has none); `started_at` is when it started.
-    pub fn start(launcher: &Arc<Launcher>, started_at: Instant) -> Option<Probes> {
-        let spec = &launcher.spec;
+    /// Starts the probes of `spec`, the container of `pod` whose instances `launcher` makes
+    /// (none if it has none); `started_at` is when it started.
+    pub fn start(
+        pod: &Arc<PodShared>,
+        spec: &ContainerSpec,
+        launcher: &Arc<Launcher>,
+        started_at: Instant,
+    ) -> Option<Probes> {
         spec.probes().next()?;
         let (reports, receiver) = mpsc::unbounded_channel();
         // Watched wakes the two waiting probes in order (deterministic mode needs that).
@@ -70,6 +75,7 @@ impl Probes {
         let mut tasks = Vec::new();
         for (kind, probe) in spec.probes() {
             let worker = Worker {
+                pod: pod.clone(),
                 launcher: launcher.clone(),
                 kind,
                 probe: probe.clone(),
@@ -99,6 +105,7 @@ impl Probes {
 }
 
 struct Worker {
+    pod: Arc<PodShared>,
     launcher: Arc<Launcher>,
     kind: ProbeKind,
     probe: Probe,
@@ -109,7 +116,7 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut started: Watcher<bool>) {
-        let clock = self.launcher.pod.host.clock.clone();
+        let clock = self.pod.host.clock.clone();
         if self.kind != ProbeKind::Startup && started.wait_for(|started| *started).await.is_err() {
             return;
         }
@@ -119,7 +126,14 @@ impl Worker {
         let mut ready = None;
         loop {
             let began = clock.now();
-            match check(&self.launcher, &self.probe.action, self.probe.timeout).await {
+            match check(
+                &self.pod,
+                &self.launcher,
+                &self.probe.action,
+                self.probe.timeout,
+            )
+            .await
+            {
                 Ok(()) => {
                     successes += 1;
                     failures = 0;
@@ -141,10 +155,10 @@ impl Worker {
                 Err(message) => {
                     failures += 1;
                     successes = 0;
-                    self.launcher.pod.event(
+                    self.pod.event(
                         EventType::Warning,
                         "Unhealthy",
-                        Some(&self.launcher.spec.name),
+                        Some(&self.launcher.name),
                         format!("{} probe failed: {message}", self.kind.title()),
                     );
                     if failures >= self.probe.failure_threshold {
@@ -182,11 +196,11 @@ impl Drop for KillOnDrop {
 
 /// One check: `Ok` if it passed, else what the failure event says.
 async fn check(
+    pod: &Arc<PodShared>,
     launcher: &Arc<Launcher>,
     action: &ProbeAction,
     timeout: Duration,
 ) -> Result<(), String> {
-    let pod = &launcher.pod;
     match action {
         ProbeAction::HttpGet(get) => {
             let result = crate::http::http_get(pod, get, PROBE_USER_AGENT, Some(timeout)).await?;

@@ -1,25 +1,9 @@
-//! HTTP: a container whose component exports `wasi:http/incoming-handler` serves its ports, and
-//! the kubelet's own requests (`httpGet` hooks and probes, `tcpSocket` probes) reach it.
-//!
-//! A [`Server`] owns a container run's listeners and the requests in flight:
-//! - every request gets a fresh instance of the component (as `wasmtime serve` does), killable
-//!   like any instance of the container and charged to its memory limit; instances are not
-//!   reused, so no request sees another's memory;
-//! - the readiness gate: while the container is not ready, the listener answers 503 — the local
-//!   stand-in for Kubernetes taking a pod out of its Service's endpoints. The kubelet's own
-//!   requests pass the gate (in Kubernetes they reach the pod directly, not through a Service);
-//!   they carry a per-host secret header that the listener strips;
-//! - the drain: on terminate the listeners close (new connections are refused), open
-//!   connections finish their current request and close, and the requests in flight run on until
-//!   they finish or the kill at the end of the grace period ends their handlers — then their
-//!   clients get an error, and the count is reported in an event.
-//!
-//! In deterministic mode nothing binds a socket: the kubelet's requests reach the handler
-//! in-process, on virtual time.
+//! A container's HTTP server ([`Server`]): its listeners, a fresh handler instance for every
+//! request, the readiness gate, and the drain on terminate. What it needs of the pod comes as a
+//! [`Serving`].
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,11 +21,10 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperIncomingBody;
 
 use crate::clock::sleep;
-use crate::container::Launcher;
 use crate::events::{EventType, LogSource};
-use crate::guest::{Entry, HttpCall, InstanceEnd, KillSwitch, LoadedComponent};
-use crate::manifest::HttpGet;
-use crate::pod::PodShared;
+use crate::runtime::{
+    Entry, HandlerResponse, HttpCall, InstanceEnd, KillSwitch, Launcher, LoadedComponent,
+};
 use crate::signal::Watched;
 
 /// The body of every response a listener sends.
@@ -50,8 +33,20 @@ pub(crate) type ServerBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
 /// The header that marks the kubelet's own requests (its value is the host's secret).
 pub(crate) const KUBELET_HEADER: &str = "wasmlet-kubelet";
 
-/// How much of a probe's response body the kubelet keeps for its message (Kubernetes: 10 KiB).
-const PROBE_BODY_LIMIT: usize = 10 * 1024;
+/// Where a server reports events about its container: `(type, reason, container, message)`.
+pub(crate) type EventSink = Arc<dyn Fn(EventType, &str, Option<&str>, String) + Send + Sync>;
+
+/// What a server needs of whoever runs its container (the pod, for the lifecycle layer).
+pub(crate) struct Serving {
+    /// The container's `ready`: while it is false, requests from outside are answered 503.
+    pub ready: Arc<AtomicBool>,
+    /// Where the server's events go.
+    pub events: EventSink,
+    /// The address the listeners bind (the pod's IP).
+    pub address: IpAddr,
+    /// The secret that marks the kubelet's own requests, which pass the readiness gate.
+    pub kubelet_token: String,
+}
 
 /// One run of a container's HTTP serving: its listeners and the requests in flight.
 pub(crate) struct Server {
@@ -59,6 +54,8 @@ pub(crate) struct Server {
     component: Arc<LoadedComponent>,
     /// The container's `ready`, kept by the pod's status.
     ready: Arc<AtomicBool>,
+    events: EventSink,
+    kubelet_token: String,
     /// Cancelled when the drain begins (or the container ends): listeners close, connections
     /// finish their current request and close.
     draining: CancellationToken,
@@ -98,20 +95,20 @@ struct Handlers {
 }
 
 impl Server {
-    /// Starts serving `ports` (binding them, unless in deterministic mode). An error names the
-    /// port that could not be bound.
+    /// Starts serving `ports` (binding them, unless in deterministic mode) with instances of
+    /// `component`. An error names the port that could not be bound.
     pub fn start(
         launcher: Arc<Launcher>,
         component: Arc<LoadedComponent>,
         ports: &[u16],
+        serving: Serving,
     ) -> Result<Arc<Server>, String> {
-        let pod = launcher.pod.clone();
-        let host = pod.host.clone();
+        let runtime = launcher.runtime.clone();
         let mut listeners = Vec::new();
-        if host.deterministic.is_none() {
-            let address = host.config.http_address;
+        if runtime.deterministic.is_none() {
+            let address = serving.address;
             // Registering with the reactor needs the guest runtime's context.
-            let _runtime = host.guests.enter();
+            let _runtime = runtime.guests.enter();
             for &port in ports {
                 let listener = bind(SocketAddr::new(address, port))
                     .map_err(|error| format!("cannot listen on {address}:{port}: {error}"))?;
@@ -119,7 +116,9 @@ impl Server {
             }
         }
         let server = Arc::new(Server {
-            ready: pod.ready_gate(launcher.index),
+            ready: serving.ready,
+            events: serving.events,
+            kubelet_token: serving.kubelet_token,
             component,
             draining: CancellationToken::new(),
             closed: CancellationToken::new(),
@@ -138,13 +137,13 @@ impl Server {
             launcher,
         });
         for listener in listeners {
-            host.guests.spawn(server.clone().accept(listener));
+            runtime.guests.spawn(server.clone().accept(listener));
         }
         Ok(server)
     }
 
     fn name(&self) -> &str {
-        &self.launcher.spec.name
+        &self.launcher.name
     }
 
     async fn accept(self: Arc<Self>, listener: tokio::net::TcpListener) {
@@ -156,7 +155,7 @@ impl Server {
                     Ok((stream, _)) => stream,
                     // Out of file descriptors, say: wait a little rather than spin.
                     Err(_) => {
-                        sleep(&self.launcher.pod.host.clock, Duration::from_millis(10)).await;
+                        sleep(&self.launcher.runtime.clock, Duration::from_millis(10)).await;
                         continue;
                     }
                 },
@@ -199,7 +198,7 @@ impl Server {
         mut request: Request<Incoming>,
         local: Option<SocketAddr>,
     ) -> Response<ServerBody> {
-        let token = &self.launcher.pod.host.kubelet_token;
+        let token = &self.kubelet_token;
         let from_kubelet = request
             .headers_mut()
             .remove(KUBELET_HEADER)
@@ -285,7 +284,7 @@ impl Server {
     /// the body is dropped before its end.
     fn respond(
         &self,
-        answer: crate::guest::HandlerResponse,
+        answer: HandlerResponse,
         tracker: Arc<InFlight>,
         abandon: AbandonOnDrop,
     ) -> Response<ServerBody> {
@@ -395,7 +394,7 @@ impl Server {
             }
             InstanceEnd::Trapped { message, .. } => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                self.launcher.pod.event(
+                (self.events)(
                     EventType::Warning,
                     "HandlerFailed",
                     Some(self.name()),
@@ -431,7 +430,7 @@ impl Server {
             return;
         }
         let in_flight = self.in_flight.get();
-        *self.drain_began.lock().unwrap() = Some((self.launcher.pod.host.clock.now(), in_flight));
+        *self.drain_began.lock().unwrap() = Some((self.launcher.runtime.clock.now(), in_flight));
         self.draining.cancel();
         let listening = if self.addresses.is_empty() {
             String::new()
@@ -439,7 +438,7 @@ impl Server {
             let addresses: Vec<_> = self.addresses.iter().map(|a| a.to_string()).collect();
             format!(" on {}", addresses.join(", "))
         };
-        self.launcher.pod.event(
+        (self.events)(
             EventType::Normal,
             "Draining",
             Some(self.name()),
@@ -462,6 +461,11 @@ impl Server {
         let _ = running.wait_for(|count| *count == 0).await;
     }
 
+    /// Whether the drain has begun: the listeners are closed.
+    pub fn draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
     /// Whether a request is in flight.
     pub fn busy(&self) -> bool {
         self.in_flight.get() > 0
@@ -475,7 +479,7 @@ impl Server {
         self.report_drained();
         let killed = self.killed.load(Ordering::Relaxed);
         if killed > 0 {
-            self.launcher.pod.event(
+            (self.events)(
                 EventType::Warning,
                 "KilledRequests",
                 Some(self.name()),
@@ -498,14 +502,13 @@ impl Server {
         }
         let took = self
             .launcher
-            .pod
-            .host
+            .runtime
             .clock
             .now()
             .saturating_duration_since(began);
         // A drain with nothing in flight has nothing to report.
         if self.killed.load(Ordering::Relaxed) == 0 && in_flight > 0 {
-            self.launcher.pod.event(
+            (self.events)(
                 EventType::Normal,
                 "Drained",
                 Some(self.name()),
@@ -656,257 +659,4 @@ fn text_response(status: StatusCode, text: String) -> Response<ServerBody> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// What an `httpGet` got back.
-#[derive(Debug)]
-pub(crate) struct GetResult {
-    pub status: StatusCode,
-    /// The start of the body (at most 10 KiB).
-    pub body: String,
-    pub took: Duration,
-}
-
-/// The kubelet's `httpGet`: `User-Agent: kube-probe/…` for probes, `kube-lifecycle/…` for hooks,
-/// unless the action's headers set one. `Err` is a transport error (or the timeout).
-pub(crate) async fn http_get(
-    pod: &Arc<PodShared>,
-    get: &HttpGet,
-    user_agent: &str,
-    timeout: Option<Duration>,
-) -> Result<GetResult, String> {
-    let clock = pod.host.clock.clone();
-    let started = clock.now();
-    let url = get_url(pod, get);
-    let attempt = async {
-        if pod.host.deterministic.is_some() {
-            get_in_process(pod, get, user_agent).await
-        } else {
-            let pod = pod.clone();
-            let get = get.clone();
-            let user_agent = user_agent.to_string();
-            // Sockets belong to the guest runtime, which has an I/O driver whatever the
-            // embedder's runtime has. A request given up on (timed out, or its hook killed)
-            // closes its connection, and the server then kills its handler.
-            let request = pod
-                .host
-                .guests
-                .clone()
-                .spawn(async move { get_over_tcp(&pod, &get, &user_agent).await });
-            AbortOnDrop(request)
-                .await
-                .map_err(|error| format!("the request task failed: {error}"))?
-        }
-    };
-    let expired = async {
-        match timeout {
-            Some(timeout) => sleep(&clock, timeout).await,
-            None => std::future::pending().await,
-        }
-    };
-    let result = tokio::select! {
-        biased;
-        result = attempt => result,
-        () = expired => Err(format!(
-            "Get \"{url}\": context deadline exceeded (timeout {})",
-            crate::events::short_duration(timeout.unwrap_or_default())
-        )),
-    };
-    result
-        .map(|(status, body)| GetResult {
-            status,
-            body,
-            took: clock.now().saturating_duration_since(started),
-        })
-        .map_err(|error| {
-            if error.starts_with("Get \"") {
-                error
-            } else {
-                format!("Get \"{url}\": {error}")
-            }
-        })
-}
-
-/// `http://host:port/path`, as the kubelet writes it in its messages.
-pub(crate) fn get_url(pod: &PodShared, get: &HttpGet) -> String {
-    format!("http://{}{}", authority(pod, get), get.path)
-}
-
-/// `host:port` of an `httpGet` (`[v6]:port` for an IPv6 address); the pod's address when the
-/// action names no host.
-fn authority(pod: &PodShared, get: &HttpGet) -> String {
-    match &get.host {
-        Some(host) if host.contains(':') => format!("[{host}]:{}", get.port),
-        Some(host) => format!("{host}:{}", get.port),
-        None => SocketAddr::new(pod_address(pod), get.port).to_string(),
-    }
-}
-
-/// The address that stands for the pod's IP: where its listeners are bound (loopback, unless
-/// the host was given another address; an unspecified address is reached on loopback).
-fn pod_address(pod: &PodShared) -> IpAddr {
-    match pod.host.config.http_address {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        address => address,
-    }
-}
-
-fn get_request<B>(
-    pod: &PodShared,
-    get: &HttpGet,
-    user_agent: &str,
-    body: B,
-) -> Result<Request<B>, String> {
-    let authority = authority(pod, get);
-    let mut builder = Request::get(get.path.as_str())
-        .header(http::header::HOST, authority.as_str())
-        .header(http::header::USER_AGENT, user_agent)
-        .header(http::header::ACCEPT, "*/*");
-    if get.host.is_none() {
-        builder = builder.header(KUBELET_HEADER, pod.host.kubelet_token.as_str());
-    }
-    let mut request = builder.body(body).map_err(|error| error.to_string())?;
-    // The action's own headers replace the defaults (Kubernetes lets them set Host and
-    // User-Agent too).
-    for (name, value) in &get.headers {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-        let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
-        request.headers_mut().insert(name, value);
-    }
-    Ok(request)
-}
-
-async fn get_over_tcp(
-    pod: &PodShared,
-    get: &HttpGet,
-    user_agent: &str,
-) -> Result<(StatusCode, String), String> {
-    let stream = connect(pod, get.host.as_deref(), get.port).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| error.to_string())?;
-    // The connection goes with the request.
-    let _connection = AbortOnDrop(tokio::spawn(connection));
-    let request = get_request(pod, get, user_agent, http_body_util::Empty::<Bytes>::new())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|error| error.to_string())?;
-    let status = response.status();
-    let body = read_prefix(response.into_body()).await;
-    Ok((status, body))
-}
-
-async fn get_in_process(
-    pod: &Arc<PodShared>,
-    get: &HttpGet,
-    user_agent: &str,
-) -> Result<(StatusCode, String), String> {
-    let Some(server) = pod.server_on(get.port).filter(|_| get.host.is_none()) else {
-        return Err(refused(pod, get.host.as_deref(), get.port));
-    };
-    let body = http_body_util::Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut request = get_request(pod, get, user_agent, body)?;
-    // In-process, the request is the kubelet's by construction.
-    request.headers_mut().remove(KUBELET_HEADER);
-    let response = server.dispatch(request).await;
-    let status = response.status();
-    let body = read_prefix(response.into_body()).await;
-    Ok((status, body))
-}
-
-/// The first 10 KiB of a body, as text; the rest is read and dropped.
-async fn read_prefix<B>(body: B) -> String
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    let mut body = body;
-    let mut prefix = Vec::new();
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(data) = frame.into_data()
-            && prefix.len() < PROBE_BODY_LIMIT
-        {
-            let room = PROBE_BODY_LIMIT - prefix.len();
-            prefix.extend_from_slice(&data[..data.len().min(room)]);
-        }
-    }
-    String::from_utf8_lossy(&prefix).into_owned()
-}
-
-/// A task that is aborted when its handle is dropped: the request it makes is given up on.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn refused(pod: &PodShared, host: Option<&str>, port: u16) -> String {
-    let host = host.map_or_else(|| pod_address(pod).to_string(), str::to_string);
-    format!("dial tcp {host}:{port}: connect: connection refused")
-}
-
-async fn connect(
-    pod: &PodShared,
-    host: Option<&str>,
-    port: u16,
-) -> Result<tokio::net::TcpStream, String> {
-    let stream = match host {
-        Some(host) => tokio::net::TcpStream::connect((host, port)).await,
-        None => tokio::net::TcpStream::connect(SocketAddr::new(pod_address(pod), port)).await,
-    };
-    stream.map_err(|error| {
-        if error.kind() == std::io::ErrorKind::ConnectionRefused {
-            refused(pod, host, port)
-        } else {
-            let host = host.map_or_else(|| pod_address(pod).to_string(), str::to_string);
-            format!("dial tcp {host}:{port}: {error}")
-        }
-    })
-}
-
-/// The kubelet's `tcpSocket` probe: `Ok` when a connection opens within `timeout`.
-pub(crate) async fn tcp_check(
-    pod: &Arc<PodShared>,
-    host: Option<&str>,
-    port: u16,
-    timeout: Duration,
-) -> Result<(), String> {
-    let clock = pod.host.clock.clone();
-    if pod.host.deterministic.is_some() {
-        return match pod.server_on(port).filter(|_| host.is_none()) {
-            Some(server) if !server.draining.is_cancelled() => Ok(()),
-            _ => Err(refused(pod, host, port)),
-        };
-    }
-    let attempt = {
-        let pod = pod.clone();
-        let host = host.map(str::to_string);
-        AbortOnDrop(
-            pod.host
-                .guests
-                .clone()
-                .spawn(async move { connect(&pod, host.as_deref(), port).await.map(drop) }),
-        )
-    };
-    tokio::select! {
-        biased;
-        joined = attempt => joined.map_err(|error| error.to_string())?,
-        () = sleep(&clock, timeout) => Err(format!(
-            "dial tcp {}:{port}: i/o timeout",
-            host.map_or_else(|| pod_address(pod).to_string(), str::to_string)
-        )),
-    }
 }

@@ -1,29 +1,30 @@
 //! A running pod: the handle an embedder or the CLI holds to watch it, delete it and await its
-//! end, and the status it reports (Kubernetes `PodStatus`, so tools that read pod JSON read ours).
+//! end ([`Pod`]), what its containers share ([`PodShared`]), and the runner that carries out
+//! what [`decide`] says. Its status ([`status`]: Kubernetes `PodStatus`, so tools that read pod
+//! JSON read ours), its network ([`network`]) and its volumes ([`volumes`]) are submodules.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
 use crate::bindings::TerminationReason;
 use crate::clock::CancelOnDrop;
-use crate::container;
 use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
-use crate::guest::LoadedComponent;
-use crate::host::HostInner;
+use crate::http::Server;
 use crate::lifecycle::conditions::{pod_conditions, qos_class};
+use crate::lifecycle::container;
 use crate::lifecycle::decide::{
     Action, BackOff, Exit, Handed, PodPlan, PodStop, PodView, Slot, SlotKind, decide,
 };
-use crate::manifest::{PodSpec, VolumeSource};
+use crate::lifecycle::node::Node;
+use crate::manifest::PodSpec;
+use crate::runtime::LoadedContainer;
 use crate::signal::Watched;
 
 /// A function that sees every status of a pod, with when it took effect.
@@ -49,121 +50,17 @@ impl StopRequest {
     }
 }
 
-/// A pod volume on the host: its directory, and for an `emptyDir` the temporary directory
-/// that is removed with it.
-pub(crate) struct PodVolume {
-    name: String,
-    path: PathBuf,
-    _temporary: Option<tempfile::TempDir>,
-}
+mod network;
+mod status;
+mod volumes;
 
-impl PodVolume {
-    /// Makes the pod's volumes: a fresh directory for each `emptyDir`, a `hostPath` made if
-    /// asked. An error here starts nothing.
-    pub fn prepare(spec: &PodSpec) -> anyhow::Result<Vec<PodVolume>> {
-        use anyhow::Context as _;
-        let mut volumes = Vec::new();
-        for volume in &spec.volumes {
-            let (path, temporary) = match &volume.source {
-                VolumeSource::EmptyDir => {
-                    let dir = tempfile::Builder::new()
-                        .prefix(&format!("wasmlet-{}-{}-", spec.name, volume.name))
-                        .tempdir()
-                        .with_context(|| format!("creating emptyDir volume `{}`", volume.name))?;
-                    (dir.path().to_path_buf(), Some(dir))
-                }
-                VolumeSource::HostPath { path, create } => {
-                    if *create {
-                        std::fs::create_dir_all(path).with_context(|| {
-                            format!(
-                                "creating hostPath `{}` of volume `{}`",
-                                path.display(),
-                                volume.name
-                            )
-                        })?;
-                    }
-                    anyhow::ensure!(
-                        path.is_dir(),
-                        "hostPath `{}` of volume `{}` is not a directory",
-                        path.display(),
-                        volume.name
-                    );
-                    (path.clone(), None)
-                }
-            };
-            volumes.push(PodVolume {
-                name: volume.name.clone(),
-                path,
-                _temporary: temporary,
-            });
-        }
-        Ok(volumes)
-    }
-}
-
-/// A directory of the host a container sees at `guest_path`.
-#[derive(Debug, Clone)]
-pub(crate) struct Mount {
-    pub host_path: PathBuf,
-    pub guest_path: String,
-    pub read_only: bool,
-    /// The open directory `host_path` names (`/proc/self/fd/N`), kept open while the mount is.
-    _held: Option<Arc<std::os::fd::OwnedFd>>,
-}
-
-/// Opens `sub` inside `root`, one component at a time, refusing any component that is a
-/// symlink or not a directory, and making missing ones (Kubernetes makes a missing subPath).
-fn open_beneath(root: &Path, sub: &str) -> Result<std::os::fd::OwnedFd, String> {
-    use rustix::fs::{Mode, OFlags, mkdirat, openat};
-    use rustix::io::Errno;
-    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-    let mut dir = rustix::fs::open(root, flags, Mode::empty())
-        .map_err(|e| format!("opening the volume `{}`: {e}", root.display()))?;
-    for component in Path::new(sub).components() {
-        let name = match component {
-            std::path::Component::Normal(name) => name,
-            std::path::Component::CurDir => continue,
-            _ => return Err("must be relative, without `..`".into()),
-        };
-        let open =
-            |dir: &std::os::fd::OwnedFd| openat(dir, name, flags | OFlags::NOFOLLOW, Mode::empty());
-        let next = match open(&dir) {
-            Err(Errno::NOENT) => {
-                match mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(format!("making `{}`: {e}", name.to_string_lossy())),
-                }
-                open(&dir)
-            }
-            other => other,
-        };
-        dir = match next {
-            Ok(next) => next,
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                return Err(format!(
-                    "`{}` is a symlink or not a directory; a subPath may not leave its volume, \
-                     and wasmlet follows no link inside one",
-                    name.to_string_lossy()
-                ));
-            }
-            Err(e) => return Err(format!("opening `{}`: {e}", name.to_string_lossy())),
-        };
-    }
-    Ok(dir)
-}
+pub(crate) use status::time;
+use status::waiting_status;
+pub(crate) use volumes::PodVolume;
 
 /// The compiled components of a pod, loaded before anything starts.
 pub(crate) struct LoadedPod {
     pub containers: Vec<LoadedContainer>,
-}
-
-#[derive(Clone)]
-pub(crate) struct LoadedContainer {
-    pub main: Arc<LoadedComponent>,
-    pub exec: HashMap<PathBuf, Arc<LoadedComponent>>,
-    /// The bundled shell, if an exec hook uses it.
-    pub shell: Option<Arc<LoadedComponent>>,
-    pub load_time: Duration,
 }
 
 /// A pod started by [`crate::Host::start_pod`]. Cheap to clone; every clone is the same pod.
@@ -174,7 +71,7 @@ pub struct Pod {
 
 pub(crate) struct PodShared {
     pub spec: PodSpec,
-    pub host: Arc<HostInner>,
+    pub host: Arc<Node>,
     pub hub: UpdateHub,
     /// The runtime the pod was started on: its container runs are tasks there.
     runtime: tokio::runtime::Handle,
@@ -205,32 +102,12 @@ pub(crate) struct PodShared {
     /// Each container slot's `ready`, as the status says: the gate of its HTTP listeners.
     ready_gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
     /// The HTTP servers of the running containers, by port (the pod's network).
-    servers: std::sync::Mutex<HashMap<u16, Arc<crate::http::Server>>>,
-}
-
-/// The status of a container that has not started, waiting for `reason`.
-fn waiting_status(container: &crate::manifest::ContainerSpec, reason: &str) -> ContainerStatus {
-    ContainerStatus {
-        name: container.name.clone(),
-        image: container.image.display().to_string(),
-        image_id: String::new(),
-        ready: false,
-        restart_count: 0,
-        started: Some(false),
-        state: Some(ContainerState {
-            waiting: Some(ContainerStateWaiting {
-                reason: Some(reason.into()),
-                message: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    servers: std::sync::Mutex<HashMap<u16, Arc<Server>>>,
 }
 
 impl Pod {
     pub(crate) fn start(
-        host: Arc<HostInner>,
+        host: Arc<Node>,
         spec: PodSpec,
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,
@@ -816,39 +693,6 @@ impl PodShared {
         env
     }
 
-    /// Where `container`'s volume mounts are on the host. A `subPath` is walked from the volume
-    /// root one directory at a time, following no symlink and making what is missing, and the
-    /// directory it ends at stays open: the guest is given that directory, never a path that
-    /// could be swapped for a link before its instance starts.
-    pub fn mounts(&self, container: &crate::manifest::ContainerSpec) -> Result<Vec<Mount>, String> {
-        let volumes = self.volumes.lock().unwrap();
-        let mut mounts = Vec::new();
-        for mount in &container.volume_mounts {
-            let volume = volumes
-                .iter()
-                .find(|v| v.name == mount.volume)
-                .ok_or_else(|| format!("volume `{}` is gone", mount.volume))?;
-            let (host_path, held) = match &mount.sub_path {
-                None => (volume.path.clone(), None),
-                Some(sub) => {
-                    let dir = open_beneath(&volume.path, sub).map_err(|why| {
-                        format!("subPath `{sub}` of volume `{}`: {why}", mount.volume)
-                    })?;
-                    use std::os::fd::AsRawFd as _;
-                    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-                    (path, Some(Arc::new(dir)))
-                }
-            };
-            mounts.push(Mount {
-                host_path,
-                guest_path: mount.mount_path.clone(),
-                read_only: mount.read_only,
-                _held: held,
-            });
-        }
-        Ok(mounts)
-    }
-
     /// The container of `slot`: init containers first, then app containers.
     pub fn container(&self, slot: usize) -> &crate::manifest::ContainerSpec {
         let init = &self.spec.init_containers;
@@ -920,50 +764,6 @@ impl PodShared {
         earlier
     }
 
-    /// The pod phase Kubernetes derives from container states: `Pending` until the init
-    /// containers have completed and every app container has started once; `Running` while
-    /// anything runs or will run again; at the end `Succeeded` if the init containers and every
-    /// app container completed, `Failed` otherwise. Sidecars do not count.
-    fn phase(&self, status: &PodStatus) -> &'static str {
-        let completed = |c: &&ContainerStatus| {
-            c.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(container::completed)
-        };
-        let never_ran = |c: &&ContainerStatus| {
-            c.state.as_ref().is_some_and(|s| s.waiting.is_some())
-                && c.restart_count == 0
-                && c.last_state.is_none()
-        };
-        let init: Vec<&ContainerStatus> = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .zip(&self.spec.init_containers)
-            .filter(|(_, spec)| !spec.sidecar)
-            .map(|(status, _)| status)
-            .collect();
-        let apps: Vec<&ContainerStatus> = status.container_statuses.iter().flatten().collect();
-        let initialized = init.iter().all(completed);
-        if self.finished.load(std::sync::atomic::Ordering::SeqCst) {
-            if initialized && !apps.is_empty() && apps.iter().all(completed) {
-                "Succeeded"
-            } else {
-                "Failed"
-            }
-        } else if !initialized || apps.iter().any(never_ran) {
-            "Pending"
-        } else {
-            "Running"
-        }
-    }
-
-    /// Recomputes the phase (after the pod finished).
-    fn refresh_phase(&self) {
-        self.modify_status(|_| ());
-    }
-
     pub fn grace_period(&self) -> Duration {
         self.spec
             .termination_grace_period
@@ -1001,101 +801,6 @@ impl PodShared {
         tracing::debug!(?event, "event");
         self.hub.publish(PodUpdate::Event(event));
     }
-
-    /// Changes one container's status and recomputes the pod phase.
-    pub fn update_container(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
-        self.update_container_returning(index, change);
-    }
-
-    /// [`PodShared::update_container`], returning what `change` returns.
-    pub fn update_container_returning<R: Default>(
-        &self,
-        index: usize,
-        change: impl FnOnce(&mut ContainerStatus) -> R,
-    ) -> R {
-        let init = self.spec.init_containers.len();
-        self.modify_status(|status| {
-            let container = if index < init {
-                status.init_container_statuses.as_mut()
-            } else {
-                status.container_statuses.as_mut()
-            }
-            .and_then(|all| all.get_mut(index.checked_sub(init).unwrap_or(index)));
-            container
-                .map(|container| {
-                    let result = change(container);
-                    self.ready_gates[index].store(container.ready, Ordering::SeqCst);
-                    result
-                })
-                .unwrap_or_default()
-        })
-    }
-
-    /// The `ready` of container slot `index`, kept up to date with its status.
-    pub fn ready_gate(&self, index: usize) -> Arc<std::sync::atomic::AtomicBool> {
-        self.ready_gates[index].clone()
-    }
-
-    /// Makes `server` the pod's server on `ports`.
-    pub fn register_server(&self, ports: &[u16], server: &Arc<crate::http::Server>) {
-        let mut servers = self.servers.lock().unwrap();
-        for port in ports {
-            servers.insert(*port, server.clone());
-        }
-    }
-
-    /// Forgets `server` (its container run ended).
-    pub fn unregister_server(&self, server: &Arc<crate::http::Server>) {
-        self.servers
-            .lock()
-            .unwrap()
-            .retain(|_, registered| !Arc::ptr_eq(registered, server));
-    }
-
-    /// The server of the pod's container that serves `port`, if one runs.
-    pub fn server_on(&self, port: u16) -> Option<Arc<crate::http::Server>> {
-        self.servers.lock().unwrap().get(&port).cloned()
-    }
-
-    /// Changes the status, recomputes the phase, and tells the status taps.
-    fn modify_status<R>(&self, change: impl FnOnce(&mut PodStatus) -> R) -> R {
-        let mut result = None;
-        self.status.send_modify(|status| {
-            result = Some(change(status));
-            status.phase = Some(self.phase(status).into());
-            let finished = self.finished.load(Ordering::SeqCst);
-            let previous = status.conditions.take().unwrap_or_default();
-            let now = time(self.host.clock.wall_time());
-            let conditions = pod_conditions(&self.spec, status, finished, &previous, now);
-            status.conditions = Some(conditions);
-            status.qos_class = Some(qos_class(&self.spec).into());
-        });
-        let taps = self.status_taps.lock().unwrap();
-        if !taps.is_empty() {
-            let now = self.host.clock.now();
-            let status = self.status.borrow();
-            for tap in taps.iter() {
-                tap(now, &status);
-            }
-        }
-        result.expect("send_modify runs its closure")
-    }
-
-    pub fn now_time(&self) -> Time {
-        time(self.host.clock.wall_time())
-    }
-}
-
-pub(crate) fn time(at: SystemTime) -> Time {
-    use k8s_openapi::jiff::Timestamp;
-    let since_epoch = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let timestamp = Timestamp::new(
-        since_epoch.as_secs() as i64,
-        since_epoch.subsec_nanos() as i32,
-    );
-    Time(timestamp.unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 fn round_ms(duration: Duration) -> Duration {

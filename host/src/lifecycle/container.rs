@@ -19,14 +19,14 @@ use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, Containe
 use crate::bindings::TerminationReason;
 use crate::clock::{CancelOnDrop, after, sleep, sleep_until};
 use crate::events::{EventType, LogSource, PodUpdate};
-use crate::guest::{
-    ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, LoadedComponent,
-    LogTarget, spawn_instance, spawn_task,
-};
 use crate::http::Server;
+use crate::lifecycle::pod::{Observation, PodShared, StopRequest};
+use crate::lifecycle::probe::{ProbeReport, Probes};
 use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
-use crate::pod::{LoadedContainer, Mount, Observation, PodShared, StopRequest};
-use crate::probe::{ProbeReport, Probes};
+use crate::runtime::{
+    ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, Launcher,
+    LoadedComponent, LoadedContainer, LogTarget, Mount, spawn_task,
+};
 
 /// The `User-Agent` of httpGet hook requests (Kubernetes sends `kube-lifecycle/<version>`).
 const HOOK_USER_AGENT: &str = concat!("kube-lifecycle/wasmlet-", env!("CARGO_PKG_VERSION"));
@@ -57,71 +57,6 @@ impl Instances {
         }
         if let Some(server) = self.server.lock().unwrap().as_ref() {
             server.kill_handlers();
-        }
-    }
-}
-
-/// What every instance of one run of a container is made from: its components, its context,
-/// and its command line, environment, files and logs.
-pub(crate) struct Launcher {
-    pub pod: Arc<PodShared>,
-    pub index: usize,
-    pub spec: ContainerSpec,
-    pub loaded: LoadedContainer,
-    pub context: Arc<ContainerContext>,
-    /// The container's environment, resolved (fields of the pod, `$(NAME)` references).
-    env: Vec<(String, String)>,
-    /// Its volume mounts, resolved.
-    mounts: Vec<Mount>,
-    /// Its private /tmp, if it has one.
-    tmp_dir: Option<std::path::PathBuf>,
-}
-
-impl Launcher {
-    /// Starts an instance of `component` calling `entry`, as part of this container.
-    pub fn spawn(
-        &self,
-        component: Arc<LoadedComponent>,
-        entry: Entry,
-        io: InstanceIo,
-    ) -> (KillSwitch, InstanceDone) {
-        spawn_instance(&self.pod.host, component, entry, self.context.clone(), io)
-    }
-
-    /// The container's argv: `command` then `args` (or its name then `args`), with `$(NAME)`
-    /// references to its environment expanded, as Kubernetes does.
-    pub fn argv(&self) -> Vec<String> {
-        let start = if self.spec.command.is_empty() {
-            vec![self.spec.name.clone()]
-        } else {
-            self.spec.command.clone()
-        };
-        start
-            .iter()
-            .chain(&self.spec.args)
-            .map(|arg| expand_references(arg, &self.env))
-            .collect()
-    }
-
-    /// An instance's I/O: `argv`, the container's env and files, and output to the pod's log
-    /// (kept for a hook's event when `capture`).
-    pub fn io(&self, source: LogSource, argv: Vec<String>, capture: bool) -> InstanceIo {
-        let pod = self.pod.clone();
-        let sink = Arc::new(move |line| pod.hub.publish(PodUpdate::Log(line)));
-        InstanceIo {
-            args: argv,
-            env: self.env.clone(),
-            working_dir: self.spec.working_dir.clone(),
-            mounts: self.mounts.clone(),
-            tmp_dir: self.tmp_dir.clone(),
-            logs: LogTarget::new(
-                self.spec.name.as_str().into(),
-                source,
-                self.pod.host.clock.clone(),
-                sink,
-                capture,
-            ),
-            http: None,
         }
     }
 }
@@ -237,7 +172,7 @@ pub(crate) async fn run(
 ) -> (ContainerStateTerminated, bool) {
     let context = ContainerContext::new(
         pod.host.clock.clone(),
-        pod.host.clock_origin,
+        pod.host.runtime.clock_origin,
         pod.container(index).memory_limit,
     );
     run_once(pod, index, loaded, context).await
@@ -275,16 +210,14 @@ async fn run_once(
         }
     };
     let started_at = pod.now_time();
-    let launcher = Arc::new(Launcher {
-        pod: pod.clone(),
-        index,
-        spec: spec.clone(),
-        loaded: loaded.clone(),
-        context: context.clone(),
-        env: pod.container_env(&spec),
+    let launcher = Arc::new(launcher(
+        &pod,
+        &spec,
+        loaded.clone(),
+        context.clone(),
         mounts,
-        tmp_dir: tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
-    });
+        tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
+    ));
     let started_instant = pod.host.clock.now();
     let turn = pod.turns[index].subscribe();
     let mut supervisor = Supervisor {
@@ -346,7 +279,7 @@ impl Supervisor {
             // when terminate has come and the requests in flight are done.
             let context = self.context.clone();
             let server = self.server.clone();
-            spawn_task(&self.pod.host, async move {
+            spawn_task(&self.pod.host.runtime, async move {
                 context.terminated().await;
                 if let Some(server) = server {
                     server.drained().await;
@@ -518,7 +451,12 @@ impl Supervisor {
             );
             return Ok(());
         }
-        let server = Server::start(self.launcher.clone(), self.loaded.main.clone(), &ports)?;
+        let server = Server::start(
+            self.launcher.clone(),
+            self.loaded.main.clone(),
+            &ports,
+            self.pod.serving(self.index),
+        )?;
         self.pod.register_server(&ports, &server);
         *self.instances.server.lock().unwrap() = Some(server.clone());
         let at = if server.addresses.is_empty() {
@@ -632,7 +570,7 @@ impl Supervisor {
                 let container = self.spec.name.clone();
                 let url = crate::http::get_url(&pod, &get);
                 let description = format!("httpGet {url}");
-                let (switch, end) = spawn_task(host, async move {
+                let (switch, end) = spawn_task(&host.runtime, async move {
                     // No timeout of its own, as in Kubernetes: the grace period bounds a
                     // preStop, and a postStart runs until it answers.
                     match crate::http::http_get(&pod, &get, HOOK_USER_AGENT, None).await {
@@ -668,7 +606,7 @@ impl Supervisor {
             Some(Handler::Sleep(duration)) => {
                 let clock = host.clock.clone();
                 let logs = self.io(source, Vec::new(), true).logs;
-                let (switch, end) = spawn_task(host, async move {
+                let (switch, end) = spawn_task(&host.runtime, async move {
                     sleep(&clock, duration).await;
                     InstanceEnd::Returned(Ok(()))
                 });
@@ -919,7 +857,8 @@ impl Supervisor {
         }
         if !self.probes_started && self.stop == StopPhase::Up {
             self.probes_started = true;
-            self.probes = Probes::start(&self.launcher, self.started_instant);
+            self.probes =
+                Probes::start(&self.pod, &self.spec, &self.launcher, self.started_instant);
         }
     }
 
@@ -1028,6 +967,45 @@ impl Supervisor {
 
     fn io(&self, source: LogSource, argv: Vec<String>, capture: bool) -> InstanceIo {
         self.launcher.io(source, argv, capture)
+    }
+}
+
+/// What every instance of one run of the container of `spec` is made from: its components,
+/// its context, its command line and environment (resolved), its files, and its output to the
+/// pod's log.
+fn launcher(
+    pod: &Arc<PodShared>,
+    spec: &ContainerSpec,
+    loaded: LoadedContainer,
+    context: Arc<ContainerContext>,
+    mounts: Vec<Mount>,
+    tmp_dir: Option<std::path::PathBuf>,
+) -> Launcher {
+    let env = pod.container_env(spec);
+    // `command` then `args` (or its name then `args`), with `$(NAME)` references to its
+    // environment expanded, as Kubernetes does.
+    let start = if spec.command.is_empty() {
+        vec![spec.name.clone()]
+    } else {
+        spec.command.clone()
+    };
+    let argv = start
+        .iter()
+        .chain(&spec.args)
+        .map(|arg| expand_references(arg, &env))
+        .collect();
+    let sink = pod.clone();
+    Launcher {
+        runtime: pod.host.runtime.clone(),
+        name: spec.name.as_str().into(),
+        loaded,
+        context,
+        argv,
+        env,
+        working_dir: spec.working_dir.clone(),
+        mounts,
+        tmp_dir,
+        log_sink: Arc::new(move |line| sink.hub.publish(PodUpdate::Log(line))),
     }
 }
 

@@ -1,0 +1,74 @@
+//! [`HostConfig`]: how a host runs its guests and its pods — the runtime's settings (time slice,
+//! guest threads, compile cache, instance pool, clock) and the kubelet's (grace periods, node
+//! name, the pods' address).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::manifest::DEFAULT_GRACE_PERIOD;
+use crate::runtime::InstancePool;
+
+/// How a [`Host`](crate::Host) runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
+#[derive(Clone)]
+pub struct HostConfig {
+    /// How long a CPU-bound guest runs before it yields to others (the epoch tick). Shorter
+    /// slices make a crowded host fairer and cost a little throughput. Default 2 ms.
+    pub time_slice: Duration,
+    /// The least time `run` gets between terminate and kill when a preStop hook ran first and
+    /// used up the grace period (Kubernetes' `minimumGracePeriodInSeconds`). Default 2 s.
+    pub min_grace_after_pre_stop: Duration,
+    /// The grace period of a pod whose manifest sets none. Default 30 s.
+    pub default_grace_period: Duration,
+    /// Worker threads executing guests. Default: one per core.
+    pub guest_threads: usize,
+    /// How much lower than the host's own the scheduling priority of the guest threads is (a
+    /// nice increment). Default 10: when guests saturate the cores, the deadline thread and the
+    /// supervisors still run at once, so kills stay on time. 0 runs guests at the host's
+    /// priority.
+    pub guest_niceness: i32,
+    /// The clock everything reads and schedules on. Default: a [`SystemClock`].
+    pub clock: Option<Arc<dyn Clock>>,
+    /// The node name pods see (`spec.nodeName` through the downward API). Default: this
+    /// machine's host name (in deterministic mode: `simulation`).
+    pub node_name: Option<String>,
+    /// The address containers that serve HTTP listen on, on their `containerPort`s; it stands
+    /// for the pod's IP. Default: `127.0.0.1` (reachable from this machine only).
+    pub http_address: std::net::IpAddr,
+    /// Where compiled components are kept between runs, keyed by their bytes and the engine's
+    /// settings (wasmtime's cache), so that a second `wasmlet run` skips compiling. Default:
+    /// `$XDG_CACHE_HOME/wasmlet`, else `~/.cache/wasmlet`. `None` compiles every time.
+    pub compile_cache: Option<PathBuf>,
+    /// Instances from wasmtime's pooling allocator instead of on demand: slots reserved up front,
+    /// reused without asking the kernel. It pays where instances come and go fast — HTTP
+    /// handlers: 1.15× the requests/s in the HTTP benchmark — and caps how many instances run
+    /// at once and how large each memory grows. Default `None`.
+    pub instance_pool: Option<InstancePool>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            time_slice: Duration::from_millis(2),
+            min_grace_after_pre_stop: Duration::from_secs(2),
+            default_grace_period: DEFAULT_GRACE_PERIOD,
+            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            guest_niceness: 10,
+            clock: None,
+            node_name: None,
+            http_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            compile_cache: default_compile_cache(),
+            instance_pool: None,
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/wasmlet`, else `$HOME/.cache/wasmlet`.
+fn default_compile_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("wasmlet"))
+}

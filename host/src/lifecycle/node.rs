@@ -1,0 +1,102 @@
+//! The node pods run on ([`Node`]): the runtime their instances run on, the host's settings, the
+//! node's name, the kubelet's secret, and the uids of the pods it starts. What every pod of a
+//! host shares.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::HostConfig;
+use crate::runtime::Runtime;
+
+/// What the pods of one host share.
+pub(crate) struct Node {
+    /// What the pods' instances run on.
+    pub runtime: Arc<Runtime>,
+    /// The runtime's clock.
+    pub clock: Arc<dyn Clock>,
+    pub config: HostConfig,
+    /// The node name pods see.
+    pub node_name: String,
+    /// Pods started so far (for their uids in deterministic mode).
+    pods_started: std::sync::atomic::AtomicU64,
+    /// The secret that marks the kubelet's own HTTP requests (hooks and probes), so that they
+    /// pass a container's readiness gate.
+    pub kubelet_token: String,
+}
+
+impl Node {
+    /// The node of a host whose instances run on `runtime`: named as configured, else after
+    /// this machine, with a random secret for the kubelet's requests.
+    pub fn new(runtime: Arc<Runtime>, config: HostConfig) -> Node {
+        Node {
+            clock: runtime.clock.clone(),
+            runtime,
+            node_name: config.node_name.clone().unwrap_or_else(machine_name),
+            config,
+            pods_started: Default::default(),
+            kubelet_token: random_token(),
+        }
+    }
+
+    /// The node of a host in deterministic mode.
+    pub fn deterministic(runtime: Arc<Runtime>, config: HostConfig) -> Node {
+        Node {
+            clock: runtime.clock.clone(),
+            runtime,
+            node_name: config
+                .node_name
+                .clone()
+                .unwrap_or_else(|| "simulation".into()),
+            config,
+            pods_started: Default::default(),
+            // Never on the wire in deterministic mode (requests stay in-process).
+            kubelet_token: "simulation".into(),
+        }
+    }
+
+    /// A new pod uid, shaped like Kubernetes' (a UUID): random, or in deterministic mode drawn
+    /// from the seed by the order pods start.
+    pub fn new_uid(&self) -> String {
+        use std::hash::BuildHasher;
+        let n = self
+            .pods_started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (high, low) = match &self.runtime.deterministic {
+            // A stream of its own, apart from the instances' seeds.
+            Some(guests) => (guests.seeded(!(2 * n)), guests.seeded(!(2 * n + 1))),
+            None => {
+                // Each RandomState is keyed from the OS's randomness.
+                let random = std::collections::hash_map::RandomState::new();
+                (random.hash_one(n), random.hash_one(!n))
+            }
+        };
+        let bits = (u128::from(high) << 64) | u128::from(low);
+        let hex = format!("{bits:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+}
+
+/// 128 random bits as hex, from the OS's randomness (through `RandomState`'s keys).
+fn random_token() -> String {
+    use std::hash::BuildHasher;
+    let high = std::collections::hash_map::RandomState::new().hash_one(1u8);
+    let low = std::collections::hash_map::RandomState::new().hash_one(2u8);
+    format!("{high:016x}{low:016x}")
+}
+
+/// This machine's host name, for `spec.nodeName`.
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "wasmlet".into())
+}

@@ -1,0 +1,277 @@
+//! Starting and running one instance: [`spawn_instance`] (a store, the component's
+//! instantiation, the call of its export), [`spawn_task`] (a host-side hook handler killable
+//! like an instance), what an instance is given ([`InstanceIo`]) and how it ended
+//! ([`InstanceEnd`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use wasmtime::component::Resource;
+use wasmtime::{Store, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
+
+use super::Runtime;
+use super::component::{Entry, LoadedComponent};
+use super::context::ContainerContext;
+use super::kill::{KillState, KillSwitch, spawn_killable};
+use super::logs::LogTarget;
+use super::memory::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter};
+use super::mount::Mount;
+use super::store::{GuestState, HttpCall, StoreSetup, new_store};
+use super::vcpu::VirtualCpu;
+use crate::bindings::Event;
+
+/// What one instance is given: its command line, environment, files and output.
+pub(crate) struct InstanceIo {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The initial working directory (`workingDir`).
+    pub working_dir: Option<String>,
+    /// Volume mounts: host directories and where the guest sees them.
+    pub mounts: Vec<Mount>,
+    pub tmp_dir: Option<std::path::PathBuf>,
+    pub logs: LogTarget,
+    /// The request, for an instance that handles one ([`Entry::Handle`]).
+    pub http: Option<HttpCall>,
+}
+
+impl InstanceIo {
+    /// The same, with the output kept (when captured) but not published as the container's log:
+    /// a probe's output belongs in its event only, as in Kubernetes.
+    pub fn quiet(mut self) -> Self {
+        self.logs.sink = Arc::new(|_| {});
+        self
+    }
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InstanceEnd {
+    /// The export returned: `Ok`, or `Err` with the guest's message (`run` has none).
+    Returned(Result<(), String>),
+    /// The guest called `wasi:cli/exit` with this code.
+    Exited(i32),
+    /// A trap or host error ended the instance.
+    Trapped {
+        message: String,
+        out_of_memory: bool,
+    },
+    /// wasmlet killed the instance at `at` (when it stopped executing); `location` says where
+    /// it was.
+    Killed { location: String, at: Instant },
+    /// The hook export answered that the application has no such hook.
+    NotImplemented,
+}
+
+impl InstanceEnd {
+    /// The end of an instance whose task went away without finishing (the host is shutting
+    /// down).
+    pub fn lost() -> InstanceEnd {
+        InstanceEnd::Trapped {
+            message: "the instance was dropped before it finished (is the host shutting down?)"
+                .into(),
+            out_of_memory: false,
+        }
+    }
+}
+
+/// `wasmlet:lifecycle/hooks.hook-outcome`.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(variant)]
+enum HookOutcome {
+    #[component(name = "done")]
+    Done,
+    #[component(name = "failed")]
+    Failed(String),
+    #[component(name = "not-implemented")]
+    NotImplemented,
+}
+
+/// How an instance's end reaches its supervisor: sent by the instance's task when it finishes,
+/// or by the kill itself when it takes the instance away, so that reporting a kill never waits
+/// for the guest runtime to schedule anything.
+pub(crate) type InstanceDone = tokio::sync::oneshot::Receiver<InstanceEnd>;
+
+/// Starts one instance of `component` calling `entry`, on the host's guest runtime. The
+/// instance is registered nowhere: the caller keeps the returned [`KillSwitch`].
+pub(crate) fn spawn_instance(
+    runtime: &Runtime,
+    component: Arc<LoadedComponent>,
+    entry: Entry,
+    container: Arc<ContainerContext>,
+    io: InstanceIo,
+) -> (KillSwitch, InstanceDone) {
+    let cpu = runtime
+        .deterministic
+        .as_ref()
+        .map(|deterministic| Arc::new(VirtualCpu::new(deterministic)));
+    let kill = KillState::new(runtime, container.clock.clone(), cpu.clone());
+    let event = match entry {
+        Entry::Run => None,
+        Entry::PostStart => Some(Event::PostStart),
+        Entry::PreStop => Some(Event::PreStop),
+        Entry::Handle => None,
+    };
+    let engine = runtime.wasm.engine.clone();
+    let seed = runtime
+        .deterministic
+        .as_ref()
+        .map(|deterministic| deterministic.next_instance_seed());
+    // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
+    let alive = runtime.ticker.instance_alive();
+    let instance_kill = kill.clone();
+    let future = async move {
+        let _alive = alive;
+        let kill = instance_kill;
+        // Whether this instance (not another of the container) was refused memory.
+        let refused = Arc::new(AtomicBool::new(false));
+        let limiter = MemoryLimiter {
+            budget: container.memory.clone(),
+            charged: 0,
+            refused: refused.clone(),
+        };
+        let setup = StoreSetup {
+            container,
+            kill: kill.clone(),
+            event,
+            limiter,
+            cpu,
+            seed,
+        };
+        let result = match new_store(&engine, setup, io) {
+            Ok(mut store) => {
+                let end = run_instance(&component, entry, &mut store).await;
+                // CPU time since the last host call (or the trap) counts too.
+                if let Some(cpu) = &store.data().cpu {
+                    cpu.charge_consumed(store.get_fuel().ok());
+                }
+                end
+            }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(end) => end,
+            Err(error) => classify_error(error, &kill, refused.load(Ordering::SeqCst)),
+        }
+    };
+    spawn_killable(&runtime.guests, kill, Box::pin(future))
+}
+
+/// Instantiates `component` in `store` and calls `entry`.
+async fn run_instance(
+    component: &LoadedComponent,
+    entry: Entry,
+    mut store: &mut Store<GuestState>,
+) -> wasmtime::Result<InstanceEnd> {
+    let instance = component
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|error| {
+            // wasmtime's "resource limit exceeded: instance count too high at 1001" says
+            // neither whose limit it is nor what it allows.
+            if error.to_string().contains("count too high") {
+                wasmtime::format_err!(
+                    "{error} (wasmlet allows one instance at most {MAX_CORE_INSTANCES} core \
+                     instances, {MAX_MEMORIES} memories and {MAX_TABLES} tables)"
+                )
+            } else {
+                error
+            }
+        })?;
+    let Some(export) = component.export(entry) else {
+        return Err(wasmtime::format_err!(
+            "the component does not export {entry:?}"
+        ));
+    };
+    Ok(match entry {
+        Entry::Run => {
+            let run = instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, export)?;
+            let (result,) = run.call_async(&mut store, ()).await?;
+            InstanceEnd::Returned(result.map_err(|()| String::new()))
+        }
+        Entry::Handle => {
+            use wasmtime_wasi_http::WasiHttpView as _;
+            use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+            use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+            let call = store
+                .data_mut()
+                .http_call
+                .take()
+                .ok_or_else(|| wasmtime::format_err!("a handler instance without a request"))?;
+            let request = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, call.request)?;
+            let respond = store
+                .data_mut()
+                .http()
+                .new_response_outparam(call.respond)?;
+            let handle = instance.get_typed_func::<(
+                Resource<HostIncomingRequest>,
+                Resource<HostResponseOutparam>,
+            ), ()>(&mut store, export)?;
+            handle.call_async(&mut store, (request, respond)).await?;
+            InstanceEnd::Returned(Ok(()))
+        }
+        Entry::PostStart | Entry::PreStop => {
+            let hook = instance.get_typed_func::<(), (HookOutcome,)>(&mut store, export)?;
+            match hook.call_async(&mut store, ()).await? {
+                (HookOutcome::Done,) => InstanceEnd::Returned(Ok(())),
+                (HookOutcome::Failed(message),) => InstanceEnd::Returned(Err(message)),
+                (HookOutcome::NotImplemented,) => InstanceEnd::NotImplemented,
+            }
+        }
+    })
+}
+
+/// How an instance that ended with `error` ended; `refused_memory`: it was denied memory growth.
+fn classify_error(error: wasmtime::Error, kill: &KillState, refused_memory: bool) -> InstanceEnd {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return InstanceEnd::Exited(exit.0);
+    }
+    let backtrace = error.downcast_ref::<WasmBacktrace>();
+    let location = backtrace.and_then(describe_location);
+    if kill.is_killed() {
+        return InstanceEnd::Killed {
+            location: location.unwrap_or_else(|| "in wasm".into()),
+            at: kill.stopped_at(),
+        };
+    }
+    let cause = error.root_cause().to_string();
+    let message = match location {
+        Some(location) => format!("{cause} {location}"),
+        None => cause,
+    };
+    InstanceEnd::Trapped {
+        message,
+        out_of_memory: refused_memory,
+    }
+}
+
+/// "in `f` (called from `g`)" for the innermost named frames of a backtrace.
+fn describe_location(backtrace: &WasmBacktrace) -> Option<String> {
+    let mut names = backtrace
+        .frames()
+        .iter()
+        .filter_map(|frame| frame.func_name())
+        .map(|name| format!("`{:#}`", rustc_demangle::demangle(name)));
+    let innermost = names.next()?;
+    let callers: Vec<_> = names.take(2).collect();
+    Some(if callers.is_empty() {
+        format!("in {innermost}")
+    } else {
+        format!("in {innermost} (called from {})", callers.join(", "))
+    })
+}
+
+/// Runs a host-side hook handler (such as `sleep`) so that it can be killed like an instance.
+pub(crate) fn spawn_task(
+    runtime: &Runtime,
+    future: impl Future<Output = InstanceEnd> + Send + 'static,
+) -> (KillSwitch, InstanceDone) {
+    let kill = KillState::new(runtime, runtime.clock.clone(), None);
+    spawn_killable(&runtime.guests, kill, Box::pin(future))
+}
