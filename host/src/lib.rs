@@ -59,8 +59,9 @@ pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Wat
 pub use guest::LoadedComponent;
 pub use host::{Host, HostConfig, HostStats, InstancePool};
 pub use manifest::{
-    ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField, PodSpec,
-    PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy,
+    ComponentPod, ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField,
+    PodSpec, PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy, VolumeMount,
+    VolumeSource, VolumeSpec,
 };
 pub use pod::{Pod, all_terminated};
 

@@ -18,6 +18,7 @@ mod spec;
 mod values;
 mod yaml;
 
+pub use component::ComponentPod;
 pub use spec::*;
 pub(crate) use values::lexically_normal;
 pub(crate) use yaml::display_path;

@@ -2,7 +2,7 @@
 //! probes, hooks, volumes, environment — as wasmlet runs them. Only this module's siblings build
 //! one (from a manifest, or from a component for `wasmlet run x.wasm`); everyone else reads it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The grace period when neither the manifest nor the caller sets one (Kubernetes' default).
@@ -12,85 +12,85 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodSpec {
     /// `metadata.name`.
-    pub name: String,
+    pub(crate) name: String,
     /// `metadata.namespace` (`default` when absent).
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// `metadata.uid`, if the manifest gives one; otherwise the pod gets one when it starts.
-    pub uid: Option<String>,
+    pub(crate) uid: Option<String>,
     /// `spec.terminationGracePeriodSeconds`; `None` means the host's default (30 s).
-    pub termination_grace_period: Option<Duration>,
+    pub(crate) termination_grace_period: Option<Duration>,
     /// `spec.restartPolicy`: `Always` when absent, as in Kubernetes.
-    pub restart_policy: RestartPolicy,
+    pub(crate) restart_policy: RestartPolicy,
     /// `spec.volumes`.
-    pub volumes: Vec<VolumeSpec>,
+    pub(crate) volumes: Vec<VolumeSpec>,
     /// `spec.initContainers`, in order: each runs to completion before the next starts, except
     /// sidecars, which start and keep running beside the app containers.
-    pub init_containers: Vec<ContainerSpec>,
+    pub(crate) init_containers: Vec<ContainerSpec>,
     /// `spec.containers`, in order.
-    pub containers: Vec<ContainerSpec>,
+    pub(crate) containers: Vec<ContainerSpec>,
 }
 
 /// One container of a [`PodSpec`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
     /// `name`.
-    pub name: String,
+    pub(crate) name: String,
     /// `image`, resolved to a component file.
-    pub image: PathBuf,
+    pub(crate) image: PathBuf,
     /// `command`: the start of the component's argv (`argv[0]` first); empty means the
     /// container's name alone. The component is always `image`: there is no other entrypoint.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     /// `args`: passed to the component after `command` (or after its name).
-    pub args: Vec<String>,
+    pub(crate) args: Vec<String>,
     /// `env`, in order.
-    pub env: Vec<(String, EnvValue)>,
+    pub(crate) env: Vec<(String, EnvValue)>,
     /// `workingDir`: the guest's initial working directory (absolute).
-    pub working_dir: Option<String>,
+    pub(crate) working_dir: Option<String>,
     /// `volumeMounts`: the pod volumes this container sees, and where.
-    pub volume_mounts: Vec<VolumeMount>,
+    pub(crate) volume_mounts: Vec<VolumeMount>,
     /// `resources.limits.memory` in bytes: all instances of the container together.
-    pub memory_limit: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
     /// `resources.requests.memory` in bytes. It reserves nothing; it only decides the pod's
     /// `qosClass`.
-    pub memory_request: Option<u64>,
+    pub(crate) memory_request: Option<u64>,
     /// `lifecycle.postStart`.
-    pub post_start: Option<Handler>,
+    pub(crate) post_start: Option<Handler>,
     /// `lifecycle.preStop`.
-    pub pre_stop: Option<Handler>,
+    pub(crate) pre_stop: Option<Handler>,
     /// `ports[]` (TCP): where the container serves HTTP if its component exports
     /// `wasi:http/incoming-handler`.
-    pub ports: Vec<PortSpec>,
+    pub(crate) ports: Vec<PortSpec>,
     /// `livenessProbe`: failing it kills the container, which then restarts per restartPolicy.
-    pub liveness_probe: Option<Probe>,
+    pub(crate) liveness_probe: Option<Probe>,
     /// `readinessProbe`: the container's `ready`, which gates its HTTP traffic.
-    pub readiness_probe: Option<Probe>,
+    pub(crate) readiness_probe: Option<Probe>,
     /// `startupProbe`: liveness and readiness probes wait until it succeeds.
-    pub startup_probe: Option<Probe>,
+    pub(crate) startup_probe: Option<Probe>,
     /// An init container with `restartPolicy: Always`: a sidecar, started before the app
     /// containers, restarted whenever it ends, and stopped after them.
-    pub sidecar: bool,
+    pub(crate) sidecar: bool,
 }
 
 /// A port of a container (`ports[]`); always TCP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
     /// `name`, which probes and hooks may use instead of the number.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `containerPort`.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 /// An `httpGet` action, of a hook or a probe: `GET http://host:port/path` with `headers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpGet {
     /// `host`; `None` means the pod itself (its containers' listeners).
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// `port`, resolved to a number (a name refers to the container's `ports[]`).
-    pub port: u16,
+    pub(crate) port: u16,
     /// `path`, `/` when absent.
-    pub path: String,
+    pub(crate) path: String,
     /// `httpHeaders`, in order.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// What a probe does.
@@ -149,20 +149,20 @@ impl ProbeKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// What it checks.
-    pub action: ProbeAction,
+    pub(crate) action: ProbeAction,
     /// `initialDelaySeconds` (default 0): the wait after the container starts.
-    pub initial_delay: Duration,
+    pub(crate) initial_delay: Duration,
     /// `periodSeconds` (default 10 s).
-    pub period: Duration,
+    pub(crate) period: Duration,
     /// `timeoutSeconds` (default 1 s): a check that takes longer fails.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// `successThreshold` (default 1; always 1 for liveness and startup).
-    pub success_threshold: u32,
+    pub(crate) success_threshold: u32,
     /// `failureThreshold` (default 3).
-    pub failure_threshold: u32,
+    pub(crate) failure_threshold: u32,
     /// `terminationGracePeriodSeconds` (liveness and startup only): the grace period of the
     /// kill that a failure causes, instead of the pod's.
-    pub termination_grace_period: Option<Duration>,
+    pub(crate) termination_grace_period: Option<Duration>,
 }
 
 impl ContainerSpec {
@@ -218,9 +218,9 @@ impl ContainerSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSpec {
     /// Its name, which mounts refer to.
-    pub name: String,
+    pub(crate) name: String,
     /// What backs it.
-    pub source: VolumeSource,
+    pub(crate) source: VolumeSource,
 }
 
 /// What backs a volume.
@@ -242,13 +242,13 @@ pub enum VolumeSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeMount {
     /// The volume's name.
-    pub volume: String,
+    pub(crate) volume: String,
     /// Where the guest sees it (absolute).
-    pub mount_path: String,
+    pub(crate) mount_path: String,
     /// Read-only for this container.
-    pub read_only: bool,
+    pub(crate) read_only: bool,
     /// A directory inside the volume to mount instead of its root (relative, no `..`).
-    pub sub_path: Option<String>,
+    pub(crate) sub_path: Option<String>,
 }
 
 /// What runs an `exec` handler's command. `command[0]` is looked up in this order:
@@ -328,4 +328,247 @@ pub enum Handler {
     /// `httpGet`: one request; only a transport error fails the hook (the status is recorded in
     /// an event), as in Kubernetes.
     HttpGet(HttpGet),
+}
+
+/// Read access for embedders: a [`PodSpec`] is built only by validation
+/// ([`PodSpec::from_file`], [`PodSpec::from_yaml`], [`PodSpec::from_pod`],
+/// [`PodSpec::component`]), so what these return always holds together.
+impl PodSpec {
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `metadata.namespace` (`default` when absent).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `metadata.uid`, if the manifest gives one; otherwise the pod gets one when it starts.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// `spec.terminationGracePeriodSeconds`; `None` means the host's default
+    /// ([`crate::HostConfig::default_grace_period`]).
+    pub fn termination_grace_period(&self) -> Option<Duration> {
+        self.termination_grace_period
+    }
+
+    /// `spec.restartPolicy`.
+    pub fn restart_policy(&self) -> RestartPolicy {
+        self.restart_policy
+    }
+
+    /// `spec.volumes`.
+    pub fn volumes(&self) -> &[VolumeSpec] {
+        &self.volumes
+    }
+
+    /// `spec.initContainers`, in order (sidecars among them: [`ContainerSpec::is_sidecar`]).
+    pub fn init_containers(&self) -> &[ContainerSpec] {
+        &self.init_containers
+    }
+
+    /// `spec.containers`, in order.
+    pub fn containers(&self) -> &[ContainerSpec] {
+        &self.containers
+    }
+
+    /// The same pod with grace period `grace` instead of the manifest's
+    /// `terminationGracePeriodSeconds` (what `wasmlet run --grace-period` does). A preStop
+    /// `sleep` longer than `grace` is cut short by the kill, as any hook is.
+    #[must_use]
+    pub fn with_grace_period(mut self, grace: Duration) -> PodSpec {
+        self.termination_grace_period = Some(grace);
+        self
+    }
+}
+
+impl ContainerSpec {
+    /// `name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `image`, resolved to a component file.
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+
+    /// `command`: the start of the component's argv; empty means the container's name alone.
+    pub fn command(&self) -> &[String] {
+        &self.command
+    }
+
+    /// `args`: passed to the component after `command` (or after its name).
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// `env`, in order.
+    pub fn env(&self) -> &[(String, EnvValue)] {
+        &self.env
+    }
+
+    /// `workingDir` (absolute).
+    pub fn working_dir(&self) -> Option<&str> {
+        self.working_dir.as_deref()
+    }
+
+    /// `volumeMounts`.
+    pub fn volume_mounts(&self) -> &[VolumeMount] {
+        &self.volume_mounts
+    }
+
+    /// `resources.limits.memory` in bytes: all instances of the container together.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// `resources.requests.memory` in bytes (it decides the pod's `qosClass` only).
+    pub fn memory_request(&self) -> Option<u64> {
+        self.memory_request
+    }
+
+    /// `lifecycle.postStart`.
+    pub fn post_start(&self) -> Option<&Handler> {
+        self.post_start.as_ref()
+    }
+
+    /// `lifecycle.preStop`.
+    pub fn pre_stop(&self) -> Option<&Handler> {
+        self.pre_stop.as_ref()
+    }
+
+    /// `ports[]`: where the container serves HTTP (see also [`ContainerSpec::listen_ports`]).
+    pub fn ports(&self) -> &[PortSpec] {
+        &self.ports
+    }
+
+    /// `livenessProbe`.
+    pub fn liveness_probe(&self) -> Option<&Probe> {
+        self.liveness_probe.as_ref()
+    }
+
+    /// `readinessProbe`.
+    pub fn readiness_probe(&self) -> Option<&Probe> {
+        self.readiness_probe.as_ref()
+    }
+
+    /// `startupProbe`.
+    pub fn startup_probe(&self) -> Option<&Probe> {
+        self.startup_probe.as_ref()
+    }
+
+    /// Whether this is a sidecar: an init container with `restartPolicy: Always`, which runs
+    /// beside the app containers and is stopped after them. Never true of an app container.
+    pub fn is_sidecar(&self) -> bool {
+        self.sidecar
+    }
+}
+
+impl PortSpec {
+    /// `name`, which probes and hooks may use instead of the number.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// `containerPort`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl HttpGet {
+    /// `host`; `None` means the pod itself.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// `port`, resolved to a number.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `path`, `/` when absent.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// `httpHeaders`, in order.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+}
+
+impl Probe {
+    /// What it checks.
+    pub fn action(&self) -> &ProbeAction {
+        &self.action
+    }
+
+    /// `initialDelaySeconds`.
+    pub fn initial_delay(&self) -> Duration {
+        self.initial_delay
+    }
+
+    /// `periodSeconds`.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// `timeoutSeconds`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `successThreshold`.
+    pub fn success_threshold(&self) -> u32 {
+        self.success_threshold
+    }
+
+    /// `failureThreshold`.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+    }
+
+    /// `terminationGracePeriodSeconds` (liveness and startup probes only).
+    pub fn termination_grace_period(&self) -> Option<Duration> {
+        self.termination_grace_period
+    }
+}
+
+impl VolumeSpec {
+    /// Its name, which mounts refer to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What backs it.
+    pub fn source(&self) -> &VolumeSource {
+        &self.source
+    }
+}
+
+impl VolumeMount {
+    /// The volume's name.
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
+
+    /// Where the guest sees it (absolute).
+    pub fn mount_path(&self) -> &str {
+        &self.mount_path
+    }
+
+    /// Read-only for this container.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// A directory inside the volume mounted instead of its root.
+    pub fn sub_path(&self) -> Option<&str> {
+        self.sub_path.as_deref()
+    }
 }

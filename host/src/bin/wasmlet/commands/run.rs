@@ -66,15 +66,15 @@ enum Output {
 impl RunCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let is_component = self.targets.iter().any(|target| is_webassembly(target));
-        let mut specs = if is_component {
+        let specs = if is_component {
             anyhow::ensure!(
                 self.targets.len() == 1,
                 "a component runs alone; give several Pod manifests to run pods together"
             );
-            let mut spec = PodSpec::for_component(&self.targets[0], self.args.clone());
-            spec.containers[0].ports = (self.port.iter())
-                .map(|&port| wasmlet::PortSpec { name: None, port })
-                .collect();
+            let spec = PodSpec::component(&self.targets[0])
+                .args(self.args.iter().cloned())
+                .ports(self.port.iter().copied())
+                .build()?;
             vec![spec]
         } else {
             anyhow::ensure!(
@@ -92,11 +92,12 @@ impl RunCommand {
             }
             specs
         };
-        for spec in &mut specs {
-            if let Some(grace) = self.grace_period {
-                spec.termination_grace_period = Some(grace);
-            }
-        }
+        let specs: Vec<PodSpec> = match self.grace_period {
+            Some(grace) => (specs.into_iter())
+                .map(|spec| spec.with_grace_period(grace))
+                .collect(),
+            None => specs,
+        };
         // Listen before anything starts: a signal during compilation must still mean "stop
         // gracefully", not the default action.
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
@@ -242,10 +243,10 @@ impl EventTable {
             .iter()
             .flat_map(|pod| {
                 let spec = pod.spec();
-                let pod_object = format!("pod/{}", spec.name).len();
-                let containers = spec.init_containers.iter().chain(&spec.containers);
+                let pod_object = format!("pod/{}", spec.name()).len();
+                let containers = spec.init_containers().iter().chain(spec.containers());
                 std::iter::once(pod_object)
-                    .chain(containers.map(move |c| pod_object + 1 + c.name.len()))
+                    .chain(containers.map(move |c| pod_object + 1 + c.name().len()))
             })
             .max()
             .unwrap_or(0);
@@ -318,8 +319,8 @@ fn exit_code(status: &PodStatus, spec: &wasmlet::PodSpec) -> ExitCode {
         .init_container_statuses
         .iter()
         .flatten()
-        .zip(&spec.init_containers)
-        .filter(|(_, init)| !init.sidecar)
+        .zip(spec.init_containers())
+        .filter(|(_, init)| !init.is_sidecar())
         .map(|(c, _)| c);
     let failed_init = regular_init.filter(|c| {
         c.state
