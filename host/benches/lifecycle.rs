@@ -310,7 +310,7 @@ async fn main() {
         components::STUBBORN,
         components::COOPERATIVE,
     ] {
-        host.load_component(component.as_ref()).expect("loading");
+        host.load_component(component).expect("loading");
     }
     let mut rows = Vec::new();
 
@@ -430,7 +430,7 @@ async fn main() {
             wasmtime: Vec::new(),
         },
     ];
-    host.load_component(components::HELLO.as_ref())
+    host.load_component(components::HELLO)
         .expect("loading hello");
     for index in 0..args.starts.min(100) {
         let began = Instant::now();

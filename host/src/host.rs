@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
+use crate::bindings::TerminationReason;
 use crate::clock::{Clock, SystemClock};
 use crate::guest::{self, DeterministicGuests, GuestState, LoadedComponent};
 use crate::manifest::{DEFAULT_GRACE_PERIOD, PodSpec};
@@ -25,7 +26,10 @@ use crate::pod::Pod;
 use crate::release::MemoryReleaser;
 
 /// How a [`Host`] runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
-#[derive(Clone)]
+///
+/// A host keeps real time (its [`Host::clock`] is the system's); deterministic mode, on a
+/// virtual clock, is [`crate::testing::Simulation`].
+#[derive(Debug, Clone)]
 pub struct HostConfig {
     /// How long a CPU-bound guest runs before it yields to others (the epoch tick). Shorter
     /// slices make a crowded host fairer and cost a little throughput. Default 2 ms.
@@ -42,8 +46,6 @@ pub struct HostConfig {
     /// supervisors still run at once, so kills stay on time. 0 runs guests at the host's
     /// priority.
     pub guest_niceness: i32,
-    /// The clock everything reads and schedules on. Default: a [`SystemClock`].
-    pub clock: Option<Arc<dyn Clock>>,
     /// The node name pods see (`spec.nodeName` through the downward API). Default: this
     /// machine's host name (in deterministic mode: `simulation`).
     pub node_name: Option<String>,
@@ -89,7 +91,6 @@ impl Default for HostConfig {
             default_grace_period: DEFAULT_GRACE_PERIOD,
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             guest_niceness: 10,
-            clock: None,
             node_name: None,
             http_address: std::net::Ipv4Addr::LOCALHOST.into(),
             compile_cache: default_compile_cache(),
@@ -114,6 +115,31 @@ pub struct Host {
     pub(crate) inner: Arc<HostInner>,
 }
 
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("node_name", &self.inner.node_name)
+            .field("deterministic", &self.inner.deterministic.is_some())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Host::load_component`] found in a component: its entrypoints, and the lifecycle hooks
+/// it implements itself (wasmlet starts no hook instance for one it lacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ComponentInfo {
+    /// It exports `wasi:cli/run`: it runs as a container's main process or an exec command.
+    pub run: bool,
+    /// It exports `wasi:http/incoming-handler`: it serves HTTP on its container's ports.
+    pub http_handler: bool,
+    /// It implements the postStart hook of `wasmlet:lifecycle/hooks`.
+    pub post_start: bool,
+    /// It implements the preStop hook of `wasmlet:lifecycle/hooks`.
+    pub pre_stop: bool,
+}
+
 pub(crate) struct HostInner {
     pub wasm: Arc<WasmEngine>,
     pub clock: Arc<dyn Clock>,
@@ -135,6 +161,18 @@ pub(crate) struct HostInner {
     /// guest running wasm then yields its time slice early).
     pub kill_interruptions: Arc<std::sync::atomic::AtomicU64>,
     guest_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// The pods started, for [`Host::shutdown`].
+    pods: Mutex<PodRegistry>,
+}
+
+/// The pods a host started, and whether it is shutting down. One lock for both, so that a pod
+/// either starts before a shutdown (and is stopped by it) or is refused.
+#[derive(Default)]
+struct PodRegistry {
+    /// Weak: a pod that ended and that nobody holds goes away.
+    pods: Vec<std::sync::Weak<crate::pod::PodShared>>,
+    /// How many times [`Host::shutdown`] was called.
+    shutdowns: u32,
 }
 
 /// How running wasm is interrupted: by the epoch ticker (real time), or after a fixed amount of
@@ -305,7 +343,7 @@ impl Host {
             .enable_all()
             .build()
             .context("starting the guest runtime")?;
-        let clock = config.clock.clone().unwrap_or_else(|| SystemClock::new());
+        let clock: Arc<dyn Clock> = SystemClock::new();
         let ticker = EpochTicker::start(wasm.engine.clone(), config.time_slice, releaser);
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -321,6 +359,7 @@ impl Host {
                 pods_started: Default::default(),
                 kubelet_token: random_token(),
                 kill_interruptions: Default::default(),
+                pods: Default::default(),
             }),
         })
     }
@@ -352,6 +391,7 @@ impl Host {
                 // Never on the wire in deterministic mode (requests stay in-process).
                 kubelet_token: "simulation".into(),
                 kill_interruptions: Default::default(),
+                pods: Default::default(),
             }),
         }
     }
@@ -370,9 +410,21 @@ impl Host {
     }
 
     /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
-    /// and checks that wasmlet provides all it imports.
-    pub fn load_component(&self, path: &Path) -> anyhow::Result<Arc<LoadedComponent>> {
-        self.inner.wasm.load_component(path)
+    /// and checks that wasmlet provides all it imports, as starting a pod does: a way to
+    /// check a component, or to compile it ahead of the pods that run it. Says what it found.
+    pub fn load_component(&self, path: impl AsRef<Path>) -> anyhow::Result<ComponentInfo> {
+        let component = self.inner.wasm.load_component(path.as_ref())?;
+        Ok(ComponentInfo {
+            run: component.exports(guest::Entry::Run),
+            http_handler: component.exports(guest::Entry::Handle),
+            post_start: component.has_post_start(),
+            pre_stop: component.has_pre_stop(),
+        })
+    }
+
+    /// Waits for `duration` on the host's clock (what `wasmlet run --stop-after` waits on).
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        crate::clock::sleep(&self.inner.clock, duration)
     }
 
     /// Starts a pod: compiles its components (an error here starts nothing), then starts every
@@ -403,14 +455,70 @@ impl Host {
                 .context("loading components")??
         };
         let volumes = crate::pod::PodVolume::prepare(&spec)?;
-        Ok(Pod::start(self.inner.clone(), spec, loaded, volumes))
+        let mut registry = self.inner.pods.lock().unwrap();
+        anyhow::ensure!(
+            registry.shutdowns == 0,
+            "pod `{}` not started: the host is shutting down",
+            spec.name
+        );
+        let pod = Pod::start(self.inner.clone(), spec, loaded, volumes);
+        registry.pods.retain(|pod| pod.strong_count() > 0);
+        registry.pods.push(Arc::downgrade(&pod.shared));
+        Ok(pod)
+    }
+
+    /// Stops every pod of the host at once, as `wasmlet run` does on SIGTERM: each gets its
+    /// preStop hook, then terminate with reason [`TerminationReason::HostShutdown`], then the
+    /// kill when its grace period runs out — `grace` for all of them, or with `None` each pod's
+    /// own (its manifest's, else [`HostConfig::default_grace_period`]). From the first call on,
+    /// [`Host::start_pod`] refuses new pods.
+    ///
+    /// A second call kills every pod at once, as a second signal does ([`Host::kill_all`]).
+    /// The stop begins when this is called; the returned future resolves when every pod has
+    /// ended, and dropping it stops nothing.
+    pub fn shutdown(&self, grace: Option<Duration>) -> impl Future<Output = ()> + Send + 'static {
+        let (pods, first) = {
+            let mut registry = self.inner.pods.lock().unwrap();
+            registry.shutdowns = registry.shutdowns.saturating_add(1);
+            (live_pods(&registry), registry.shutdowns == 1)
+        };
+        for pod in &pods {
+            if first {
+                pod.stop(
+                    grace,
+                    TerminationReason::HostShutdown,
+                    "the host is shutting down",
+                );
+            } else {
+                pod.kill();
+            }
+        }
+        async move {
+            for pod in pods {
+                pod.wait().await;
+            }
+        }
+    }
+
+    /// Kills every pod of the host now: no preStop, no terminate, whatever stop is in progress
+    /// ([`Pod::kill`] for each). It does not wait for them to end; [`Pod::wait`] does.
+    pub fn kill_all(&self) {
+        let pods = live_pods(&self.inner.pods.lock().unwrap());
+        for pod in pods {
+            pod.kill();
+        }
+    }
+
+    /// The pods of the host that have not ended yet.
+    pub fn pods(&self) -> Vec<Pod> {
+        live_pods(&self.inner.pods.lock().unwrap())
     }
 
     fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<crate::pod::LoadedPod> {
         let mut containers = Vec::new();
         for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
-            let main = self
+            let main = (self.inner.wasm)
                 .load_component(&container.image)
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
             let mut exec = HashMap::new();
@@ -432,9 +540,10 @@ impl Host {
             for target in hooks.chain(probes) {
                 match target {
                     ExecTarget::Component(component) => {
-                        let loaded = self.load_component(component).with_context(|| {
-                            format!("loading an exec command of container `{}`", container.name)
-                        })?;
+                        let loaded =
+                            self.inner.wasm.load_component(component).with_context(|| {
+                                format!("loading an exec command of container `{}`", container.name)
+                            })?;
                         exec.insert(component.clone(), loaded);
                     }
                     ExecTarget::Shell => {
@@ -452,6 +561,18 @@ impl Host {
         }
         Ok(crate::pod::LoadedPod { containers })
     }
+}
+
+/// The pods of `registry` that have not ended.
+fn live_pods(registry: &PodRegistry) -> Vec<Pod> {
+    (registry.pods.iter())
+        .filter_map(|pod| {
+            Some(Pod {
+                shared: pod.upgrade()?,
+            })
+        })
+        .filter(|pod| !crate::pod::phase_is_final(&pod.status()))
+        .collect()
 }
 
 impl HostInner {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use wasmlet::k8s_openapi::api::core::v1::PodStatus;
-use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate, TerminationReason};
+use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate};
 
 /// Run a pod (Pod YAML) or a single component (.wasm) until every container has ended.
 ///
@@ -137,11 +137,11 @@ impl RunCommand {
         if let Some(after) = self.stop_after {
             for pod in &pods {
                 let pod = pod.clone();
-                let clock = host.clock().clone();
+                let host = host.clone();
                 tokio::spawn(async move {
                     let status = pod.wait_running().await;
                     if !wasmlet::all_terminated(&status) {
-                        wasmlet::clock::sleep(&clock, after).await;
+                        host.sleep(after).await;
                         pod.delete(None);
                     }
                 });
@@ -171,19 +171,12 @@ impl RunCommand {
                     "wasmlet: stopping {} {names} gracefully; signal again to kill now",
                     if pods.len() == 1 { "pod" } else { "pods" }
                 );
-                // Each pod within its own grace period, all at once.
-                for pod in &pods {
-                    pod.stop(
-                        None,
-                        TerminationReason::HostShutdown,
-                        "wasmlet is shutting down",
-                    );
-                }
+                // Each pod within its own grace period, all at once; the statuses come from
+                // `all_ended`.
+                let _stopping = host.shutdown(None);
             } else {
                 eprintln!("wasmlet: killing {names}");
-                for pod in &pods {
-                    pod.kill();
-                }
+                host.kill_all();
             }
         };
         for printer in printers {
