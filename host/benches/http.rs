@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
-use wasmlet::{Host, HostConfig, PodSpec, PortSpec};
+use wasmlet::{Host, HostConfig, PodSpec};
 use wasmlet_examples::components;
 
 mod common;
@@ -144,10 +144,11 @@ async fn wait_listening(port: u16) {
 }
 
 fn http_hello_pod(port: u16, name: &str) -> PodSpec {
-    let mut spec = PodSpec::for_component(components::HTTP_HELLO, Vec::new());
-    spec.name = name.into();
-    spec.containers[0].ports = vec![PortSpec { name: None, port }];
-    spec
+    PodSpec::component(components::HTTP_HELLO)
+        .name(name)
+        .port(port)
+        .build()
+        .expect("a valid pod")
 }
 
 /// `target/bench-tools/bin/wasmtime`, built by `setup-wasmtime-serve.sh`.

@@ -57,10 +57,11 @@ fn args() -> Args {
 }
 
 fn pod(name: &str, component: &str, grace: Duration) -> PodSpec {
-    let mut spec = PodSpec::for_component(component, Vec::new());
-    spec.name = name.into();
-    spec.termination_grace_period = Some(grace);
-    spec
+    PodSpec::component(component)
+        .name(name)
+        .grace_period(grace)
+        .build()
+        .expect("a valid pod")
 }
 
 async fn start(host: &Host, spec: PodSpec) -> Pod {
@@ -309,7 +310,7 @@ async fn main() {
         components::STUBBORN,
         components::COOPERATIVE,
     ] {
-        host.load_component(component.as_ref()).expect("loading");
+        host.load_component(component).expect("loading");
     }
     let mut rows = Vec::new();
 
@@ -429,13 +430,15 @@ async fn main() {
             wasmtime: Vec::new(),
         },
     ];
-    host.load_component(components::HELLO.as_ref())
+    host.load_component(components::HELLO)
         .expect("loading hello");
     for index in 0..args.starts.min(100) {
         let began = Instant::now();
-        let spec = PodSpec::for_component(components::HELLO, vec!["--sleep".into(), "3600".into()]);
-        let mut spec = spec;
-        spec.name = format!("peer-{index}");
+        let spec = PodSpec::component(components::HELLO)
+            .name(format!("peer-{index}"))
+            .args(["--sleep", "3600"])
+            .build()
+            .expect("a valid pod");
         let pod = start(&host, spec).await;
         peers[0].wasmlet.push(began.elapsed());
         let killing = Instant::now();

@@ -38,6 +38,14 @@ pub trait Clock: Send + Sync + 'static {
     fn cancel(&self, id: TimerId);
 }
 
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clock")
+            .field("wall_time", &self.wall_time())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Names a scheduled timer, for [`Clock::cancel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(u64);

@@ -1,17 +1,15 @@
 //! [`HostConfig`]: how a host runs its guests and its pods — the runtime's settings (time slice,
-//! guest threads, compile cache, instance pool, clock) and the kubelet's (grace periods, node
+//! guest threads, compile cache, instance pool) and the kubelet's (grace periods, node
 //! name, the pods' address).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Clock;
 use crate::manifest::DEFAULT_GRACE_PERIOD;
 use crate::runtime::InstancePool;
 
 /// How a [`Host`](crate::Host) runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HostConfig {
     /// How long a CPU-bound guest runs before it yields to others (the epoch tick). Shorter
     /// slices make a crowded host fairer and cost a little throughput. Default 2 ms.
@@ -28,8 +26,6 @@ pub struct HostConfig {
     /// supervisors still run at once, so kills stay on time. 0 runs guests at the host's
     /// priority.
     pub guest_niceness: i32,
-    /// The clock everything reads and schedules on. Default: a [`SystemClock`].
-    pub clock: Option<Arc<dyn Clock>>,
     /// The node name pods see (`spec.nodeName` through the downward API). Default: this
     /// machine's host name (in deterministic mode: `simulation`).
     pub node_name: Option<String>,
@@ -55,7 +51,6 @@ impl Default for HostConfig {
             default_grace_period: DEFAULT_GRACE_PERIOD,
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             guest_niceness: 10,
-            clock: None,
             node_name: None,
             http_address: std::net::Ipv4Addr::LOCALHOST.into(),
             compile_cache: default_compile_cache(),

@@ -296,6 +296,15 @@ pub struct Watch {
     started: Instant,
 }
 
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("replaying", &self.replay.len())
+            .field("live", &self.live.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Watch {
     /// The next update; `None` once the pod has ended and everything was delivered. A watcher
     /// that falls more than 4096 updates behind skips the oldest (a `Warning` event says so).

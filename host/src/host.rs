@@ -8,18 +8,21 @@
 //! full of spinning guests still supervises, times out and kills on time.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::bindings::TerminationReason;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::lifecycle::node::Node;
 use crate::lifecycle::pod::{LoadedPod, Pod, PodVolume};
 use crate::manifest::PodSpec;
 use crate::runtime::{
-    DeterministicGuests, LoadedComponent, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
+    DeterministicGuests, Entry, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
 };
 
 /// A snapshot of what a [`Host`] holds ([`Host::stats`]).
@@ -38,6 +41,31 @@ pub struct Host {
     pub(crate) inner: Arc<Node>,
 }
 
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("node_name", &self.inner.node_name)
+            .field("deterministic", &self.inner.runtime.deterministic.is_some())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Host::load_component`] found in a component: its entrypoints, and the lifecycle hooks
+/// it implements itself (wasmlet starts no hook instance for one it lacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ComponentInfo {
+    /// It exports `wasi:cli/run`: it runs as a container's main process or an exec command.
+    pub run: bool,
+    /// It exports `wasi:http/incoming-handler`: it serves HTTP on its container's ports.
+    pub http_handler: bool,
+    /// It implements the postStart hook of `wasmlet:lifecycle/hooks`.
+    pub post_start: bool,
+    /// It implements the preStop hook of `wasmlet:lifecycle/hooks`.
+    pub pre_stop: bool,
+}
+
 impl Host {
     /// Creates a host: the engine, the guest runtime, the clock, the epoch ticker and the thread
     /// that hands memory freed by ended instances back to the system.
@@ -46,7 +74,9 @@ impl Host {
             time_slice: config.time_slice,
             guest_threads: config.guest_threads,
             guest_niceness: config.guest_niceness,
-            clock: config.clock.clone(),
+            // A host keeps real time; deterministic mode, on a virtual clock, is
+            // `testing::Simulation`.
+            clock: None,
             compile_cache: config.compile_cache.clone(),
             instance_pool: config.instance_pool,
         })?;
@@ -83,9 +113,21 @@ impl Host {
     }
 
     /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
-    /// and checks that wasmlet provides all it imports.
-    pub fn load_component(&self, path: &Path) -> anyhow::Result<Arc<LoadedComponent>> {
-        self.inner.runtime.wasm.load_component(path)
+    /// and checks that wasmlet provides all it imports, as starting a pod does: a way to
+    /// check a component, or to compile it ahead of the pods that run it. Says what it found.
+    pub fn load_component(&self, path: impl AsRef<Path>) -> anyhow::Result<ComponentInfo> {
+        let component = self.inner.runtime.wasm.load_component(path.as_ref())?;
+        Ok(ComponentInfo {
+            run: component.exports(Entry::Run),
+            http_handler: component.exports(Entry::Handle),
+            post_start: component.has_post_start(),
+            pre_stop: component.has_pre_stop(),
+        })
+    }
+
+    /// Waits for `duration` on the host's clock (what `wasmlet run --stop-after` waits on).
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        crate::clock::sleep(&self.inner.clock, duration)
     }
 
     /// Starts a pod: compiles its components (an error here starts nothing), then starts every
@@ -116,14 +158,70 @@ impl Host {
                 .context("loading components")??
         };
         let volumes = PodVolume::prepare(&spec)?;
-        Ok(Pod::start(self.inner.clone(), spec, loaded, volumes))
+        let mut registry = self.inner.pods.lock().unwrap();
+        anyhow::ensure!(
+            registry.shutdowns == 0,
+            "pod `{}` not started: the host is shutting down",
+            spec.name
+        );
+        let pod = Pod::start(self.inner.clone(), spec, loaded, volumes);
+        registry.pods.retain(|pod| pod.strong_count() > 0);
+        registry.pods.push(Arc::downgrade(&pod.shared));
+        Ok(pod)
+    }
+
+    /// Stops every pod of the host at once, as `wasmlet run` does on SIGTERM: each gets its
+    /// preStop hook, then terminate with reason [`TerminationReason::HostShutdown`], then the
+    /// kill when its grace period runs out — `grace` for all of them, or with `None` each pod's
+    /// own (its manifest's, else [`HostConfig::default_grace_period`]). From the first call on,
+    /// [`Host::start_pod`] refuses new pods.
+    ///
+    /// A second call kills every pod at once, as a second signal does ([`Host::kill_all`]).
+    /// The stop begins when this is called; the returned future resolves when every pod has
+    /// ended, and dropping it stops nothing.
+    pub fn shutdown(&self, grace: Option<Duration>) -> impl Future<Output = ()> + Send + 'static {
+        let (pods, first) = {
+            let mut registry = self.inner.pods.lock().unwrap();
+            registry.shutdowns = registry.shutdowns.saturating_add(1);
+            (registry.live_pods(), registry.shutdowns == 1)
+        };
+        for pod in &pods {
+            if first {
+                pod.stop(
+                    grace,
+                    TerminationReason::HostShutdown,
+                    "the host is shutting down",
+                );
+            } else {
+                pod.kill();
+            }
+        }
+        async move {
+            for pod in pods {
+                pod.wait().await;
+            }
+        }
+    }
+
+    /// Kills every pod of the host now: no preStop, no terminate, whatever stop is in progress
+    /// ([`Pod::kill`] for each). It does not wait for them to end; [`Pod::wait`] does.
+    pub fn kill_all(&self) {
+        let pods = self.inner.pods.lock().unwrap().live_pods();
+        for pod in pods {
+            pod.kill();
+        }
+    }
+
+    /// The pods of the host that have not ended yet.
+    pub fn pods(&self) -> Vec<Pod> {
+        self.inner.pods.lock().unwrap().live_pods()
     }
 
     fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<LoadedPod> {
         let mut containers = Vec::new();
         for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
-            let main = self
+            let main = (self.inner.runtime.wasm)
                 .load_component(&container.image)
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
             let mut exec = HashMap::new();
@@ -145,9 +243,11 @@ impl Host {
             for target in hooks.chain(probes) {
                 match target {
                     ExecTarget::Component(component) => {
-                        let loaded = self.load_component(component).with_context(|| {
-                            format!("loading an exec command of container `{}`", container.name)
-                        })?;
+                        let loaded = (self.inner.runtime.wasm)
+                            .load_component(component)
+                            .with_context(|| {
+                                format!("loading an exec command of container `{}`", container.name)
+                            })?;
                         exec.insert(component.clone(), loaded);
                     }
                     ExecTarget::Shell => {

@@ -79,9 +79,11 @@ pub async fn churn(host: &Host, waves: usize, per_wave: usize) -> Report {
         let mut pods: Vec<(Pod, &Behaviour)> = Vec::with_capacity(per_wave);
         for index in 0..per_wave {
             let behaviour = &MIX[index % MIX.len()];
-            let mut spec = PodSpec::for_component(behaviour.component, Vec::new());
-            spec.name = format!("churn-{wave}-{index}-{}", behaviour.name);
-            spec.termination_grace_period = Some(Duration::from_millis(200));
+            let spec = PodSpec::component(behaviour.component)
+                .name(format!("churn-{wave}-{index}-{}", behaviour.name))
+                .grace_period(Duration::from_millis(200))
+                .build()
+                .unwrap();
             match host.start_pod(spec).await {
                 Ok(pod) => pods.push((pod, behaviour)),
                 Err(error) => wrong.push(format!("wave {wave} pod {index}: {error:#}")),

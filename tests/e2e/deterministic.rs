@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmlet::all_terminated;
-use wasmlet::testing::scenario::{Condition, Step};
-use wasmlet::testing::{RunOptions, Scenario, Simulation, SimulationConfig, TraceItem};
+use wasmlet::testing::{
+    Condition, RunOptions, Scenario, Simulation, SimulationConfig, Step, TraceItem,
+};
 
 use crate::support::single;
 

@@ -540,17 +540,17 @@ async fn a_post_start_killed_by_the_stop_is_not_a_hook_failure() {
 #[test]
 fn sdk_components_declare_the_hooks_they_implement() {
     use wasmlet_examples::components::*;
-    let load = |path: &str| host().load_component(path.as_ref()).unwrap();
+    let load = |path: &str| host().load_component(path).unwrap();
     let cooperative = load(COOPERATIVE);
-    assert!(cooperative.has_post_start() && cooperative.has_pre_stop());
+    assert!(cooperative.post_start && cooperative.pre_stop);
     let slow = load(SLOW_PRESTOP);
-    assert!(!slow.has_post_start() && slow.has_pre_stop());
+    assert!(!slow.post_start && slow.pre_stop);
     // No hooks listed in export!: wasmlet starts no hook instance for it.
     let stubborn = load(STUBBORN);
-    assert!(!stubborn.has_post_start() && !stubborn.has_pre_stop());
+    assert!(!stubborn.post_start && !stubborn.pre_stop);
     // A plain command has no hooks interface at all.
     let hello = load(HELLO);
-    assert!(!hello.has_post_start() && !hello.has_pre_stop());
+    assert!(!hello.post_start && !hello.pre_stop && hello.run);
 }
 
 #[tokio::test]
@@ -673,4 +673,66 @@ async fn a_host_with_an_instance_pool_runs_pods_and_refuses_a_memory_limit_above
         message.contains("container `app`: its memory limit (134217728 bytes) is above"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn host_shutdown_stops_every_pod_gracefully_and_a_second_call_kills() {
+    // A host of its own: shutting it down must not touch the other tests' pods.
+    let host = wasmlet::Host::new(wasmlet::HostConfig::default()).expect("creating the host");
+    let cooperative = host
+        .start_pod(single("shutdown-cooperative", "cooperative", 30, ""))
+        .await
+        .expect("starting the cooperative pod");
+    let stubborn = host
+        .start_pod(single("shutdown-stubborn", "stubborn", 30, ""))
+        .await
+        .expect("starting the stubborn pod");
+    cooperative.wait_running().await;
+    wait_for_line(&cooperative, "run: started").await;
+    wait_for_line(&stubborn, "deaf to terminate").await;
+    assert_eq!(host.pods().len(), 2);
+
+    let began = Instant::now();
+    let first = host.shutdown(None);
+    // Both pods got the stop at once, each with its own 30 s grace period: the cooperative one
+    // ends on terminate, told why; the stubborn one ignores it and keeps running.
+    let status = finished(&cooperative).await;
+    assert_eq!(terminated(&status, 0).reason.as_deref(), Some("Completed"));
+    let lines = lines(&history(&cooperative).await);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("terminate received (TerminationReason::HostShutdown")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("preStop: draining")),
+        "{lines:#?}"
+    );
+    wait_for_event(&stubborn, "Killing").await;
+    assert_eq!(stubborn.status().phase.as_deref(), Some("Running"));
+    assert_eq!(host.pods().len(), 1, "only the stubborn pod is left");
+
+    // No new pods while shutting down.
+    let refused = host
+        .start_pod(single("shutdown-late", "cooperative", 30, ""))
+        .await
+        .expect_err("a host that is shutting down starts no pods");
+    assert!(refused.to_string().contains("shutting down"), "{refused:#}");
+
+    // The second call kills at once, long before the 30 s grace period ends.
+    let second = host.shutdown(None);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        second.await;
+        first.await;
+    })
+    .await
+    .expect("the second shutdown should kill at once");
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_killed(&stubborn.status(), 0, "while blocked in a host call");
+    assert!(host.pods().is_empty());
 }

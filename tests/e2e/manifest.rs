@@ -469,16 +469,19 @@ spec:
         "exec.yaml",
     )
     .unwrap();
-    let target = |handler: &Option<Handler>| match handler {
+    let target = |handler: Option<&Handler>| match handler {
         Some(Handler::Exec { target, .. }) => target.clone(),
         other => panic!("not an exec: {other:?}"),
     };
-    let sidecar = &spec.init_containers[0];
-    assert_eq!(target(&sidecar.post_start), ExecTarget::Shell);
+    let sidecar = &spec.init_containers()[0];
+    assert_eq!(target(sidecar.post_start()), ExecTarget::Shell);
     assert!(
-        matches!(target(&sidecar.pre_stop), ExecTarget::Component(path) if path.ends_with("hello.wasm"))
+        matches!(target(sidecar.pre_stop()), ExecTarget::Component(path) if path.ends_with("hello.wasm"))
     );
-    assert_eq!(target(&spec.containers[0].pre_stop), ExecTarget::Container);
+    assert_eq!(
+        target(spec.containers()[0].pre_stop()),
+        ExecTarget::Container
+    );
     // Another shell or a program of an image is not the app: refused, not run as the app.
     let found = problems(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n    - name: app\n      image: ../../target/components/hello.wasm\n      lifecycle:\n        preStop:\n          exec: {command: [\"/bin/bash\", \"-c\", \"true\"]}\n",

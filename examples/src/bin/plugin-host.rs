@@ -20,10 +20,11 @@ async fn main() -> anyhow::Result<()> {
 
     let mut pods = Vec::new();
     for (name, component) in plugins {
-        let mut spec = PodSpec::for_component(component, Vec::new());
-        spec.name = name.to_string();
-        spec.containers[0].name = "plugin".to_string();
-        spec.termination_grace_period = Some(Duration::from_secs(1));
+        let spec = PodSpec::component(component)
+            .name(name)
+            .container_name("plugin")
+            .grace_period(Duration::from_secs(1))
+            .build()?;
         let pod = host.start_pod(spec).await?;
         // Every plugin's events and output, as they happen.
         let mut updates = pod.watch();

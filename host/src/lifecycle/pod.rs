@@ -66,7 +66,17 @@ pub(crate) struct LoadedPod {
 /// A pod started by [`crate::Host::start_pod`]. Cheap to clone; every clone is the same pod.
 #[derive(Clone)]
 pub struct Pod {
-    shared: Arc<PodShared>,
+    pub(crate) shared: Arc<PodShared>,
+}
+
+impl std::fmt::Debug for Pod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pod")
+            .field("name", &self.shared.spec.name)
+            .field("uid", &self.shared.uid)
+            .field("phase", &self.shared.status.borrow().phase)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct PodShared {

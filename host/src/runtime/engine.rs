@@ -16,7 +16,7 @@ use super::component::{Entry, LoadedComponent};
 use super::release::MemoryReleaser;
 use super::store::{GuestState, add_to_linker};
 
-/// The slots of the pooling allocator ([`HostConfig::instance_pool`]).
+/// The slots of the pooling allocator ([`HostConfig::instance_pool`](crate::HostConfig::instance_pool)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstancePool {
     /// Instances alive at once (main, hooks, handlers and exec commands together); one more

@@ -1,7 +1,7 @@
 //! Deterministic mode: pods run on one thread against a virtual clock, so the same inputs give
 //! the same trace every run, and a 30 s grace period costs milliseconds.
 //!
-//! A [`Simulation`] owns the thread's runtime, the [`VirtualClock`] and a host whose guests
+//! A [`Simulation`] owns the thread's runtime, a virtual clock and a host whose guests
 //! slice time by fuel. Time moves in two ways only:
 //! - **CPU time**: a guest that runs wasm consumes fuel, and each unit costs
 //!   [`SimulationConfig::nanos_per_fuel`] of virtual time (charged at every host call, at the end
@@ -52,11 +52,11 @@ use crate::lifecycle::pod::Pod;
 use crate::manifest::{Handler, PodSpec};
 use crate::runtime::{DeterministicGuests, Interruption, WasmEngine};
 
-pub mod scenario;
-pub use scenario::{Outcome, RunOptions, Scenario, ScenarioError};
+mod scenario;
+pub use scenario::{Condition, Deadline, Outcome, RunOptions, Scenario, ScenarioError, Step};
 
 /// How a [`Simulation`] runs. The defaults are what `wasmlet test` uses.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SimulationConfig {
     /// The seed of every guest's `wasi:random`. Default 0.
     pub seed: u64,
@@ -69,8 +69,8 @@ pub struct SimulationConfig {
     /// The wall-clock time at virtual zero, for timestamps and the guests' wall clock. Default
     /// 2026-01-01T00:00:00Z.
     pub wall_origin: SystemTime,
-    /// Grace-period defaults and the like, as for a real host. (Its `clock`, `time_slice` and
-    /// `guest_threads` do not apply.)
+    /// Grace-period defaults and the like, as for a real host. (Its `time_slice` and
+    /// `guest_threads` do not apply: guests run on the simulation's one thread, sliced by fuel.)
     pub host: HostConfig,
 }
 
@@ -152,6 +152,16 @@ pub struct Simulation {
     /// checkout is).
     path_aliases: Vec<(String, String)>,
     paths_relative_to: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("now", &self.now())
+            .field("pods", &self.pods.iter().map(Pod::name).collect::<Vec<_>>())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A status a pod took on, and when.
@@ -643,7 +653,7 @@ impl Simulation {
 }
 
 /// The phase and each container's state, in one line.
-pub fn describe(status: &PodStatus) -> String {
+pub(crate) fn describe(status: &PodStatus) -> String {
     let mut text = format!("phase {}", status.phase.as_deref().unwrap_or("Unknown"));
     let init = status.init_container_statuses.iter().flatten();
     for container in init.chain(status.container_statuses.iter().flatten()) {
@@ -682,7 +692,7 @@ pub fn describe(status: &PodStatus) -> String {
 }
 
 /// Virtual time as seconds with microseconds: `52.000130s`.
-pub fn show_time(at: Duration) -> String {
+pub(crate) fn show_time(at: Duration) -> String {
     format!("{}.{:06}s", at.as_secs(), at.subsec_micros())
 }
 

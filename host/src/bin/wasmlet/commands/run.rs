@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use wasmlet::k8s_openapi::api::core::v1::PodStatus;
-use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate, TerminationReason};
+use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate};
 
 /// Run a pod (Pod YAML) or a single component (.wasm) until every container has ended.
 ///
@@ -66,15 +66,15 @@ enum Output {
 impl RunCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let is_component = self.targets.iter().any(|target| is_webassembly(target));
-        let mut specs = if is_component {
+        let specs = if is_component {
             anyhow::ensure!(
                 self.targets.len() == 1,
                 "a component runs alone; give several Pod manifests to run pods together"
             );
-            let mut spec = PodSpec::for_component(&self.targets[0], self.args.clone());
-            spec.containers[0].ports = (self.port.iter())
-                .map(|&port| wasmlet::PortSpec { name: None, port })
-                .collect();
+            let spec = PodSpec::component(&self.targets[0])
+                .args(self.args.iter().cloned())
+                .ports(self.port.iter().copied())
+                .build()?;
             vec![spec]
         } else {
             anyhow::ensure!(
@@ -92,11 +92,12 @@ impl RunCommand {
             }
             specs
         };
-        for spec in &mut specs {
-            if let Some(grace) = self.grace_period {
-                spec.termination_grace_period = Some(grace);
-            }
-        }
+        let specs: Vec<PodSpec> = match self.grace_period {
+            Some(grace) => (specs.into_iter())
+                .map(|spec| spec.with_grace_period(grace))
+                .collect(),
+            None => specs,
+        };
         // Listen before anything starts: a signal during compilation must still mean "stop
         // gracefully", not the default action.
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
@@ -136,11 +137,11 @@ impl RunCommand {
         if let Some(after) = self.stop_after {
             for pod in &pods {
                 let pod = pod.clone();
-                let clock = host.clock().clone();
+                let host = host.clone();
                 tokio::spawn(async move {
                     let status = pod.wait_running().await;
                     if !wasmlet::all_terminated(&status) {
-                        wasmlet::clock::sleep(&clock, after).await;
+                        host.sleep(after).await;
                         pod.delete(None);
                     }
                 });
@@ -170,19 +171,12 @@ impl RunCommand {
                     "wasmlet: stopping {} {names} gracefully; signal again to kill now",
                     if pods.len() == 1 { "pod" } else { "pods" }
                 );
-                // Each pod within its own grace period, all at once.
-                for pod in &pods {
-                    pod.stop(
-                        None,
-                        TerminationReason::HostShutdown,
-                        "wasmlet is shutting down",
-                    );
-                }
+                // Each pod within its own grace period, all at once; the statuses come from
+                // `all_ended`.
+                let _stopping = host.shutdown(None);
             } else {
                 eprintln!("wasmlet: killing {names}");
-                for pod in &pods {
-                    pod.kill();
-                }
+                host.kill_all();
             }
         };
         for printer in printers {
@@ -242,10 +236,10 @@ impl EventTable {
             .iter()
             .flat_map(|pod| {
                 let spec = pod.spec();
-                let pod_object = format!("pod/{}", spec.name).len();
-                let containers = spec.init_containers.iter().chain(&spec.containers);
+                let pod_object = format!("pod/{}", spec.name()).len();
+                let containers = spec.init_containers().iter().chain(spec.containers());
                 std::iter::once(pod_object)
-                    .chain(containers.map(move |c| pod_object + 1 + c.name.len()))
+                    .chain(containers.map(move |c| pod_object + 1 + c.name().len()))
             })
             .max()
             .unwrap_or(0);
@@ -318,8 +312,8 @@ fn exit_code(status: &PodStatus, spec: &wasmlet::PodSpec) -> ExitCode {
         .init_container_statuses
         .iter()
         .flatten()
-        .zip(&spec.init_containers)
-        .filter(|(_, init)| !init.sidecar)
+        .zip(spec.init_containers())
+        .filter(|(_, init)| !init.is_sidecar())
         .map(|(c, _)| c);
     let failed_init = regular_init.filter(|c| {
         c.state

@@ -17,8 +17,8 @@ impl ValidateCommand {
                 println!(
                     "{}: pod `{}` with {} container(s) is valid",
                     self.manifest.display(),
-                    spec.name,
-                    spec.containers.len()
+                    spec.name(),
+                    spec.containers().len()
                 );
                 Ok(ExitCode::SUCCESS)
             }

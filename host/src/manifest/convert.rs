@@ -1,0 +1,475 @@
+//! From `k8s-openapi` types to a [`PodSpec`]: the pod's metadata, restart policy, volumes and
+//! containers, checked against Kubernetes' rules (names, sidecars, mounts, memory, ports
+//! shared by the pod). Hooks, probes and ports are [`super::actions`]'.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+
+use super::actions::{lifecycle_handler, port_specs, probe_spec};
+use super::values::{
+    check_dns_label, check_dns_subdomain, component_path, lexically_normal, parse_memory,
+};
+use super::{
+    ContainerSpec, DEFAULT_GRACE_PERIOD, EnvValue, PodField, PodSpec, ProbeKind, Problem,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
+};
+
+impl PodSpec {
+    /// Validates a Pod given as `k8s-openapi` types (for embedders that build one in code).
+    /// Fields wasmlet does not look at are not checked here; [`PodSpec::from_yaml`] checks them.
+    pub fn from_pod(pod: &Pod, base: &Path) -> Result<PodSpec, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(Problem {
+                path: path.to_string(),
+                message,
+            })
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            problem("metadata.name", "required: the pod's name".into());
+        } else if let Err(why) = check_dns_subdomain(&name) {
+            problem("metadata.name", why);
+        }
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let uid = pod.metadata.uid.clone();
+        let Some(spec) = &pod.spec else {
+            problem(
+                "spec",
+                "required: the pod's spec with its containers".into(),
+            );
+            return Err(problems);
+        };
+        let grace = match spec.termination_grace_period_seconds {
+            None => None,
+            Some(seconds) if seconds < 0 => {
+                problem(
+                    "spec.terminationGracePeriodSeconds",
+                    format!("must be 0 or more seconds, got {seconds}"),
+                );
+                None
+            }
+            Some(seconds) => Some(Duration::from_secs(seconds as u64)),
+        };
+        let restart_policy = match spec.restart_policy.as_deref() {
+            None | Some("Always") => RestartPolicy::Always,
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            Some(other) => {
+                problem(
+                    "spec.restartPolicy",
+                    format!(
+                        "`{other}` is not a restart policy; expected Always, OnFailure or Never"
+                    ),
+                );
+                RestartPolicy::Always
+            }
+        };
+        if spec.containers.is_empty() {
+            problem(
+                "spec.containers",
+                "a pod needs at least one container".into(),
+            );
+        }
+        let volumes = volume_specs(spec.volumes.iter().flatten(), base, &mut problem);
+        let mut names = HashSet::new();
+        let mut init_containers = Vec::new();
+        let mut containers = Vec::new();
+        let mut container_problems = Vec::new();
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, c)| (true, format!("spec.initContainers[{index}]"), c))
+            .chain(
+                spec.containers
+                    .iter()
+                    .enumerate()
+                    .map(|(index, c)| (false, format!("spec.containers[{index}]"), c)),
+            );
+        for (init, at, container) in all {
+            if !names.insert(container.name.clone()) {
+                problem(
+                    &format!("{at}.name"),
+                    format!(
+                        "duplicate container name `{}` (names are unique across containers and \
+                         initContainers)",
+                        container.name
+                    ),
+                );
+            }
+            let sidecar = match (init, container.restart_policy.as_deref()) {
+                (_, None) => false,
+                (true, Some("Always")) => true,
+                (true, Some(other)) => {
+                    problem(
+                        &format!("{at}.restartPolicy"),
+                        format!(
+                            "`{other}` is not allowed: an init container's restartPolicy can \
+                             only be `Always`, which makes it a sidecar"
+                        ),
+                    );
+                    false
+                }
+                (false, Some(_)) => {
+                    problem(
+                        &format!("{at}.restartPolicy"),
+                        "only init containers may set restartPolicy (`Always` makes one a \
+                         sidecar); app containers follow spec.restartPolicy"
+                            .into(),
+                    );
+                    false
+                }
+            };
+            if init && !sidecar && container.lifecycle.is_some() {
+                problem(
+                    &format!("{at}.lifecycle"),
+                    "an init container may not have lifecycle hooks unless it is a sidecar \
+                     (restartPolicy: Always), as in Kubernetes"
+                        .into(),
+                );
+            }
+            // As the API server's `validateInitContainers` (pkg/apis/core/validation): only
+            // a sidecar is probed; a plain init container runs to completion.
+            if init && !sidecar {
+                for (field, probe) in [
+                    ("livenessProbe", &container.liveness_probe),
+                    ("readinessProbe", &container.readiness_probe),
+                    ("startupProbe", &container.startup_probe),
+                ] {
+                    if probe.is_some() {
+                        problem(
+                            &format!("{at}.{field}"),
+                            "may not be set for init containers without restartPolicy=Always"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            let grace = grace.unwrap_or(DEFAULT_GRACE_PERIOD);
+            match container_spec(container, &at, base, grace, &volumes) {
+                Ok(mut spec) => {
+                    spec.sidecar = sidecar;
+                    if init {
+                        init_containers.push(spec);
+                    } else {
+                        containers.push(spec);
+                    }
+                }
+                Err(more) => container_problems.extend(more),
+            }
+        }
+        problems.extend(container_problems);
+        // The containers of a pod share its ports, as they share a pod's network in Kubernetes.
+        let mut claimed: Vec<(u16, &str)> = Vec::new();
+        for (index, container) in init_containers.iter().chain(&containers).enumerate() {
+            for port in container.ports.iter().map(|port| port.port) {
+                match claimed.iter().find(|(p, _)| *p == port) {
+                    Some((_, owner)) => problems.push(Problem {
+                        path: if index < init_containers.len() {
+                            format!("spec.initContainers[{index}].ports")
+                        } else {
+                            format!("spec.containers[{}].ports", index - init_containers.len())
+                        },
+                        message: format!(
+                            "port {port} is already served by container `{owner}`; the \
+                             containers of a pod share its ports"
+                        ),
+                    }),
+                    None => claimed.push((port, &container.name)),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(PodSpec {
+                name,
+                namespace,
+                uid,
+                termination_grace_period: grace,
+                restart_policy,
+                volumes,
+                init_containers,
+                containers,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The pod's volumes, checked: names, one supported source each, hostPath directories.
+fn volume_specs<'v>(
+    volumes: impl Iterator<Item = &'v k8s_openapi::api::core::v1::Volume>,
+    base: &Path,
+    problem: &mut impl FnMut(&str, String),
+) -> Vec<VolumeSpec> {
+    let mut specs = Vec::new();
+    let mut names = HashSet::new();
+    for (index, volume) in volumes.enumerate() {
+        let at = format!("spec.volumes[{index}]");
+        if let Err(why) = check_dns_label(&volume.name) {
+            problem(&format!("{at}.name"), why);
+        } else if !names.insert(volume.name.clone()) {
+            problem(
+                &format!("{at}.name"),
+                format!("duplicate volume name `{}`", volume.name),
+            );
+        }
+        let source = match (&volume.empty_dir, &volume.host_path) {
+            (Some(_), Some(_)) => {
+                problem(
+                    &at,
+                    "give one source: emptyDir or hostPath, not both".into(),
+                );
+                continue;
+            }
+            (Some(_), None) => VolumeSource::EmptyDir,
+            (None, Some(host)) => {
+                let create = match host.type_.as_deref() {
+                    None | Some("") | Some("Directory") => false,
+                    Some("DirectoryOrCreate") => true,
+                    Some(other) => {
+                        problem(
+                            &format!("{at}.hostPath.type"),
+                            format!(
+                                "`{other}` is not supported: wasmlet mounts directories; use \
+                                 Directory or DirectoryOrCreate"
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let path = lexically_normal(&base.join(&host.path));
+                if !create && !path.is_dir() {
+                    problem(
+                        &format!("{at}.hostPath.path"),
+                        format!(
+                            "`{}` is not a directory (looked for `{}`); set `type: \
+                             DirectoryOrCreate` to have it made",
+                            host.path,
+                            path.display()
+                        ),
+                    );
+                }
+                VolumeSource::HostPath { path, create }
+            }
+            (None, None) => {
+                // A source wasmlet does not support was reported by the field check already.
+                let other_source = serde_json::to_value(volume)
+                    .ok()
+                    .and_then(|v| v.as_object().map(|o| o.len() > 1))
+                    .unwrap_or(false);
+                if !other_source {
+                    problem(&at, "needs a source: emptyDir or hostPath".into());
+                }
+                continue;
+            }
+        };
+        specs.push(VolumeSpec {
+            name: volume.name.clone(),
+            source,
+        });
+    }
+    specs
+}
+
+fn container_spec(
+    container: &Container,
+    at: &str,
+    base: &Path,
+    grace: Duration,
+    volumes: &[VolumeSpec],
+) -> Result<ContainerSpec, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+    if let Err(why) = check_dns_label(&container.name) {
+        problem(format!("{at}.name"), why);
+    }
+    let image = match container.image.as_deref() {
+        None | Some("") => {
+            problem(
+                format!("{at}.image"),
+                "required: the path to a .wasm component, relative to the manifest".into(),
+            );
+            None
+        }
+        Some(image) => match component_path(base, image) {
+            Ok(path) => Some(path),
+            Err(why) => {
+                problem(format!("{at}.image"), why);
+                None
+            }
+        },
+    };
+    let mut env = Vec::new();
+    for (index, var) in container.env.iter().flatten().enumerate() {
+        let at = format!("{at}.env[{index}]");
+        if var.name.is_empty() {
+            problem(format!("{at}.name"), "required".into());
+        }
+        let field = var
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref());
+        let value = match (&var.value, field) {
+            (Some(_), Some(_)) => {
+                problem(at.clone(), "give `value` or `valueFrom`, not both".into());
+                continue;
+            }
+            (_, Some(field)) => match field.field_path.as_str() {
+                "metadata.name" => EnvValue::Field(PodField::Name),
+                "metadata.namespace" => EnvValue::Field(PodField::Namespace),
+                "metadata.uid" => EnvValue::Field(PodField::Uid),
+                "spec.nodeName" => EnvValue::Field(PodField::NodeName),
+                other => {
+                    problem(
+                        format!("{at}.valueFrom.fieldRef.fieldPath"),
+                        format!(
+                            "`{other}` is not supported; wasmlet provides metadata.name, \
+                             metadata.namespace, metadata.uid and spec.nodeName"
+                        ),
+                    );
+                    continue;
+                }
+            },
+            (value, None) => EnvValue::Value(value.clone().unwrap_or_default()),
+        };
+        env.push((var.name.clone(), value));
+    }
+    let mut volume_mounts = Vec::new();
+    let mut mount_paths = HashSet::new();
+    for (index, mount) in container.volume_mounts.iter().flatten().enumerate() {
+        let at = format!("{at}.volumeMounts[{index}]");
+        if !volumes.iter().any(|volume| volume.name == mount.name) {
+            problem(
+                format!("{at}.name"),
+                format!("no volume `{}` in spec.volumes", mount.name),
+            );
+        }
+        if !mount.mount_path.starts_with('/') {
+            problem(
+                format!("{at}.mountPath"),
+                format!("`{}` must be an absolute path", mount.mount_path),
+            );
+        } else if !mount_paths.insert(lexically_normal(Path::new(&mount.mount_path))) {
+            problem(
+                format!("{at}.mountPath"),
+                format!("`{}` is mounted twice", mount.mount_path),
+            );
+        }
+        let sub_path = mount.sub_path.clone().filter(|sub| !sub.is_empty());
+        if let Some(sub) = &sub_path
+            && (sub.starts_with('/')
+                || Path::new(sub)
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir)))
+        {
+            problem(
+                format!("{at}.subPath"),
+                format!("`{sub}` must be a relative path inside the volume, without `..`"),
+            );
+        }
+        volume_mounts.push(VolumeMount {
+            volume: mount.name.clone(),
+            // `/tmp/.` and `//tmp` are `/tmp`: one name for one place.
+            mount_path: lexically_normal(Path::new(&mount.mount_path))
+                .display()
+                .to_string(),
+            read_only: mount.read_only.unwrap_or(false),
+            sub_path,
+        });
+    }
+    let working_dir = container.working_dir.clone().filter(|dir| !dir.is_empty());
+    if let Some(dir) = &working_dir
+        && !dir.starts_with('/')
+    {
+        problem(
+            format!("{at}.workingDir"),
+            format!("`{dir}` must be an absolute path, such as `/tmp`"),
+        );
+    }
+    // Requests reserve nothing in wasmlet (they decide the pod's `qosClass`), but a malformed
+    // one is still an error.
+    let memory_request = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|requests| requests.get("memory"))
+        .and_then(|quantity| match parse_memory(&quantity.0) {
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                problem(format!("{at}.resources.requests.memory"), why);
+                None
+            }
+        });
+    let memory_limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|limits| limits.get("memory"))
+        .and_then(|quantity| match parse_memory(&quantity.0) {
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                problem(format!("{at}.resources.limits.memory"), why);
+                None
+            }
+        });
+    let ports = port_specs(container, at, &mut problems);
+    let lifecycle = container.lifecycle.as_ref();
+    let mut handler = |name: &str, handler: Option<&LifecycleHandler>| {
+        let handler = handler?;
+        let path = format!("{at}.lifecycle.{name}");
+        match lifecycle_handler(handler, &path, base, grace, &ports) {
+            Ok(handler) => Some(handler),
+            Err(mut more) => {
+                problems.append(&mut more);
+                None
+            }
+        }
+    };
+    let post_start = handler("postStart", lifecycle.and_then(|l| l.post_start.as_ref()));
+    let pre_stop = handler("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref()));
+    let mut probe = |kind: ProbeKind, probe: Option<&k8s_openapi::api::core::v1::Probe>| {
+        let probe = probe?;
+        let path = format!("{at}.{}Probe", kind.name());
+        match probe_spec(probe, kind, &path, base, &ports) {
+            Ok(probe) => Some(probe),
+            Err(mut more) => {
+                problems.append(&mut more);
+                None
+            }
+        }
+    };
+    let liveness_probe = probe(ProbeKind::Liveness, container.liveness_probe.as_ref());
+    let readiness_probe = probe(ProbeKind::Readiness, container.readiness_probe.as_ref());
+    let startup_probe = probe(ProbeKind::Startup, container.startup_probe.as_ref());
+    match image {
+        Some(image) if problems.is_empty() => Ok(ContainerSpec {
+            name: container.name.clone(),
+            image,
+            command: container.command.clone().unwrap_or_default(),
+            args: container.args.clone().unwrap_or_default(),
+            env,
+            working_dir,
+            volume_mounts,
+            memory_limit,
+            memory_request,
+            post_start,
+            pre_stop,
+            ports,
+            liveness_probe,
+            readiness_probe,
+            startup_probe,
+            sidecar: false,
+        }),
+        _ => Err(problems),
+    }
+}
