@@ -139,29 +139,7 @@ fn containers_ready(
         Some("Failed") => return condition(KIND, false, Some(POD_FAILED), None),
         _ => {}
     }
-    let mut messages = Vec::new();
-    if !unknown.is_empty() {
-        messages.push(format!(
-            "containers with unknown status: {}",
-            go_list(&unknown)
-        ));
-    }
-    if !unready.is_empty() {
-        messages.push(format!(
-            "containers with unready status: {}",
-            go_list(&unready)
-        ));
-    }
-    if messages.is_empty() {
-        condition(KIND, true, None, None)
-    } else {
-        condition(
-            KIND,
-            false,
-            Some(CONTAINERS_NOT_READY),
-            Some(messages.join(", ")),
-        )
-    }
+    true_unless_listed(KIND, &unknown, ("unready", &unready), CONTAINERS_NOT_READY)
 }
 
 /// generate.go, GeneratePodReadyCondition: ContainersReady's status, reason and message when it
@@ -198,28 +176,40 @@ fn initialized(spec: &PodSpec, statuses: &[&ContainerStatus], phase: Option<&str
     if any_regular_container_started(spec, statuses) {
         return condition(KIND, true, None, None);
     }
+    true_unless_listed(
+        KIND,
+        &unknown,
+        ("incomplete", &incomplete),
+        CONTAINERS_NOT_INITIALIZED,
+    )
+}
+
+/// generate.go's shared tail of ContainersReady and Initialized: True when no container is
+/// listed, else False with `reason` and "containers with unknown status: [..], containers with
+/// <what> status: [..]" for the lists that are not empty.
+fn true_unless_listed(
+    kind: &str,
+    unknown: &[&str],
+    (what, listed): (&str, &[&str]),
+    reason: &str,
+) -> PodCondition {
     let mut messages = Vec::new();
     if !unknown.is_empty() {
         messages.push(format!(
             "containers with unknown status: {}",
-            go_list(&unknown)
+            go_list(unknown)
         ));
     }
-    if !incomplete.is_empty() {
+    if !listed.is_empty() {
         messages.push(format!(
-            "containers with incomplete status: {}",
-            go_list(&incomplete)
+            "containers with {what} status: {}",
+            go_list(listed)
         ));
     }
     if messages.is_empty() {
-        condition(KIND, true, None, None)
+        condition(kind, true, None, None)
     } else {
-        condition(
-            KIND,
-            false,
-            Some(CONTAINERS_NOT_INITIALIZED),
-            Some(messages.join(", ")),
-        )
+        condition(kind, false, Some(reason), Some(messages.join(", ")))
     }
 }
 
