@@ -1,12 +1,10 @@
 //! Starting and running one instance: [`spawn_instance`] (a store, the component's
-//! instantiation, the call of its export), [`spawn_task`] (a host-side hook handler killable
-//! like an instance), what an instance is given ([`InstanceIo`]) and how it ended
-//! ([`InstanceEnd`]).
+//! instantiation, the call of its export) and [`spawn_task`] (a host-side hook handler killable
+//! like an instance).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use wasmtime::component::Resource;
 use wasmtime::{Store, WasmBacktrace};
@@ -15,67 +13,12 @@ use wasmtime_wasi::I32Exit;
 use super::Runtime;
 use super::component::{Entry, LoadedComponent};
 use super::context::ContainerContext;
+use super::end::{InstanceDone, InstanceEnd};
 use super::kill::{KillState, KillSwitch, spawn_killable};
-use super::logs::LogTarget;
 use super::memory::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter};
-use super::mount::Mount;
-use super::store::{GuestState, HttpCall, StoreSetup, new_store};
+use super::store::{GuestState, InstanceIo, StoreSetup, new_store};
 use super::vcpu::VirtualCpu;
 use crate::bindings::Event;
-
-/// What one instance is given: its command line, environment, files and output.
-pub(crate) struct InstanceIo {
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    /// The initial working directory (`workingDir`).
-    pub working_dir: Option<String>,
-    /// Volume mounts: host directories and where the guest sees them.
-    pub mounts: Vec<Mount>,
-    pub tmp_dir: Option<std::path::PathBuf>,
-    pub logs: LogTarget,
-    /// The request, for an instance that handles one ([`Entry::Handle`]).
-    pub http: Option<HttpCall>,
-}
-
-impl InstanceIo {
-    /// The same, with the output kept (when captured) but not published as the container's log:
-    /// a probe's output belongs in its event only, as in Kubernetes.
-    pub fn quiet(mut self) -> Self {
-        self.logs.sink = Arc::new(|_| {});
-        self
-    }
-}
-
-/// How an instance ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum InstanceEnd {
-    /// The export returned: `Ok`, or `Err` with the guest's message (`run` has none).
-    Returned(Result<(), String>),
-    /// The guest called `wasi:cli/exit` with this code.
-    Exited(i32),
-    /// A trap or host error ended the instance.
-    Trapped {
-        message: String,
-        out_of_memory: bool,
-    },
-    /// wasmlet killed the instance at `at` (when it stopped executing); `location` says where
-    /// it was.
-    Killed { location: String, at: Instant },
-    /// The hook export answered that the application has no such hook.
-    NotImplemented,
-}
-
-impl InstanceEnd {
-    /// The end of an instance whose task went away without finishing (the host is shutting
-    /// down).
-    pub fn lost() -> InstanceEnd {
-        InstanceEnd::Trapped {
-            message: "the instance was dropped before it finished (is the host shutting down?)"
-                .into(),
-            out_of_memory: false,
-        }
-    }
-}
 
 /// `wasmlet:lifecycle/hooks.hook-outcome`.
 #[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
@@ -88,11 +31,6 @@ enum HookOutcome {
     #[component(name = "not-implemented")]
     NotImplemented,
 }
-
-/// How an instance's end reaches its supervisor: sent by the instance's task when it finishes,
-/// or by the kill itself when it takes the instance away, so that reporting a kill never waits
-/// for the guest runtime to schedule anything.
-pub(crate) type InstanceDone = tokio::sync::oneshot::Receiver<InstanceEnd>;
 
 /// Starts one instance of `component` calling `entry`, on the host's guest runtime. The
 /// instance is registered nowhere: the caller keeps the returned [`KillSwitch`].

@@ -13,7 +13,7 @@ use std::time::Instant;
 use wasmtime::Engine;
 
 use super::Runtime;
-use super::instance::{InstanceDone, InstanceEnd};
+use super::end::{InstanceDone, InstanceEnd};
 use super::vcpu::VirtualCpu;
 use crate::clock::Clock;
 

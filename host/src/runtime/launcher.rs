@@ -8,10 +8,12 @@ use std::sync::Arc;
 use super::Runtime;
 use super::component::{Entry, LoadedComponent, LoadedContainer};
 use super::context::ContainerContext;
-use super::instance::{InstanceDone, InstanceIo, spawn_instance};
+use super::end::InstanceDone;
+use super::instance::spawn_instance;
 use super::kill::KillSwitch;
 use super::logs::LogTarget;
 use super::mount::Mount;
+use super::store::InstanceIo;
 use crate::events::{LogLine, LogSource};
 
 /// Where a container's output lines go.

@@ -28,6 +28,7 @@
 
 mod component;
 mod context;
+mod end;
 mod engine;
 mod instance;
 mod kill;
@@ -49,14 +50,15 @@ use anyhow::Context as _;
 pub use component::LoadedComponent;
 pub(crate) use component::{Entry, LoadedContainer};
 pub(crate) use context::ContainerContext;
+pub(crate) use end::{InstanceDone, InstanceEnd};
 pub use engine::InstancePool;
 pub(crate) use engine::{EpochTicker, Interruption, WasmEngine};
-pub(crate) use instance::{InstanceDone, InstanceEnd, InstanceIo, spawn_task};
+pub(crate) use instance::spawn_task;
 pub(crate) use kill::KillSwitch;
 pub(crate) use launcher::Launcher;
 pub(crate) use logs::LogTarget;
 pub(crate) use mount::Mount;
-pub(crate) use store::{HandlerResponse, HttpCall};
+pub(crate) use store::{HandlerResponse, HttpCall, InstanceIo};
 pub(crate) use vcpu::DeterministicGuests;
 
 use crate::clock::{Clock, SystemClock};

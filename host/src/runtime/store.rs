@@ -1,4 +1,4 @@
-//! One instance's `Store` ([`GuestState`]): its WASI context, what wasmlet provides beside WASI
+//! One instance's `Store` ([`GuestState`]): what the instance is given ([`InstanceIo`]), its WASI context, what wasmlet provides beside WASI
 //! (`wasmlet:lifecycle/control`, a monotonic clock and poll on the host's [`Clock`], outgoing
 //! HTTP refused), the linker with all of it, and [`new_store`] with its time-slice, kill and
 //! memory checks.
@@ -14,10 +14,11 @@ use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::context::{ContainerContext, TerminationNotice, nanos};
-use super::instance::InstanceIo;
 use super::kill::KillState;
+use super::logs::LogTarget;
 use super::memory::MemoryLimiter;
-use super::vcpu::{PollingGuard, VirtualCpu};
+use super::mount::Mount;
+use super::vcpu::{PollingGuard, UNLIMITED_FUEL, VirtualCpu};
 use crate::bindings::{Event, Termination, control};
 use crate::clock::{Clock, after, sleep_until};
 use crate::events::LogStream;
@@ -284,8 +285,28 @@ pub(super) struct StoreSetup {
     pub(super) seed: Option<u64>,
 }
 
-/// Fuel a deterministic-mode store starts with: for practical purposes, never runs out.
-pub(super) const UNLIMITED_FUEL: u64 = u64::MAX;
+/// What one instance is given: its command line, environment, files and output.
+pub(crate) struct InstanceIo {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The initial working directory (`workingDir`).
+    pub working_dir: Option<String>,
+    /// Volume mounts: host directories and where the guest sees them.
+    pub mounts: Vec<Mount>,
+    pub tmp_dir: Option<std::path::PathBuf>,
+    pub logs: LogTarget,
+    /// The request, for an instance that handles one ([`Entry::Handle`]).
+    pub http: Option<HttpCall>,
+}
+
+impl InstanceIo {
+    /// The same, with the output kept (when captured) but not published as the container's log:
+    /// a probe's output belongs in its event only, as in Kubernetes.
+    pub fn quiet(mut self) -> Self {
+        self.logs.sink = Arc::new(|_| {});
+        self
+    }
+}
 
 /// A store for one instance: its WASI context, the time slice and kill checks, the memory limit.
 pub(super) fn new_store(

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::instance::InstanceEnd;
-use super::store::UNLIMITED_FUEL;
+use super::end::InstanceEnd;
 use crate::clock::VirtualClock;
+
+/// Fuel a deterministic-mode store starts with: for practical purposes, never runs out.
+pub(super) const UNLIMITED_FUEL: u64 = u64::MAX;
 
 /// What deterministic mode sets for every instance: the virtual clock, what fuel costs in
 /// virtual time, and the seed each instance's randomness derives from.
