@@ -1,7 +1,7 @@
-//! One instance's `Store` ([`GuestState`]): what the instance is given ([`InstanceIo`]), its WASI context, what wasmlet provides beside WASI
-//! (`wasmlet:lifecycle/control`, a monotonic clock and poll on the host's [`Clock`], outgoing
-//! HTTP refused), the linker with all of it, and [`new_store`] with its time-slice, kill and
-//! memory checks.
+//! One instance's `Store` ([`GuestState`]): what the instance is given ([`InstanceIo`]), its
+//! WASI context, what wasmlet provides beside WASI (`wasmlet:lifecycle/control`, a monotonic
+//! clock and poll on the host's [`Clock`], outgoing HTTP refused), the linker with all of it,
+//! and [`new_store`] with its time-slice, kill and memory checks.
 
 use std::future::Future;
 use std::sync::Arc;
