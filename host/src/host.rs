@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,7 +19,8 @@ use crate::bindings::TerminationReason;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::lifecycle::node::Node;
-use crate::lifecycle::pod::{LoadedPod, Pod, PodVolume};
+use crate::lifecycle::pod::{LoadedPod, Pod};
+use crate::lifecycle::shared::PodVolume;
 use crate::manifest::PodSpec;
 use crate::runtime::{
     DeterministicGuests, Entry, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
@@ -39,6 +40,32 @@ pub struct HostStats {
 #[derive(Clone)]
 pub struct Host {
     pub(crate) inner: Arc<Node>,
+    /// The pods started, for [`Host::shutdown`].
+    pods: Arc<Mutex<PodRegistry>>,
+}
+
+/// The pods a host started, and whether it is shutting down. One lock for both, so that a pod
+/// either starts before a shutdown (and is stopped by it) or is refused.
+#[derive(Default)]
+pub(crate) struct PodRegistry {
+    /// Weak: a pod that ended and that nobody holds goes away.
+    pub pods: Vec<std::sync::Weak<crate::lifecycle::shared::PodShared>>,
+    /// How many times `Host::shutdown` was called.
+    pub shutdowns: u32,
+}
+
+impl PodRegistry {
+    /// The pods that have not ended.
+    pub fn live_pods(&self) -> Vec<Pod> {
+        (self.pods.iter())
+            .filter_map(|pod| {
+                Some(Pod {
+                    shared: pod.upgrade()?,
+                })
+            })
+            .filter(|pod| !crate::lifecycle::phase_is_final(&pod.status()))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -82,6 +109,7 @@ impl Host {
         })?;
         Ok(Host {
             inner: Arc::new(Node::new(runtime, config)),
+            pods: Default::default(),
         })
     }
 
@@ -96,6 +124,7 @@ impl Host {
         let runtime = Runtime::deterministic(wasm, runtime, guests);
         Host {
             inner: Arc::new(Node::deterministic(runtime, config)),
+            pods: Default::default(),
         }
     }
 
@@ -158,7 +187,7 @@ impl Host {
                 .context("loading components")??
         };
         let volumes = PodVolume::prepare(&spec)?;
-        let mut registry = self.inner.pods.lock().unwrap();
+        let mut registry = self.pods.lock().unwrap();
         anyhow::ensure!(
             registry.shutdowns == 0,
             "pod `{}` not started: the host is shutting down",
@@ -181,7 +210,7 @@ impl Host {
     /// ended, and dropping it stops nothing.
     pub fn shutdown(&self, grace: Option<Duration>) -> impl Future<Output = ()> + Send + 'static {
         let (pods, first) = {
-            let mut registry = self.inner.pods.lock().unwrap();
+            let mut registry = self.pods.lock().unwrap();
             registry.shutdowns = registry.shutdowns.saturating_add(1);
             (registry.live_pods(), registry.shutdowns == 1)
         };
@@ -206,7 +235,7 @@ impl Host {
     /// Kills every pod of the host now: no preStop, no terminate, whatever stop is in progress
     /// ([`Pod::kill`] for each). It does not wait for them to end; [`Pod::wait`] does.
     pub fn kill_all(&self) {
-        let pods = self.inner.pods.lock().unwrap().live_pods();
+        let pods = self.pods.lock().unwrap().live_pods();
         for pod in pods {
             pod.kill();
         }
@@ -214,7 +243,7 @@ impl Host {
 
     /// The pods of the host that have not ended yet.
     pub fn pods(&self) -> Vec<Pod> {
-        self.inner.pods.lock().unwrap().live_pods()
+        self.pods.lock().unwrap().live_pods()
     }
 
     fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<LoadedPod> {

@@ -64,8 +64,9 @@ pub use clock::{Clock, TimerAction, TimerId};
 pub use config::HostConfig;
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
 pub use host::{ComponentInfo, Host, HostStats};
+pub use lifecycle::all_terminated;
 pub use lifecycle::container::{EXIT_KILLED, EXIT_TRAPPED};
-pub use lifecycle::pod::{Pod, all_terminated};
+pub use lifecycle::pod::Pod;
 pub use manifest::{
     ComponentPod, ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField,
     PodSpec, PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy, VolumeMount,

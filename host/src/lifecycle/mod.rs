@@ -9,3 +9,6 @@ pub(crate) mod decide;
 pub(crate) mod node;
 pub(crate) mod pod;
 pub(crate) mod probe;
+pub(crate) mod shared;
+
+pub use shared::{all_terminated, phase_is_final};

@@ -1,6 +1,6 @@
 //! The node pods run on ([`Node`]): the runtime their instances run on, the host's settings, the
 //! node's name, the kubelet's secret, and the uids of the pods it starts. What every pod of a
-//! host shares.
+//! host shares; which pods those are is the host's to know (`Host`), not the pods'.
 
 use std::sync::Arc;
 
@@ -22,32 +22,6 @@ pub(crate) struct Node {
     /// The secret that marks the kubelet's own HTTP requests (hooks and probes), so that they
     /// pass a container's readiness gate.
     pub kubelet_token: String,
-    /// The pods started, for `Host::shutdown`.
-    pub pods: std::sync::Mutex<PodRegistry>,
-}
-
-/// The pods a host started, and whether it is shutting down. One lock for both, so that a pod
-/// either starts before a shutdown (and is stopped by it) or is refused.
-#[derive(Default)]
-pub(crate) struct PodRegistry {
-    /// Weak: a pod that ended and that nobody holds goes away.
-    pub pods: Vec<std::sync::Weak<crate::lifecycle::pod::PodShared>>,
-    /// How many times `Host::shutdown` was called.
-    pub shutdowns: u32,
-}
-
-impl PodRegistry {
-    /// The pods that have not ended.
-    pub fn live_pods(&self) -> Vec<crate::lifecycle::pod::Pod> {
-        (self.pods.iter())
-            .filter_map(|pod| {
-                Some(crate::lifecycle::pod::Pod {
-                    shared: pod.upgrade()?,
-                })
-            })
-            .filter(|pod| !crate::lifecycle::pod::phase_is_final(&pod.status()))
-            .collect()
-    }
 }
 
 impl Node {
@@ -61,7 +35,6 @@ impl Node {
             config,
             pods_started: Default::default(),
             kubelet_token: random_token(),
-            pods: Default::default(),
         }
     }
 
@@ -78,7 +51,6 @@ impl Node {
             pods_started: Default::default(),
             // Never on the wire in deterministic mode (requests stay in-process).
             kubelet_token: "simulation".into(),
-            pods: Default::default(),
         }
     }
 

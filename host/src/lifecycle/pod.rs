@@ -1,62 +1,29 @@
 //! A running pod: the handle an embedder or the CLI holds to watch it, delete it and await its
-//! end ([`Pod`]), what its containers share ([`PodShared`]), and the runner that carries out
-//! what [`decide`] says. Its status ([`status`]: Kubernetes `PodStatus`, so tools that read pod
-//! JSON read ours), its network ([`network`]) and its volumes ([`volumes`]) are submodules.
+//! end ([`Pod`]), and the runner that carries out what [`decide`] says ([`PodRunner`]): it
+//! starts container runs (`container`), keeps their back-off, hands on stop requests, and
+//! reports their ends. What the pod's parts share is [`PodShared`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, ContainerStateWaiting, PodStatus,
-};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, PodStatus};
 use tokio::sync::watch;
 
 use crate::bindings::TerminationReason;
 use crate::clock::CancelOnDrop;
-use crate::events::{Event, EventType, PodUpdate, UpdateHub, Watch};
-use crate::http::Server;
-use crate::lifecycle::conditions::{pod_conditions, qos_class};
+use crate::events::{Event, EventType, Watch};
 use crate::lifecycle::container;
 use crate::lifecycle::decide::{
     Action, BackOff, Exit, Handed, PodPlan, PodStop, PodView, Slot, SlotKind, decide,
 };
 use crate::lifecycle::node::Node;
+use crate::lifecycle::shared::{
+    Observation, PodShared, PodVolume, Runner, StatusTap, StopRequest, completed, phase_is_final,
+    waiting_status,
+};
 use crate::manifest::PodSpec;
 use crate::runtime::LoadedContainer;
 use crate::signal::Watched;
-
-/// A function that sees every status of a pod, with when it took effect.
-pub(crate) type StatusTap = Box<dyn Fn(Instant, &PodStatus) + Send + Sync>;
-
-/// A request to stop the pod's containers, from [`Pod::delete`].
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StopRequest {
-    /// The grace period in force.
-    pub grace_period: Duration,
-    /// When the stop began (the first delete).
-    pub began: Instant,
-    /// When the grace period ends. A later request only ever moves it earlier.
-    pub deadline: Instant,
-    pub reason: TerminationReason,
-    pub message: String,
-}
-
-impl StopRequest {
-    /// Grace 0: the kill, with no preStop and no terminate.
-    pub fn is_kill(&self) -> bool {
-        self.grace_period.is_zero()
-    }
-}
-
-mod network;
-mod status;
-mod volumes;
-
-pub(crate) use status::time;
-use status::waiting_status;
-pub(crate) use volumes::PodVolume;
 
 /// The compiled components of a pod, loaded before anything starts.
 pub(crate) struct LoadedPod {
@@ -79,42 +46,6 @@ impl std::fmt::Debug for Pod {
     }
 }
 
-pub(crate) struct PodShared {
-    pub spec: PodSpec,
-    pub host: Arc<Node>,
-    pub hub: UpdateHub,
-    /// The runtime the pod was started on: its container runs are tasks there.
-    runtime: tokio::runtime::Handle,
-    /// The executor of the pod's decisions (`None` until the pod has started).
-    runner: std::sync::Mutex<Option<PodRunner>>,
-    /// What was observed and not yet handed to the runner.
-    observations: std::sync::Mutex<Vec<Observation>>,
-    /// Set when there is something for the runner to look at.
-    dirty: std::sync::atomic::AtomicBool,
-    /// The stop request for the whole pod (the latest that superseded the others).
-    stop_request: Watched<Option<StopRequest>>,
-    /// The stop request in force for each container slot (init containers first, then app
-    /// containers), as the pod runner hands them on.
-    pub stops: Vec<Watched<Option<StopRequest>>>,
-    /// Whether each slot's terminate may be delivered once its preStop is over: always for a
-    /// container that is not a sidecar; for a sidecar once the pod runner says its turn came.
-    pub turns: Vec<Watched<bool>>,
-    status: watch::Sender<PodStatus>,
-    /// Called with every status change and when it happened (see [`UpdateHub::tap`]).
-    status_taps: std::sync::Mutex<Vec<StatusTap>>,
-    /// Set when nothing of the pod runs or will run again: only then is its phase final.
-    finished: std::sync::atomic::AtomicBool,
-    /// `metadata.uid`: the manifest's, or one made when the pod started.
-    pub uid: String,
-    /// The pod's volumes, until it finishes (an emptyDir goes with it).
-    volumes: std::sync::Mutex<Vec<PodVolume>>,
-    started: Instant,
-    /// Each container slot's `ready`, as the status says: the gate of its HTTP listeners.
-    ready_gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
-    /// The HTTP servers of the running containers, by port (the pod's network).
-    servers: std::sync::Mutex<HashMap<u16, Arc<Server>>>,
-}
-
 impl Pod {
     pub(crate) fn start(
         host: Arc<Node>,
@@ -122,63 +53,7 @@ impl Pod {
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,
     ) -> Pod {
-        let clock = host.clock.clone();
-        let start_time = time(clock.wall_time());
-        // Kubernetes' reasons: app containers wait for the init containers to finish.
-        let app_reason = if spec.init_containers.is_empty() {
-            "ContainerCreating"
-        } else {
-            "PodInitializing"
-        };
-        let mut status = PodStatus {
-            phase: Some("Pending".into()),
-            start_time: Some(start_time.clone()),
-            init_container_statuses: (!spec.init_containers.is_empty()).then(|| {
-                spec.init_containers
-                    .iter()
-                    .map(|c| waiting_status(c, "PodInitializing"))
-                    .collect()
-            }),
-            container_statuses: Some(
-                spec.containers
-                    .iter()
-                    .map(|c| waiting_status(c, app_reason))
-                    .collect(),
-            ),
-            ..Default::default()
-        };
-        // The first status already has the kubelet's conditions, as every later one does.
-        let conditions = pod_conditions(&spec, &status, false, &[], start_time);
-        status.conditions = Some(conditions);
-        status.qos_class = Some(qos_class(&spec).into());
-        let slots = spec.init_containers.len() + spec.containers.len();
-        let turns = (0..slots)
-            .map(|slot| {
-                let init = &spec.init_containers;
-                Watched::new(!(slot < init.len() && init[slot].sidecar))
-            })
-            .collect();
-        let uid = spec.uid.clone().unwrap_or_else(|| host.new_uid());
-        let shared = Arc::new(PodShared {
-            spec,
-            host,
-            hub: UpdateHub::new(clock.clone()),
-            runtime: tokio::runtime::Handle::current(),
-            runner: std::sync::Mutex::new(None),
-            observations: std::sync::Mutex::new(Vec::new()),
-            dirty: std::sync::atomic::AtomicBool::new(false),
-            stop_request: Watched::new(None),
-            stops: (0..slots).map(|_| Watched::new(None)).collect(),
-            turns,
-            status: watch::Sender::new(status),
-            status_taps: std::sync::Mutex::new(Vec::new()),
-            finished: std::sync::atomic::AtomicBool::new(false),
-            uid,
-            volumes: std::sync::Mutex::new(volumes),
-            started: clock.now(),
-            ready_gates: (0..slots).map(|_| Default::default()).collect(),
-            servers: Default::default(),
-        });
+        let shared = PodShared::new(host, spec, volumes);
         shared.event(
             EventType::Normal,
             "Scheduled",
@@ -202,8 +77,7 @@ impl Pod {
             );
         }
         let runner = PodRunner::new(&shared.spec, loaded.containers);
-        *shared.runner.lock().unwrap() = Some(runner);
-        shared.observe(None);
+        shared.install_runner(Box::new(runner));
         Pod { shared }
     }
 
@@ -321,11 +195,6 @@ impl Pod {
     }
 }
 
-/// Whether the pod has finished: `Succeeded` or `Failed`.
-pub fn phase_is_final(status: &PodStatus) -> bool {
-    matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
-}
-
 /// Lets `request` replace what `cell` holds if it supersedes it; says whether it did. A kill
 /// always goes through (a running stop's deadline may have been extended past the first
 /// request's, after a preStop). Otherwise, as the apiserver does with a second delete, only a
@@ -354,19 +223,6 @@ fn supersede(cell: &Watched<Option<StopRequest>>, request: &StopRequest) -> bool
         }
         supersedes
     })
-}
-
-/// What is observed of a pod's containers, for the pod runner to act on.
-pub(crate) enum Observation {
-    /// The run of `slot` has started: its postStart is done.
-    Started { slot: usize },
-    /// The run of `slot` ended this way; `killed_by_probe`: wasmlet stopped it because its
-    /// liveness or startup probe failed.
-    Ended {
-        slot: usize,
-        end: ContainerStateTerminated,
-        killed_by_probe: bool,
-    },
 }
 
 /// The executor of the pod's decisions: it records what is observed in the [`PodView`], asks
@@ -421,7 +277,9 @@ impl PodRunner {
             wake: None,
         }
     }
+}
 
+impl Runner for PodRunner {
     /// Records what was observed, decides, and acts.
     fn step(&mut self, shared: &Arc<PodShared>, observations: Vec<Observation>) {
         let now = shared.host.clock.now();
@@ -438,7 +296,7 @@ impl PodRunner {
                     killed_by_probe,
                 } => {
                     self.view.slots[slot] = Slot::Exited(Exit {
-                        completed: container::completed(&end),
+                        completed: completed(&end),
                         killed_by_probe,
                         at: now,
                     });
@@ -484,7 +342,9 @@ impl PodRunner {
             None => self.wake = None,
         }
     }
+}
 
+impl PodRunner {
     fn execute(&mut self, shared: &Arc<PodShared>, action: Action) {
         match action {
             Action::Start { slot } | Action::Restart { slot, .. } => {
@@ -562,13 +422,11 @@ impl PodRunner {
                             status.state = status.last_state.take();
                             status.last_state = earlier;
                         });
-                        self.last_end[slot]
-                            .as_ref()
-                            .is_some_and(container::completed)
+                        self.last_end[slot].as_ref().is_some_and(completed)
                     }
                     _ => {
                         let terminated = self.last_end[slot].clone().unwrap_or_default();
-                        let completed = container::completed(&terminated);
+                        let completed = completed(&terminated);
                         shared.update_container(slot, |status| {
                             status.state = Some(ContainerState {
                                 terminated: Some(terminated),
@@ -632,184 +490,6 @@ impl Drop for RunEndReporter {
             end,
             killed_by_probe: false,
         }));
-    }
-}
-
-/// Whether every container of `status` has terminated.
-pub fn all_terminated(status: &PodStatus) -> bool {
-    status
-        .container_statuses
-        .iter()
-        .flatten()
-        .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-}
-
-impl PodShared {
-    /// Hands `observation` (if any) to the pod runner and lets it act, now, on this thread —
-    /// unless the runner is busy (on another thread, or further up this one's stack): then
-    /// it acts on it before it lets go.
-    pub(crate) fn observe(self: &Arc<Self>, observation: Option<Observation>) {
-        if let Some(observation) = observation {
-            self.observations.lock().unwrap().push(observation);
-        }
-        self.dirty.store(true, Ordering::SeqCst);
-        loop {
-            let mut runner = match self.runner.try_lock() {
-                Ok(runner) => runner,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return,
-            };
-            while self.dirty.swap(false, Ordering::SeqCst) {
-                let observations = std::mem::take(&mut *self.observations.lock().unwrap());
-                if let Some(runner) = runner.as_mut() {
-                    runner.step(self, observations);
-                }
-            }
-            drop(runner);
-            // Something observed after the last look, while the runner was still held.
-            if !self.dirty.load(Ordering::SeqCst) {
-                return;
-            }
-        }
-    }
-
-    /// Nothing of the pod runs or will run again: its phase is final, its volumes go.
-    fn finish(&self) {
-        self.finished.store(true, Ordering::SeqCst);
-        self.refresh_phase();
-        // The pod's emptyDir volumes go with it.
-        self.volumes.lock().unwrap().clear();
-        self.hub.close();
-    }
-
-    /// The environment of `container`, resolved: pod fields filled in, and `$(NAME)` references
-    /// to variables defined before each one expanded.
-    pub fn container_env(
-        &self,
-        container: &crate::manifest::ContainerSpec,
-    ) -> Vec<(String, String)> {
-        use crate::manifest::{EnvValue, PodField};
-        let mut env: Vec<(String, String)> = Vec::new();
-        for (name, value) in &container.env {
-            let value = match value {
-                EnvValue::Value(text) => container::expand_references(text, &env),
-                EnvValue::Field(PodField::Name) => self.spec.name.clone(),
-                EnvValue::Field(PodField::Namespace) => self.spec.namespace.clone(),
-                EnvValue::Field(PodField::Uid) => self.uid.clone(),
-                EnvValue::Field(PodField::NodeName) => self.host.node_name.clone(),
-            };
-            env.push((name.clone(), value));
-        }
-        env
-    }
-
-    /// The container of `slot`: init containers first, then app containers.
-    pub fn container(&self, slot: usize) -> &crate::manifest::ContainerSpec {
-        let init = &self.spec.init_containers;
-        init.get(slot)
-            .unwrap_or_else(|| &self.spec.containers[slot - init.len()])
-    }
-
-    /// A stop request made now.
-    fn stop_request_now(
-        &self,
-        grace_period: Option<Duration>,
-        reason: TerminationReason,
-        message: &str,
-    ) -> StopRequest {
-        let grace_period = grace_period.unwrap_or_else(|| self.grace_period());
-        let now = self.host.clock.now();
-        StopRequest {
-            grace_period,
-            began: now,
-            deadline: crate::clock::after(now, grace_period),
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// Reports that the container of `slot` ended as `terminated` and waits `delay` to
-    /// restart (`CrashLoopBackOff`, a `BackOff` event); returns its last state before, which a
-    /// stop during the back-off puts back.
-    fn back_off_status(
-        &self,
-        slot: usize,
-        terminated: ContainerStateTerminated,
-        delay: Duration,
-    ) -> Option<ContainerState> {
-        let spec = self.container(slot);
-        let earlier = self.update_container_returning(slot, |status| {
-            let earlier = status.last_state.clone();
-            status.last_state = Some(ContainerState {
-                terminated: Some(terminated),
-                ..Default::default()
-            });
-            status.state = Some(ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some("CrashLoopBackOff".into()),
-                    message: Some(format!(
-                        "back-off {} restarting failed container={} pod={}",
-                        humantime::format_duration(delay),
-                        spec.name,
-                        self.spec.name
-                    )),
-                }),
-                ..Default::default()
-            });
-            status.started = Some(false);
-            status.ready = false;
-            earlier
-        });
-        // The kubelet's message, without the delay (that is in the waiting state), so that the
-        // event is counted rather than repeated.
-        self.event(
-            EventType::Warning,
-            "BackOff",
-            Some(&spec.name),
-            format!(
-                "Back-off restarting failed container {} in pod {}",
-                spec.name, self.spec.name
-            ),
-        );
-        earlier
-    }
-
-    pub fn grace_period(&self) -> Duration {
-        self.spec
-            .termination_grace_period
-            .unwrap_or(self.host.config.default_grace_period)
-    }
-
-    /// Records an event about the pod (or one of its containers), happening now.
-    pub fn event(&self, kind: EventType, reason: &str, container: Option<&str>, message: String) {
-        self.event_at(self.host.clock.now(), kind, reason, container, message);
-    }
-
-    /// Records an event that happened at `now` on the host's clock.
-    pub fn event_at(
-        &self,
-        now: Instant,
-        kind: EventType,
-        reason: &str,
-        container: Option<&str>,
-        message: String,
-    ) {
-        let wall = self.host.clock.wall_time();
-        let event = Event {
-            kind,
-            reason: reason.into(),
-            object: format!("pod/{}", self.spec.name),
-            container: container.map(str::to_string),
-            message,
-            count: 1,
-            age: now.saturating_duration_since(self.started),
-            first_age: now.saturating_duration_since(self.started),
-            at: now,
-            time: wall,
-            first_time: wall,
-        };
-        tracing::debug!(?event, "event");
-        self.hub.publish(PodUpdate::Event(event));
     }
 }
 

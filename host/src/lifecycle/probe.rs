@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::{after, sleep, sleep_until};
 use crate::events::{EventType, LogSource};
-use crate::lifecycle::pod::PodShared;
+use crate::lifecycle::shared::PodShared;
 use crate::manifest::{ContainerSpec, ExecTarget, Probe, ProbeAction, ProbeKind};
 use crate::runtime::{Entry, InstanceEnd, KillSwitch, Launcher};
 use crate::signal::{Watched, Watcher};

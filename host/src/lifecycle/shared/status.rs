@@ -11,10 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::PodShared;
 use crate::lifecycle::conditions::{pod_conditions, qos_class};
-use crate::lifecycle::container;
 
 /// The status of a container that has not started, waiting for `reason`.
-pub(super) fn waiting_status(
+pub(crate) fn waiting_status(
     container: &crate::manifest::ContainerSpec,
     reason: &str,
 ) -> ContainerStatus {
@@ -46,7 +45,7 @@ impl PodShared {
             c.state
                 .as_ref()
                 .and_then(|s| s.terminated.as_ref())
-                .is_some_and(container::completed)
+                .is_some_and(super::completed)
         };
         let never_ran = |c: &&ContainerStatus| {
             c.state.as_ref().is_some_and(|s| s.waiting.is_some())
@@ -149,4 +148,18 @@ pub(crate) fn time(at: SystemTime) -> Time {
         since_epoch.subsec_nanos() as i32,
     );
     Time(timestamp.unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// Whether the pod has finished: `Succeeded` or `Failed`.
+pub fn phase_is_final(status: &PodStatus) -> bool {
+    matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+}
+
+/// Whether every container of `status` has terminated.
+pub fn all_terminated(status: &PodStatus) -> bool {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
 }

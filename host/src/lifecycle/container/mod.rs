@@ -10,26 +10,33 @@
 //! hanging preStop never prevents the stop; a failing postStart stops the container with
 //! reason `PostStartHookError`. Deadlines are timers on the clock's thread that kill instances
 //! directly, so they are exact even when the supervisor itself is not scheduled.
+//!
+//! The supervisor ([`Supervisor`]) is here; the state machine of its stop is [`stop`], its hooks
+//! are [`hooks`], and what its instances are made from is [`launch`].
+
+mod hooks;
+mod launch;
+mod stop;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
 
 use crate::bindings::TerminationReason;
-use crate::clock::{CancelOnDrop, after, sleep, sleep_until};
-use crate::events::{EventType, LogSource, PodUpdate};
+use crate::clock::{CancelOnDrop, after, sleep_until};
+use crate::events::{EventType, LogSource};
 use crate::http::Server;
-use crate::lifecycle::pod::{Observation, PodShared, StopRequest};
 use crate::lifecycle::probe::{ProbeReport, Probes};
-use crate::manifest::{ContainerSpec, ExecTarget, Handler, RestartPolicy};
+use crate::lifecycle::shared::{Observation, PodShared};
+use crate::manifest::{ContainerSpec, RestartPolicy};
 use crate::runtime::{
     ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, Launcher,
-    LoadedComponent, LoadedContainer, LogTarget, Mount, spawn_task,
+    LoadedComponent, LoadedContainer, spawn_task,
 };
-
-/// The `User-Agent` of httpGet hook requests (Kubernetes sends `kube-lifecycle/<version>`).
-const HOOK_USER_AGENT: &str = concat!("kube-lifecycle/wasmlet-", env!("CARGO_PKG_VERSION"));
+use hooks::{HookFailure, HookRun, finish};
+use launch::launcher;
+use stop::StopPhase;
 
 /// Exit code of a killed container: 128 + SIGKILL.
 pub const EXIT_KILLED: i32 = 137;
@@ -59,40 +66,6 @@ impl Instances {
             server.kill_handlers();
         }
     }
-}
-
-/// A hook in progress: an instance (exec or the component's own export) or a sleep.
-struct HookRun {
-    switch: KillSwitch,
-    end: InstanceDone,
-    logs: LogTarget,
-    description: String,
-}
-
-/// Where a container run is in its stop: the container's state machine, read top to bottom.
-/// The one deadline of a stop is the grace clock of the container's context
-/// ([`ContainerContext::deadline`]), which guests read too.
-///
-/// ```text
-///  Up ──stop──▶ PreStop ──preStop over──▶ AwaitingTurn ──turn──▶ Terminating ──deadline──▶ killed
-///   │              │                          │  (deadline: terminate anyway,        ▲
-///   │              └─deadline: preStop killed─┘   at least the minimum after it)     │
-///   └──stop, no preStop──────────────────────────────────────────────────────────────┘
-/// ```
-/// Whether postStart is done (the container is `Running`) is apart from this: a stop may come
-/// while postStart still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopPhase {
-    /// No stop requested.
-    Up,
-    /// preStop is running; it is killed at the deadline.
-    PreStop,
-    /// preStop is over; terminate waits for the container's turn — a sidecar's comes once the
-    /// app containers and the sidecars after it have ended (`waitForTurn` in
-    /// `pkg/kubelet/kuberuntime/kuberuntime_termination_order.go`), or at the deadline.
-    AwaitingTurn,
-    /// Terminate was delivered; whatever is left is killed at the deadline.
-    Terminating,
 }
 
 struct Supervisor {
@@ -154,12 +127,6 @@ fn start_error(
         finished_at: Some(now),
         ..Default::default()
     }
-}
-
-/// Whether a run ended in success: exit code 0 and reason `Completed` (not, say, a postStart
-/// failure after a clean exit).
-pub(crate) fn completed(end: &ContainerStateTerminated) -> bool {
-    end.exit_code == 0 && end.reason.as_deref() == Some("Completed")
 }
 
 /// Runs the container once, from its start to its end (on its own, or stopped), and says how
@@ -550,291 +517,6 @@ impl Supervisor {
         self.launcher.spawn(component, entry, io)
     }
 
-    /// Starts the postStart or preStop handler: the manifest's, else the component's own
-    /// export, else none.
-    fn start_hook(&mut self, source: LogSource) -> Option<HookRun> {
-        let (handler, entry) = match source {
-            LogSource::PostStart => (self.spec.post_start.clone(), Entry::PostStart),
-            LogSource::PreStop => (self.spec.pre_stop.clone(), Entry::PreStop),
-            LogSource::Main | LogSource::Handler => unreachable!("not a hook"),
-        };
-        let host = &self.pod.host;
-        let run = match handler {
-            Some(Handler::HttpGet(get)) => {
-                let pod = self.pod.clone();
-                let logs = self.io(source, Vec::new(), true).logs;
-                let (reason, name) = match source {
-                    LogSource::PostStart => ("PostStartHook", "postStart"),
-                    _ => ("PreStopHook", "preStop"),
-                };
-                let container = self.spec.name.clone();
-                let url = crate::http::get_url(&pod, &get);
-                let description = format!("httpGet {url}");
-                let (switch, end) = spawn_task(&host.runtime, async move {
-                    // No timeout of its own, as in Kubernetes: the grace period bounds a
-                    // preStop, and a postStart runs until it answers.
-                    match crate::http::http_get(&pod, &get, HOOK_USER_AGENT, None).await {
-                        Ok(got) => {
-                            // Any answer is a success; the status is recorded.
-                            let kind = if got.status.as_u16() < 400 {
-                                EventType::Normal
-                            } else {
-                                EventType::Warning
-                            };
-                            pod.event(
-                                kind,
-                                reason,
-                                Some(&container),
-                                format!(
-                                    "{name} httpGet {url} answered {} in {}",
-                                    got.status,
-                                    crate::events::short_duration(got.took)
-                                ),
-                            );
-                            InstanceEnd::Returned(Ok(()))
-                        }
-                        Err(error) => InstanceEnd::Returned(Err(error)),
-                    }
-                });
-                HookRun {
-                    switch,
-                    end,
-                    logs,
-                    description,
-                }
-            }
-            Some(Handler::Sleep(duration)) => {
-                let clock = host.clock.clone();
-                let logs = self.io(source, Vec::new(), true).logs;
-                let (switch, end) = spawn_task(&host.runtime, async move {
-                    sleep(&clock, duration).await;
-                    InstanceEnd::Returned(Ok(()))
-                });
-                HookRun {
-                    switch,
-                    end,
-                    logs,
-                    description: format!("sleep {}", humantime::format_duration(duration)),
-                }
-            }
-            Some(Handler::Exec { command, target }) => {
-                let component = match target {
-                    ExecTarget::Shell => self.loaded.shell.clone()?,
-                    ExecTarget::Component(path) => self.loaded.exec.get(&path)?.clone(),
-                    ExecTarget::Container => self.loaded.main.clone(),
-                };
-                // The command is the instance's whole argv, as exec in a container.
-                let io = self.io(source, command.clone(), true);
-                let logs = io.logs.clone();
-                let (switch, end) = self.spawn(component, Entry::Run, io);
-                HookRun {
-                    switch,
-                    end,
-                    logs,
-                    description: format!("exec {command:?}"),
-                }
-            }
-            None if self.loaded.main.exports(entry) => {
-                let io = self.io(source, self.argv(), true);
-                let logs = io.logs.clone();
-                let (switch, end) = self.spawn(self.loaded.main.clone(), entry, io);
-                let export = match entry {
-                    Entry::PostStart => "post-start",
-                    _ => "pre-stop",
-                };
-                HookRun {
-                    switch,
-                    end,
-                    logs,
-                    description: format!("the component's {export} export"),
-                }
-            }
-            None => return None,
-        };
-        self.instances.add(run.switch.clone());
-        Some(run)
-    }
-
-    /// Begins the stop sequence (`killContainer` in
-    /// `pkg/kubelet/kuberuntime/kuberuntime_container.go`): the `Killing` event, the grace clock,
-    /// preStop; returns the preStop hook if one started. `in_turn`: the pod's stop, whose
-    /// terminate waits for the container's turn; a stop of the container's own (its postStart
-    /// or a probe failed) waits for nothing, as the kubelet passes no ordering then.
-    fn begin_stop(
-        &mut self,
-        grace_period: Duration,
-        deadline: Instant,
-        reason: TerminationReason,
-        message: String,
-        in_turn: bool,
-    ) -> Option<HookRun> {
-        let name = &self.spec.name;
-        self.pod.event(
-            EventType::Normal,
-            "Killing",
-            Some(name),
-            format!(
-                "Stopping container {name}: {message} (grace period {})",
-                humantime::format_duration(grace_period)
-            ),
-        );
-        self.stop_reason = Some((reason, message));
-        if !in_turn {
-            // Its own stop: no turn to wait for.
-            self.turn = crate::signal::Watched::new(true).subscribe();
-        }
-        // The kubelet stops probing a container it is stopping.
-        self.probes = None;
-        let now = self.pod.host.clock.now();
-        // A stop whose grace was used up before it reached this container still gets the
-        // kubelet's minimum, not a kill without terminate.
-        let deadline = if !grace_period.is_zero() && deadline <= now {
-            after(now, self.pod.host.config.min_grace_after_pre_stop)
-        } else {
-            deadline
-        };
-        let began = deadline.checked_sub(grace_period).unwrap_or(deadline);
-        self.context.start_grace(began, deadline);
-        if grace_period.is_zero() {
-            // Grace 0: straight to the kill — no preStop, and no terminate (Kubernetes sends no
-            // SIGTERM either), so the guest cannot race the kill to a clean exit.
-            self.stop = StopPhase::Terminating;
-            self.instances.kill_all();
-            return None;
-        }
-        match self.start_hook(LogSource::PreStop) {
-            Some(hook) => {
-                self.stop = StopPhase::PreStop;
-                self.schedule_kill_of(deadline, hook.switch.clone());
-                Some(hook)
-            }
-            None => {
-                self.after_pre_stop(false);
-                None
-            }
-        }
-    }
-
-    /// preStop is over (returned, failed, or killed at the deadline), or there was none
-    /// (`ran` is false when the component turned out to have none): terminate, if it is the
-    /// container's turn; otherwise wait for it.
-    fn after_pre_stop(&mut self, ran: bool) {
-        self.deadline_timer = None;
-        if ran {
-            // The kubelet gives at least `minimumGracePeriodInSeconds` after a preStop.
-            self.extend_deadline_to_minimum();
-        }
-        if self.turn.borrow_and_update() {
-            self.terminate_now();
-        } else {
-            self.stop = StopPhase::AwaitingTurn;
-        }
-    }
-
-    /// The container's turn came (`turn`), or its deadline did first: terminate, with at least
-    /// the minimum grace after it (`killContainer`: the wait for the turn is taken from the
-    /// grace, and the minimum still follows).
-    fn terminate_in_turn(&mut self, turn: bool) {
-        if !turn {
-            tracing::debug!(
-                "container {}: its turn did not come before the deadline",
-                self.spec.name
-            );
-        }
-        self.extend_deadline_to_minimum();
-        self.terminate_now();
-    }
-
-    /// Moves the deadline to at least the configured minimum from now.
-    fn extend_deadline_to_minimum(&mut self) {
-        let now = self.pod.host.clock.now();
-        let minimum = after(now, self.pod.host.config.min_grace_after_pre_stop);
-        if let Some(deadline) = self.context.deadline()
-            && deadline < minimum
-        {
-            self.context.move_deadline(minimum);
-        }
-    }
-
-    /// Delivers terminate and kills whatever is left at the deadline.
-    fn terminate_now(&mut self) {
-        self.stop = StopPhase::Terminating;
-        self.deliver_terminate();
-        let deadline = self
-            .context
-            .deadline()
-            .unwrap_or_else(|| self.pod.host.clock.now());
-        self.schedule_kill_all(deadline);
-    }
-
-    /// A later delete: a kill ends everything now; a shorter grace period moves the deadline
-    /// earlier, never later.
-    fn shorten(&mut self, request: &StopRequest, pre_stop: &Option<HookRun>) {
-        let now = self.pod.host.clock.now();
-        let requested = request.deadline;
-        if request.is_kill() {
-            self.context.move_deadline(now);
-            self.stop = StopPhase::Terminating;
-            self.deadline_timer = None;
-            self.instances.kill_all();
-            return;
-        }
-        let Some(deadline) = self.context.deadline() else {
-            return;
-        };
-        if requested >= deadline {
-            return;
-        }
-        self.context.move_deadline(requested);
-        match self.stop {
-            StopPhase::Up => {}
-            StopPhase::PreStop if requested <= now => {
-                self.stop = StopPhase::Terminating;
-                self.instances.kill_all();
-            }
-            StopPhase::PreStop => {
-                if let Some(hook) = pre_stop {
-                    self.schedule_kill_of(requested, hook.switch.clone());
-                }
-            }
-            // The deadline branch of the run loop reads the moved deadline.
-            StopPhase::AwaitingTurn => {}
-            StopPhase::Terminating => self.schedule_kill_all(requested),
-        }
-    }
-
-    fn deliver_terminate(&mut self) {
-        let (reason, message) = self
-            .stop_reason
-            .clone()
-            .unwrap_or((TerminationReason::PodDeleted, String::new()));
-        self.context.deliver_terminate(reason, message);
-        // Not ready first, so that the gate answers 503 before the listeners close.
-        self.pod
-            .update_container(self.index, |status| status.ready = false);
-        if let Some(server) = &self.server {
-            server.begin_drain();
-        }
-    }
-
-    fn schedule_kill_of(&mut self, at: Instant, switch: KillSwitch) {
-        let clock = self.pod.host.clock.clone();
-        let id = clock.call_at(
-            at,
-            Box::new(move || {
-                switch.kill();
-            }),
-        );
-        self.deadline_timer = Some(CancelOnDrop::new(clock, id));
-    }
-
-    fn schedule_kill_all(&mut self, at: Instant) {
-        let clock = self.pod.host.clock.clone();
-        let instances = self.instances.clone();
-        let id = clock.call_at(at, Box::new(move || instances.kill_all()));
-        self.deadline_timer = Some(CancelOnDrop::new(clock, id));
-    }
-
     /// postStart is done: the container is `Running`, and its probes begin.
     fn mark_running(&mut self) {
         let started_at = self.started_at.clone();
@@ -970,78 +652,6 @@ impl Supervisor {
     }
 }
 
-/// What every instance of one run of the container of `spec` is made from: its components,
-/// its context, its command line and environment (resolved), its files, and its output to the
-/// pod's log.
-fn launcher(
-    pod: &Arc<PodShared>,
-    spec: &ContainerSpec,
-    loaded: LoadedContainer,
-    context: Arc<ContainerContext>,
-    mounts: Vec<Mount>,
-    tmp_dir: Option<std::path::PathBuf>,
-) -> Launcher {
-    let env = pod.container_env(spec);
-    // `command` then `args` (or its name then `args`), with `$(NAME)` references to its
-    // environment expanded, as Kubernetes does.
-    let start = if spec.command.is_empty() {
-        vec![spec.name.clone()]
-    } else {
-        spec.command.clone()
-    };
-    let argv = start
-        .iter()
-        .chain(&spec.args)
-        .map(|arg| expand_references(arg, &env))
-        .collect();
-    let sink = pod.clone();
-    Launcher {
-        runtime: pod.host.runtime.clone(),
-        name: spec.name.as_str().into(),
-        loaded,
-        context,
-        argv,
-        env,
-        working_dir: spec.working_dir.clone(),
-        mounts,
-        tmp_dir,
-        log_sink: Arc::new(move |line| sink.hub.publish(PodUpdate::Log(line))),
-    }
-}
-
-/// Kubernetes' `$(NAME)` expansion: a reference to a variable in `env` is replaced by its value;
-/// one to an unknown variable is left as written; `$$` is a literal `$`.
-pub(crate) fn expand_references(text: &str, env: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        out.push_str(&rest[..dollar]);
-        let after = &rest[dollar + 1..];
-        if let Some(escaped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = escaped;
-        } else if let Some(reference) = after.strip_prefix('(')
-            && let Some(close) = reference.find(')')
-        {
-            let name = &reference[..close];
-            match env.iter().rev().find(|(n, _)| n == name) {
-                Some((_, value)) => out.push_str(value),
-                None => {
-                    out.push_str("$(");
-                    out.push_str(name);
-                    out.push(')');
-                }
-            }
-            rest = &reference[close + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Resolves when the server's requests in flight are done; never, if there is no server.
 async fn drained(server: &Option<Arc<Server>>) {
     match server {
@@ -1050,73 +660,8 @@ async fn drained(server: &Option<Arc<Server>>) {
     }
 }
 
-/// Resolves when the hook in `slot` ends; never, if there is none.
-async fn finish(slot: &mut Option<HookRun>) -> InstanceEnd {
-    match slot {
-        Some(hook) => (&mut hook.end)
-            .await
-            .unwrap_or_else(|_| InstanceEnd::lost()),
-        None => std::future::pending().await,
-    }
-}
-
-/// Why a hook failed, and what it printed last (Kubernetes hides hook output; users ask for it).
-struct HookFailure {
-    summary: String,
-    output: Vec<String>,
-}
-
-impl HookFailure {
-    /// `None` if the hook succeeded.
-    fn of(end: &InstanceEnd, hook: &HookRun) -> Option<HookFailure> {
-        let what = match end {
-            InstanceEnd::Returned(Ok(()))
-            | InstanceEnd::Exited(0)
-            | InstanceEnd::NotImplemented => {
-                return None;
-            }
-            InstanceEnd::Returned(Err(message)) if message.is_empty() => "returned an error".into(),
-            InstanceEnd::Returned(Err(message)) => format!("returned an error: {message}"),
-            InstanceEnd::Exited(code) => format!("exited with code {code}"),
-            InstanceEnd::Trapped { message, .. } => format!("trapped: {message}"),
-            InstanceEnd::Killed { .. } => "was killed when the grace period ran out".into(),
-        };
-        Some(HookFailure {
-            summary: format!("{} {what}", hook.description),
-            output: hook.logs.captured(),
-        })
-    }
-
-    /// The summary followed by the captured output, for the hook's event.
-    fn with_output(&self) -> String {
-        if self.output.is_empty() {
-            self.summary.clone()
-        } else {
-            format!("{}; output:\n{}", self.summary, self.output.join("\n"))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn references_expand_as_in_kubernetes() {
-        let env = vec![
-            ("NAME".to_string(), "web".to_string()),
-            ("PORT".to_string(), "8080".to_string()),
-        ];
-        let expand = |text| expand_references(text, &env);
-        assert_eq!(expand("--name=$(NAME):$(PORT)"), "--name=web:8080");
-        assert_eq!(expand("$(MISSING) stays"), "$(MISSING) stays");
-        assert_eq!(
-            expand("$$(NAME) is escaped, $$ too"),
-            "$(NAME) is escaped, $ too"
-        );
-        assert_eq!(expand("a lone $ and $(unclosed"), "a lone $ and $(unclosed");
-    }
-
     #[test]
     fn exit_codes_match_signals() {
         assert_eq!(super::EXIT_KILLED, 128 + 9);
