@@ -518,9 +518,12 @@ mod tests {
         let mut files = Vec::new();
         sources(&src, &mut files);
         let mut unexplained = Vec::new();
-        for file in files.iter().filter(|file| !file.ends_with("clock.rs")) {
+        // Tests may read real time as they please: test modules in files of their own, and
+        // the `mod tests` at the end of a file.
+        let checked =
+            |file: &&std::path::PathBuf| !file.ends_with("clock.rs") && !file.ends_with("tests.rs");
+        for file in files.iter().filter(checked) {
             let text = std::fs::read_to_string(file).unwrap();
-            // Tests may read real time as they please.
             let code: Vec<&str> = text
                 .lines()
                 .take_while(|line| line.trim() != "mod tests {")
