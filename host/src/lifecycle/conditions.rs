@@ -186,7 +186,7 @@ fn initialized(spec: &PodSpec, statuses: &[&ContainerStatus], phase: Option<&str
 
 /// generate.go's shared tail of ContainersReady and Initialized: True when no container is
 /// listed, else False with `reason` and "containers with unknown status: [..], containers with
-/// <what> status: [..]" for the lists that are not empty.
+/// `<what>` status: [..]" for the lists that are not empty.
 fn true_unless_listed(
     kind: &str,
     unknown: &[&str],

@@ -25,7 +25,7 @@ use crate::signal::Watched;
 /// A function that sees every status of a pod, with when it took effect.
 pub(crate) type StatusTap = Box<dyn Fn(Instant, &PodStatus) + Send + Sync>;
 
-/// A request to stop the pod's containers, from [`Pod::delete`].
+/// A request to stop the pod's containers, from [`Pod::delete`](crate::Pod::delete).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StopRequest {
     /// The grace period in force.

@@ -33,7 +33,8 @@ pub(crate) enum Entry {
     PostStart,
     /// `wasmlet:lifecycle/hooks#pre-stop`.
     PreStop,
-    /// `wasi:http/incoming-handler#handle`, with the request in [`InstanceIo::http`].
+    /// `wasi:http/incoming-handler#handle`, with the request in
+    /// [`InstanceIo::http`](super::InstanceIo::http).
     Handle,
 }
 

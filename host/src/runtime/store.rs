@@ -295,7 +295,8 @@ pub(crate) struct InstanceIo {
     pub mounts: Vec<Mount>,
     pub tmp_dir: Option<std::path::PathBuf>,
     pub logs: LogTarget,
-    /// The request, for an instance that handles one ([`Entry::Handle`]).
+    /// The request, for an instance that handles one
+    /// ([`Entry::Handle`](super::Entry::Handle)).
     pub http: Option<HttpCall>,
 }
 

@@ -13,7 +13,8 @@ use crate::runtime::KillSwitch;
 
 /// Where a container run is in its stop: the container's state machine, read top to bottom.
 /// The one deadline of a stop is the grace clock of the container's context
-/// ([`ContainerContext::deadline`]), which guests read too.
+/// ([`ContainerContext::deadline`](crate::runtime::ContainerContext::deadline)), which guests
+/// read too.
 ///
 /// ```text
 ///  Up ──stop──▶ PreStop ──preStop over──▶ AwaitingTurn ──turn──▶ Terminating ──deadline──▶ killed
