@@ -19,8 +19,9 @@ use crate::bindings::TerminationReason;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::lifecycle::node::Node;
+use crate::lifecycle::phase_is_final;
 use crate::lifecycle::pod::{LoadedPod, Pod};
-use crate::lifecycle::shared::PodVolume;
+use crate::lifecycle::shared::{PodShared, PodVolume};
 use crate::manifest::PodSpec;
 use crate::runtime::{
     DeterministicGuests, Entry, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
@@ -47,23 +48,23 @@ pub struct Host {
 /// The pods a host started, and whether it is shutting down. One lock for both, so that a pod
 /// either starts before a shutdown (and is stopped by it) or is refused.
 #[derive(Default)]
-pub(crate) struct PodRegistry {
+struct PodRegistry {
     /// Weak: a pod that ended and that nobody holds goes away.
-    pub pods: Vec<std::sync::Weak<crate::lifecycle::shared::PodShared>>,
+    pods: Vec<std::sync::Weak<PodShared>>,
     /// How many times `Host::shutdown` was called.
-    pub shutdowns: u32,
+    shutdowns: u32,
 }
 
 impl PodRegistry {
     /// The pods that have not ended.
-    pub fn live_pods(&self) -> Vec<Pod> {
+    fn live_pods(&self) -> Vec<Pod> {
         (self.pods.iter())
             .filter_map(|pod| {
                 Some(Pod {
                     shared: pod.upgrade()?,
                 })
             })
-            .filter(|pod| !crate::lifecycle::phase_is_final(&pod.status()))
+            .filter(|pod| !phase_is_final(&pod.status()))
             .collect()
     }
 }

@@ -49,9 +49,8 @@ mod network;
 mod status;
 mod volumes;
 
-pub(crate) use status::time;
-pub(crate) use status::waiting_status;
 pub use status::{all_terminated, phase_is_final};
+pub(crate) use status::{time, waiting_status};
 pub(crate) use volumes::PodVolume;
 
 /// What acts on the pod's observations: the pod runner (`pod::PodRunner`).
@@ -67,7 +66,7 @@ pub(crate) struct PodShared {
     /// The runtime the pod was started on: its container runs are tasks there.
     pub(super) runtime: tokio::runtime::Handle,
     /// The executor of the pod's decisions (`None` until the pod has started).
-    pub(super) runner: std::sync::Mutex<Option<Box<dyn Runner>>>,
+    runner: std::sync::Mutex<Option<Box<dyn Runner>>>,
     /// What was observed and not yet handed to the runner.
     observations: std::sync::Mutex<Vec<Observation>>,
     /// Set when there is something for the runner to look at.
