@@ -73,7 +73,7 @@ impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
             .field("node_name", &self.inner.node_name)
-            .field("deterministic", &self.inner.runtime.deterministic.is_some())
+            .field("scheduling", &self.inner.runtime.scheduling.name())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -177,15 +177,14 @@ impl Host {
                 }
             }
         }
-        let loaded = if self.inner.runtime.deterministic.is_some() {
-            // One thread, and loading takes no virtual time.
-            self.load_pod_components(&spec)?
-        } else {
+        let loaded = if self.inner.runtime.scheduling.loads_off_thread() {
             let host = self.clone();
             let spec_for_load = spec.clone();
             tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load))
                 .await
                 .context("loading components")??
+        } else {
+            self.load_pod_components(&spec)?
         };
         let volumes = PodVolume::prepare(&spec)?;
         let mut registry = self.pods.lock().unwrap();

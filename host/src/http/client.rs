@@ -57,7 +57,7 @@ pub(crate) async fn http_get<P: PodNetwork>(
     let started = clock.now();
     let url = get_url(pod, get);
     let attempt = async {
-        if pod.runtime().deterministic.is_some() {
+        if !pod.runtime().scheduling.binds_sockets() {
             get_in_process(pod.as_ref(), get, user_agent).await
         } else {
             let pod = pod.clone();
@@ -263,7 +263,7 @@ pub(crate) async fn tcp_check<P: PodNetwork>(
     timeout: Duration,
 ) -> Result<(), String> {
     let clock = pod.runtime().clock.clone();
-    if pod.runtime().deterministic.is_some() {
+    if !pod.runtime().scheduling.binds_sockets() {
         return match pod.server_on(port).filter(|_| host.is_none()) {
             Some(server) if !server.draining() => Ok(()),
             _ => Err(refused(pod.as_ref(), host, port)),

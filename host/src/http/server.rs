@@ -105,7 +105,7 @@ impl Server {
     ) -> Result<Arc<Server>, String> {
         let runtime = launcher.runtime.clone();
         let mut listeners = Vec::new();
-        if runtime.deterministic.is_none() {
+        if runtime.scheduling.binds_sockets() {
             let address = serving.address;
             // Registering with the reactor needs the guest runtime's context.
             let _runtime = runtime.guests.enter();

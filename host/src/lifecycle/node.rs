@@ -57,20 +57,10 @@ impl Node {
     /// A new pod uid, shaped like Kubernetes' (a UUID): random, or in deterministic mode drawn
     /// from the seed by the order pods start.
     pub fn new_uid(&self) -> String {
-        use std::hash::BuildHasher;
         let n = self
             .pods_started
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (high, low) = match &self.runtime.deterministic {
-            // A stream of its own, apart from the instances' seeds.
-            Some(guests) => (guests.seeded(!(2 * n)), guests.seeded(!(2 * n + 1))),
-            None => {
-                // Each RandomState is keyed from the OS's randomness.
-                let random = std::collections::hash_map::RandomState::new();
-                (random.hash_one(n), random.hash_one(!n))
-            }
-        };
-        let bits = (u128::from(high) << 64) | u128::from(low);
+        let bits = self.runtime.scheduling.pod_uid_bits(n);
         let hex = format!("{bits:032x}");
         format!(
             "{}-{}-{}-{}-{}",

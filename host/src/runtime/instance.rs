@@ -16,8 +16,8 @@ use super::context::ContainerContext;
 use super::end::{InstanceDone, InstanceEnd};
 use super::kill::{KillState, KillSwitch, spawn_killable};
 use super::memory::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter};
+use super::scheduling::InstanceScheduling;
 use super::store::{GuestState, InstanceIo, StoreSetup, new_store};
-use super::vcpu::VirtualCpu;
 use crate::bindings::Event;
 
 /// `wasmlet:lifecycle/hooks.hook-outcome`.
@@ -41,10 +41,7 @@ pub(crate) fn spawn_instance(
     container: Arc<ContainerContext>,
     io: InstanceIo,
 ) -> (KillSwitch, InstanceDone) {
-    let cpu = runtime
-        .deterministic
-        .as_ref()
-        .map(|deterministic| Arc::new(VirtualCpu::new(deterministic)));
+    let InstanceScheduling { cpu, seed } = runtime.scheduling.new_instance();
     let kill = KillState::new(runtime, container.clock.clone(), cpu.clone());
     let event = match entry {
         Entry::Run => None,
@@ -53,10 +50,6 @@ pub(crate) fn spawn_instance(
         Entry::Handle => None,
     };
     let engine = runtime.wasm.engine.clone();
-    let seed = runtime
-        .deterministic
-        .as_ref()
-        .map(|deterministic| deterministic.next_instance_seed());
     // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
     let alive = runtime.ticker.instance_alive();
     let instance_kill = kill.clone();

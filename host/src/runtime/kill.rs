@@ -62,10 +62,7 @@ impl KillState {
             preempted: AtomicBool::new(false),
             engine: runtime.wasm.engine.clone(),
             interruptions: runtime.kill_interruptions.clone(),
-            reaper: runtime
-                .deterministic
-                .is_none()
-                .then(|| runtime.guests.clone()),
+            reaper: runtime.scheduling.reaper(&runtime.guests),
             clock,
             cpu,
             stopped_at: Mutex::new(None),

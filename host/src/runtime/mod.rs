@@ -6,8 +6,8 @@
 //!
 //! A [`Runtime`] holds what instances need: the engine and linker ([`WasmEngine`]), the epoch
 //! ticker, the guest runtime (a multi-threaded tokio runtime of its own, so that supervision
-//! elsewhere is never starved by spinning guests), the clock, and in deterministic mode its
-//! settings ([`DeterministicGuests`]).
+//! elsewhere is never starved by spinning guests), the clock, and the guest-scheduling strategy
+//! it was built with ([`Scheduling`]: real time, or deterministic mode's [`DeterministicGuests`]).
 //!
 //! An instance runs as a killable future on the guest runtime. Killing it
 //! ([`KillSwitch::kill`]) works wherever the guest is:
@@ -37,6 +37,7 @@ mod logs;
 mod memory;
 mod mount;
 mod release;
+mod scheduling;
 mod store;
 mod vcpu;
 
@@ -58,6 +59,7 @@ pub(crate) use kill::KillSwitch;
 pub(crate) use launcher::Launcher;
 pub(crate) use logs::LogTarget;
 pub(crate) use mount::Mount;
+pub(crate) use scheduling::Scheduling;
 pub(crate) use store::{HandlerResponse, HttpCall, InstanceIo};
 pub(crate) use vcpu::DeterministicGuests;
 
@@ -65,7 +67,7 @@ use crate::clock::{Clock, SystemClock};
 use release::MemoryReleaser;
 
 /// What every instance needs: the engine, the epoch ticker, the runtime guests execute on, the
-/// clock, and in deterministic mode its settings. Shared by all containers of a host.
+/// clock, and how guests are scheduled. Shared by all containers of a host.
 pub(crate) struct Runtime {
     pub wasm: Arc<WasmEngine>,
     pub clock: Arc<dyn Clock>,
@@ -74,8 +76,8 @@ pub(crate) struct Runtime {
     /// The runtime guests execute on.
     pub guests: tokio::runtime::Handle,
     pub ticker: Arc<EpochTicker>,
-    /// Set in deterministic mode ([`crate::testing`]).
-    pub deterministic: Option<DeterministicGuests>,
+    /// Real time, or deterministic mode ([`crate::testing`]): chosen here, once.
+    pub scheduling: Box<dyn Scheduling>,
     /// How many times a kill moved the engine epoch to interrupt wasm that was running (every
     /// guest running wasm then yields its time slice early).
     pub kill_interruptions: Arc<AtomicU64>,
@@ -131,7 +133,7 @@ impl Runtime {
             clock_origin: clock.now(),
             clock,
             ticker,
-            deterministic: None,
+            scheduling: Box::new(scheduling::RealTime),
             kill_interruptions: Default::default(),
         }))
     }
@@ -151,7 +153,7 @@ impl Runtime {
             clock_origin: guests.clock.origin(),
             clock,
             ticker: EpochTicker::idle(),
-            deterministic: Some(guests),
+            scheduling: Box::new(guests),
             kill_interruptions: Default::default(),
         })
     }

@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::end::InstanceEnd;
+use super::scheduling::{InstanceScheduling, Scheduling};
 use crate::clock::VirtualClock;
 
 /// Fuel a deterministic-mode store starts with: for practical purposes, never runs out.
@@ -45,7 +46,7 @@ impl DeterministicGuests {
 
     /// The seed of the next instance: instances are created in a fixed order, so the n-th one
     /// gets the same seed every run.
-    pub(super) fn next_instance_seed(&self) -> u64 {
+    fn next_instance_seed(&self) -> u64 {
         let n = self.instances.fetch_add(1, Ordering::SeqCst);
         self.seeded(n)
     }
@@ -53,6 +54,36 @@ impl DeterministicGuests {
     /// The `n`-th number of a sequence drawn from the seed.
     pub fn seeded(&self, n: u64) -> u64 {
         splitmix64(self.seed ^ splitmix64(n))
+    }
+}
+
+impl Scheduling for DeterministicGuests {
+    fn new_instance(&self) -> InstanceScheduling {
+        InstanceScheduling {
+            cpu: Some(Arc::new(VirtualCpu::new(self))),
+            seed: Some(self.next_instance_seed()),
+        }
+    }
+
+    fn reaper(&self, _guests: &tokio::runtime::Handle) -> Option<tokio::runtime::Handle> {
+        None
+    }
+
+    fn binds_sockets(&self) -> bool {
+        false
+    }
+
+    fn loads_off_thread(&self) -> bool {
+        false
+    }
+
+    fn pod_uid_bits(&self, n: u64) -> u128 {
+        // A stream of its own, apart from the instances' seeds.
+        (u128::from(self.seeded(!(2 * n))) << 64) | u128::from(self.seeded(!(2 * n + 1)))
+    }
+
+    fn name(&self) -> &'static str {
+        "deterministic"
     }
 }
 
