@@ -157,14 +157,15 @@ impl Host {
                 .await
                 .context("loading components")??
         };
-        let volumes = PodVolume::prepare(&spec)?;
+        let uid = spec.uid.clone().unwrap_or_else(|| self.inner.new_uid());
+        let volumes = PodVolume::prepare(&spec, &self.inner, &uid)?;
         let mut registry = self.inner.pods.lock().unwrap();
         anyhow::ensure!(
             registry.shutdowns == 0,
             "pod `{}` not started: the host is shutting down",
             spec.name
         );
-        let pod = Pod::start(self.inner.clone(), spec, loaded, volumes);
+        let pod = Pod::start(self.inner.clone(), spec, uid, loaded, volumes);
         registry.pods.retain(|pod| pod.strong_count() > 0);
         registry.pods.push(Arc::downgrade(&pod.shared));
         Ok(pod)

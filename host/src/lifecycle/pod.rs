@@ -119,6 +119,7 @@ impl Pod {
     pub(crate) fn start(
         host: Arc<Node>,
         spec: PodSpec,
+        uid: String,
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,
     ) -> Pod {
@@ -158,7 +159,6 @@ impl Pod {
                 Watched::new(!(slot < init.len() && init[slot].sidecar))
             })
             .collect();
-        let uid = spec.uid.clone().unwrap_or_else(|| host.new_uid());
         let shared = Arc::new(PodShared {
             spec,
             host,
@@ -188,6 +188,14 @@ impl Pod {
                 shared.spec.namespace, shared.spec.name, shared.host.node_name
             ),
         );
+        if !shared.spec.ignored.is_empty() {
+            shared.event(
+                EventType::Normal,
+                "IgnoredFields",
+                None,
+                format!("A single host ignores {}", shared.spec.ignored.join(", ")),
+            );
+        }
         for (slot, loaded) in loaded.containers.iter().enumerate() {
             let spec = shared.container(slot);
             shared.event(
@@ -688,19 +696,33 @@ impl PodShared {
         &self,
         container: &crate::manifest::ContainerSpec,
     ) -> Vec<(String, String)> {
-        use crate::manifest::{EnvValue, PodField};
+        use crate::manifest::EnvValue;
         let mut env: Vec<(String, String)> = Vec::new();
         for (name, value) in &container.env {
             let value = match value {
                 EnvValue::Value(text) => container::expand_references(text, &env),
-                EnvValue::Field(PodField::Name) => self.spec.name.clone(),
-                EnvValue::Field(PodField::Namespace) => self.spec.namespace.clone(),
-                EnvValue::Field(PodField::Uid) => self.uid.clone(),
-                EnvValue::Field(PodField::NodeName) => self.host.node_name.clone(),
+                EnvValue::Resolved(text) => text.clone(),
+                EnvValue::Field(field) => self.field(*field),
             };
-            env.push((name.clone(), value));
+            // A later definition of a name wins (`env` over `envFrom`), as in Kubernetes.
+            match env.iter_mut().find(|(defined, _)| defined == name) {
+                Some(defined) => defined.1 = value,
+                None => env.push((name.clone(), value)),
+            }
         }
         env
+    }
+
+    /// A field of the pod, as the downward API shows it.
+    pub fn field(&self, field: crate::manifest::PodField) -> String {
+        use crate::manifest::PodField;
+        match field {
+            PodField::Name => self.spec.name.clone(),
+            PodField::Namespace => self.spec.namespace.clone(),
+            PodField::Uid => self.uid.clone(),
+            PodField::NodeName => self.host.node_name.clone(),
+            PodField::PodIp => self.host.config.http_address.to_string(),
+        }
     }
 
     /// The container of `slot`: init containers first, then app containers.
