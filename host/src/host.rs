@@ -134,6 +134,13 @@ impl Host {
     /// container. Supervision runs as tasks on the calling tokio runtime; the returned [`Pod`]
     /// watches, deletes and awaits it.
     pub async fn start_pod(&self, spec: PodSpec) -> anyhow::Result<Pod> {
+        // As the kubelet's CreateContainerConfigError: what the pod reads must be there.
+        anyhow::ensure!(
+            spec.missing.is_empty(),
+            "pod `{}` cannot start: {}",
+            spec.name,
+            spec.missing.join("; ")
+        );
         if let Some(pool) = self.inner.config.instance_pool {
             for container in spec.init_containers.iter().chain(&spec.containers) {
                 if let Some(limit) = container.memory_limit {

@@ -136,6 +136,7 @@ impl ComponentPod {
             restart_policy: RestartPolicy::Never,
             volumes: Vec::new(),
             ignored: Vec::new(),
+            missing: Vec::new(),
             init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name: container_name,

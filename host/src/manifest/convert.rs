@@ -95,6 +95,7 @@ impl PodSpec {
             pod,
             namespace: &namespace,
             config,
+            missing: Default::default(),
         };
         security_context(spec, &mut problem);
         let volumes = volume_specs(spec.volumes.iter().flatten(), base, &context, &mut problem);
@@ -207,6 +208,7 @@ impl PodSpec {
                 }
             }
         }
+        let missing = context.missing.take();
         if problems.is_empty() {
             Ok(PodSpec {
                 name,
@@ -218,6 +220,7 @@ impl PodSpec {
                 init_containers,
                 containers,
                 ignored: Vec::new(),
+                missing,
             })
         } else {
             Err(problems)

@@ -13,7 +13,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::fields::{Treat, WORKLOAD_FIELDS};
 use super::values::check_dns_subdomain;
-use super::yaml::{display_path, pod_document, syntax_error};
+use super::yaml::{display_path, octal_modes, pod_document, syntax_error};
 use super::{ManifestError, PodSpec, Problem, RestartPolicy, VolumeSource};
 
 /// The ConfigMaps and Secrets of a set of manifests, by namespace and name: what their pods'
@@ -369,7 +369,10 @@ fn split_documents(
     for (line, chunk) in chunks {
         match serde_yaml_ng::from_str::<Value>(&chunk) {
             Ok(Value::Null) => {}
-            Ok(value) => parsed.push((line, value)),
+            Ok(mut value) => {
+                octal_modes(&mut value);
+                parsed.push((line, value))
+            }
             Err(error) => errors.push(ManifestError::whole(file, syntax_error(&error, line))),
         }
     }

@@ -51,8 +51,8 @@ impl Store {
             Some(data) => Ok(Some(data)),
             None if optional => Ok(None),
             None => Err(format!(
-                "no {} `{name}` in namespace `{namespace}` among the manifests given: put it in \
-                 the same file (or another file given with it), or set `optional: true`",
+                "{} `{name}` (namespace `{namespace}`) is not among the manifests given: put it \
+                 in the same file or another file given with it, or set `optional: true`",
                 self.kind()
             )),
         }
@@ -64,6 +64,19 @@ pub(super) struct Context<'a> {
     pub pod: &'a Pod,
     pub namespace: &'a str,
     pub config: &'a ConfigObjects,
+    /// What the pod needs and the manifests do not give (a ConfigMap, a Secret, a key of one):
+    /// as the API server, validation accepts the pod; as the kubelet, wasmlet does not start it.
+    pub missing: std::cell::RefCell<Vec<String>>,
+}
+
+impl Context<'_> {
+    /// Notes `what` as missing (the pod is valid, but cannot start without it).
+    fn miss(&self, what: String) {
+        let mut missing = self.missing.borrow_mut();
+        if !missing.contains(&what) {
+            missing.push(what);
+        }
+    }
 }
 
 /// The source of a volume other than `emptyDir` and `hostPath`, if it is one of the sources
@@ -239,11 +252,12 @@ fn store_files(
         Store::Secret if at.ends_with(".secret") && !at.contains(".sources[") => "secretName",
         _ => "name",
     };
+    let _ = name_field;
     let data = match store.lookup(context.config, context.namespace, name, optional) {
         Ok(Some(data)) => data,
         Ok(None) => return,
         Err(why) => {
-            problem(&format!("{at}.{name_field}"), why);
+            context.miss(why);
             return;
         }
     };
@@ -262,15 +276,12 @@ fn store_files(
                 let at = format!("{at}.items[{index}]");
                 let Some(value) = data.get(&item.key) else {
                     if !optional {
-                        problem(
-                            &format!("{at}.key"),
-                            format!(
-                                "{} `{name}` has no key `{}` (it has: {})",
-                                store.kind(),
-                                item.key,
-                                keys(data)
-                            ),
-                        );
+                        context.miss(format!(
+                            "{} `{name}` has no key `{}` (it has: {}), which {at}.key needs",
+                            store.kind(),
+                            item.key,
+                            keys(data)
+                        ));
                     }
                     continue;
                 };
@@ -571,7 +582,7 @@ pub(super) fn env_from(
             Ok(Some(data)) => data,
             Ok(None) => continue,
             Err(why) => {
-                problem(format!("{at}.{field}.name"), why);
+                context.miss(why);
                 continue;
             }
         };
@@ -615,7 +626,10 @@ pub(super) fn key_ref(
     let data = match store.lookup(context.config, context.namespace, name, optional) {
         Ok(Some(data)) => data,
         Ok(None) => return Ok(None),
-        Err(why) => return Err(("name", why)),
+        Err(why) => {
+            context.miss(why);
+            return Ok(None);
+        }
     };
     match data.get(key) {
         Some(value) => String::from_utf8(value.clone()).map(Some).map_err(|_| {
@@ -628,15 +642,16 @@ pub(super) fn key_ref(
                 ),
             )
         }),
-        None if optional => Ok(None),
-        None => Err((
-            "key",
-            format!(
-                "{} `{name}` has no key `{key}` (it has: {})",
-                store.kind(),
-                keys(data)
-            ),
-        )),
+        None => {
+            if !optional {
+                context.miss(format!(
+                    "{} `{name}` has no key `{key}` (it has: {})",
+                    store.kind(),
+                    keys(data)
+                ));
+            }
+            Ok(None)
+        }
     }
 }
 

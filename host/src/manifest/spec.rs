@@ -31,6 +31,9 @@ pub struct PodSpec {
     /// The fields of the manifest that a single host ignores (scheduling, service accounts,
     /// DNS, …), by path; the pod reports them in one `IgnoredFields` event when it starts.
     pub(crate) ignored: Vec<String>,
+    /// What the pod reads and the manifests did not give — a ConfigMap, a Secret, a key of one.
+    /// As in Kubernetes the pod is valid, but it cannot start without them.
+    pub(crate) missing: Vec<String>,
 }
 
 /// One container of a [`PodSpec`].
@@ -422,6 +425,12 @@ impl PodSpec {
     /// `IgnoredFields` event).
     pub fn ignored(&self) -> &[String] {
         &self.ignored
+    }
+
+    /// What the pod reads and the manifests did not give (a ConfigMap, a Secret, a key of
+    /// one): a valid pod, which [`crate::Host::start_pod`] refuses to start until they are.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
     }
 
     /// The same pod named `name`: a workload's replica, or a Job's next pod.

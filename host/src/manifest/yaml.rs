@@ -92,6 +92,34 @@ pub(super) fn syntax_error(error: &serde_yaml_ng::Error, first_line: usize) -> S
     }
 }
 
+/// File modes as Kubernetes reads them: its YAML is YAML 1.1, where `0644` is octal, and
+/// `serde_yaml_ng` reads YAML 1.2, where it is a string. So a `mode` or `defaultMode` written
+/// `0NNN` (or `0oNNN`) is made the number it means to Kubernetes.
+pub(super) fn octal_modes(value: &mut Value) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, value) in map.iter_mut() {
+                let is_mode = matches!(key.as_str(), Some("mode" | "defaultMode"));
+                if is_mode && let Value::String(text) = value {
+                    let digits = text
+                        .strip_prefix("0o")
+                        .or_else(|| text.strip_prefix('0'))
+                        .unwrap_or("");
+                    if let Ok(mode) = i64::from_str_radix(digits, 8)
+                        && !digits.is_empty()
+                    {
+                        *value = Value::Number(mode.into());
+                    }
+                } else {
+                    octal_modes(value);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(octal_modes),
+        _ => {}
+    }
+}
+
 impl PodSpec {
     /// Reads and validates a Pod manifest file. Relative paths in it (`image`, exec
     /// `command[0]`) are resolved against the file's directory. A file of several documents,
@@ -109,8 +137,9 @@ impl PodSpec {
     /// Validates Pod YAML; `base` is the directory relative paths are resolved against and
     /// `file` the name errors give it.
     pub fn from_yaml(text: &str, base: &Path, file: &str) -> Result<PodSpec, ManifestError> {
-        let document: Value = serde_yaml_ng::from_str(text)
+        let mut document: Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ManifestError::whole(file, syntax_error(&e, 1)))?;
+        octal_modes(&mut document);
         pod_document(&document, base, &ConfigObjects::default()).map_err(|problems| ManifestError {
             file: file.to_string(),
             document: None,

@@ -142,7 +142,6 @@ impl RunCommand {
                 Planned::Pods(specs, false) => plain.extend(specs.into_iter().map(&with_grace)),
                 Planned::Pods(specs, true) => {
                     let (host, started, mut stop) = (host.clone(), started.clone(), stop.clone());
-                    let with_grace = with_grace.clone();
                     controllers.push(tokio::spawn(async move {
                         for spec in specs {
                             if *stop.borrow() {
@@ -252,7 +251,7 @@ impl RunCommand {
                 let _ = stop_sender.send(true);
                 // Each pod within its own grace period, all at once.
                 let _stopping = host.shutdown(None);
-            } else if interrupts >= 2 && interrupts < 100 {
+            } else if (2..100).contains(&interrupts) {
                 let names: Vec<&str> = pods.iter().map(|(pod, _)| pod.name()).collect();
                 eprintln!("wasmlet: killing {}", names.join(", "));
                 host.kill_all();

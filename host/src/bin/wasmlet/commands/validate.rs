@@ -48,6 +48,9 @@ impl ValidateCommand {
                     {
                         println!("  a single host ignores {}", pod.ignored().join(", "));
                     }
+                    for missing in pods.first().map(|pod| pod.missing()).unwrap_or_default() {
+                        println!("  needs {missing} before it can start");
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }
