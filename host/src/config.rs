@@ -41,6 +41,12 @@ pub struct HostConfig {
     /// handlers: 1.15× the requests/s in the HTTP benchmark — and caps how many instances run
     /// at once and how large each memory grows. Default `None`.
     pub instance_pool: Option<InstancePool>,
+    /// Where `persistentVolumeClaim` volumes live, as a local-path provisioner keeps them: claim
+    /// `NAME` of namespace `NS` is the directory `DATA_DIR/claims/NS/NAME`, made on first use
+    /// and kept after the pod ends, so that a pod started again sees its data. Default:
+    /// `$XDG_DATA_HOME/wasmlet`, else `~/.local/share/wasmlet`. `None` refuses to start a pod
+    /// with a claim.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -55,6 +61,7 @@ impl Default for HostConfig {
             http_address: std::net::Ipv4Addr::LOCALHOST.into(),
             compile_cache: default_compile_cache(),
             instance_pool: None,
+            data_dir: default_data_dir(),
         }
     }
 }
@@ -65,5 +72,16 @@ fn default_compile_cache() -> Option<PathBuf> {
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("wasmlet"))
+}
+
+/// `$XDG_DATA_HOME/wasmlet`, else `$HOME/.local/share/wasmlet`.
+fn default_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share"))
+        })?;
     Some(base.join("wasmlet"))
 }

@@ -164,6 +164,13 @@ impl Host {
     /// container. Supervision runs as tasks on the calling tokio runtime; the returned [`Pod`]
     /// watches, deletes and awaits it.
     pub async fn start_pod(&self, spec: PodSpec) -> anyhow::Result<Pod> {
+        // As the kubelet's CreateContainerConfigError: what the pod reads must be there.
+        anyhow::ensure!(
+            spec.missing.is_empty(),
+            "pod `{}` cannot start: {}",
+            spec.name,
+            spec.missing.join("; ")
+        );
         if let Some(pool) = self.inner.config.instance_pool {
             for container in spec.init_containers.iter().chain(&spec.containers) {
                 if let Some(limit) = container.memory_limit {
@@ -186,14 +193,15 @@ impl Host {
         } else {
             self.load_pod_components(&spec)?
         };
-        let volumes = PodVolume::prepare(&spec)?;
+        let uid = spec.uid.clone().unwrap_or_else(|| self.inner.new_uid());
+        let volumes = PodVolume::prepare(&spec, &self.inner, &uid)?;
         let mut registry = self.pods.lock().unwrap();
         anyhow::ensure!(
             registry.shutdowns == 0,
             "pod `{}` not started: the host is shutting down",
             spec.name
         );
-        let pod = Pod::start(self.inner.clone(), spec, loaded, volumes);
+        let pod = Pod::start(self.inner.clone(), spec, uid, loaded, volumes);
         registry.pods.retain(|pod| pod.strong_count() > 0);
         registry.pods.push(Arc::downgrade(&pod.shared));
         Ok(pod)

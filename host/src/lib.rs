@@ -53,6 +53,7 @@ mod config;
 mod events;
 mod host;
 mod http;
+mod jobs;
 mod lifecycle;
 mod manifest;
 mod runtime;
@@ -64,13 +65,14 @@ pub use clock::{Clock, TimerAction, TimerId};
 pub use config::HostConfig;
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
 pub use host::{ComponentInfo, Host, HostStats};
+pub use jobs::{JobOutcome, JobUpdate};
 pub use lifecycle::all_terminated;
 pub use lifecycle::container::{EXIT_KILLED, EXIT_TRAPPED};
 pub use lifecycle::pod::Pod;
 pub use manifest::{
-    ComponentPod, ContainerSpec, EnvValue, ExecTarget, Handler, HttpGet, ManifestError, PodField,
-    PodSpec, PortSpec, Probe, ProbeAction, ProbeKind, Problem, RestartPolicy, VolumeMount,
-    VolumeSource, VolumeSpec,
+    ComponentPod, ContainerSpec, EnvValue, ExecTarget, FileContent, Handler, HttpGet, JobSpec,
+    ManifestError, Manifests, PodField, PodSpec, PortSpec, Probe, ProbeAction, ProbeKind, Problem,
+    ProjectedFile, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, Workload, WorkloadKind,
 };
 pub use runtime::InstancePool;
 

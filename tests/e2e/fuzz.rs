@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use wasmlet::PodSpec;
 use wasmlet::testing::Scenario;
 
@@ -52,7 +52,7 @@ fn corpus(kind: &str) -> &'static [(PathBuf, Value)] {
             .into_iter()
             .filter_map(|file| {
                 let text = std::fs::read_to_string(&file).ok()?;
-                let document = serde_yaml::from_str(&text).ok()?;
+                let document = serde_yaml_ng::from_str(&text).ok()?;
                 Some((file.parent()?.to_path_buf(), document))
             })
             .collect()
@@ -72,7 +72,7 @@ fn mutated(
     for (target, mutation) in mutations {
         apply(&mut document, *target, mutation);
     }
-    (dir, serde_yaml::to_string(&document).unwrap())
+    (dir, serde_yaml_ng::to_string(&document).unwrap())
 }
 
 /// Field names of both formats, so that random keys often hit real fields.
@@ -376,7 +376,7 @@ proptest! {
 #[test]
 fn the_corpus_seeds_are_valid() {
     for (dir, document) in corpus("manifests") {
-        let text = serde_yaml::to_string(document).unwrap();
+        let text = serde_yaml_ng::to_string(document).unwrap();
         PodSpec::from_yaml(&text, dir, "seed.yaml").unwrap_or_else(|e| panic!("{e}"));
     }
     for file in yaml_files(&workspace().join("tests/fuzz-corpus/scenarios")) {

@@ -12,3 +12,4 @@ mod manifest;
 mod preemption;
 mod sandbox;
 mod support;
+mod workloads;

@@ -50,10 +50,11 @@ impl Pod {
     pub(crate) fn start(
         host: Arc<Node>,
         spec: PodSpec,
+        uid: String,
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,
     ) -> Pod {
-        let shared = PodShared::new(host, spec, volumes);
+        let shared = PodShared::new(host, spec, uid, volumes);
         shared.event(
             EventType::Normal,
             "Scheduled",
@@ -63,6 +64,14 @@ impl Pod {
                 shared.spec.namespace, shared.spec.name, shared.host.node_name
             ),
         );
+        if !shared.spec.ignored.is_empty() {
+            shared.event(
+                EventType::Normal,
+                "IgnoredFields",
+                None,
+                format!("A single host ignores {}", shared.spec.ignored.join(", ")),
+            );
+        }
         for (slot, loaded) in loaded.containers.iter().enumerate() {
             let spec = shared.container(slot);
             shared.event(

@@ -111,7 +111,12 @@ pub(crate) enum Observation {
 impl PodShared {
     /// The shared state of a pod about to start on `host`: every container `Waiting`, the first
     /// status with the kubelet's conditions, no runner yet ([`PodShared::install_runner`]).
-    pub(super) fn new(host: Arc<Node>, spec: PodSpec, volumes: Vec<PodVolume>) -> Arc<PodShared> {
+    pub(super) fn new(
+        host: Arc<Node>,
+        spec: PodSpec,
+        uid: String,
+        volumes: Vec<PodVolume>,
+    ) -> Arc<PodShared> {
         let clock = host.clock.clone();
         let start_time = time(clock.wall_time());
         // Kubernetes' reasons: app containers wait for the init containers to finish.
@@ -148,7 +153,6 @@ impl PodShared {
                 Watched::new(!(slot < init.len() && init[slot].sidecar))
             })
             .collect();
-        let uid = spec.uid.clone().unwrap_or_else(|| host.new_uid());
         Arc::new(PodShared {
             spec,
             host,
@@ -220,19 +224,33 @@ impl PodShared {
         &self,
         container: &crate::manifest::ContainerSpec,
     ) -> Vec<(String, String)> {
-        use crate::manifest::{EnvValue, PodField};
+        use crate::manifest::EnvValue;
         let mut env: Vec<(String, String)> = Vec::new();
         for (name, value) in &container.env {
             let value = match value {
                 EnvValue::Value(text) => expand_references(text, &env),
-                EnvValue::Field(PodField::Name) => self.spec.name.clone(),
-                EnvValue::Field(PodField::Namespace) => self.spec.namespace.clone(),
-                EnvValue::Field(PodField::Uid) => self.uid.clone(),
-                EnvValue::Field(PodField::NodeName) => self.host.node_name.clone(),
+                EnvValue::Resolved(text) => text.clone(),
+                EnvValue::Field(field) => self.field(*field),
             };
-            env.push((name.clone(), value));
+            // A later definition of a name wins (`env` over `envFrom`), as in Kubernetes.
+            match env.iter_mut().find(|(defined, _)| defined == name) {
+                Some(defined) => defined.1 = value,
+                None => env.push((name.clone(), value)),
+            }
         }
         env
+    }
+
+    /// A field of the pod, as the downward API shows it.
+    pub fn field(&self, field: crate::manifest::PodField) -> String {
+        use crate::manifest::PodField;
+        match field {
+            PodField::Name => self.spec.name.clone(),
+            PodField::Namespace => self.spec.namespace.clone(),
+            PodField::Uid => self.uid.clone(),
+            PodField::NodeName => self.host.node_name.clone(),
+            PodField::PodIp => self.host.config.http_address.to_string(),
+        }
     }
 
     /// The container of `slot`: init containers first, then app containers.

@@ -124,6 +124,7 @@ impl ComponentPod {
         if !problems.is_empty() {
             return Err(ManifestError {
                 file: self.image.display().to_string(),
+                document: None,
                 problems,
             });
         }
@@ -134,6 +135,8 @@ impl ComponentPod {
             termination_grace_period: self.grace_period,
             restart_policy: RestartPolicy::Never,
             volumes: Vec::new(),
+            ignored: Vec::new(),
+            missing: Vec::new(),
             init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name: container_name,

@@ -9,18 +9,31 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 
 use super::actions::{lifecycle_handler, port_specs, probe_spec};
+use super::objects::ConfigObjects;
+use super::sources::{self, Context};
 use super::values::{
     check_dns_label, check_dns_subdomain, component_path, lexically_normal, parse_memory,
 };
 use super::{
-    ContainerSpec, DEFAULT_GRACE_PERIOD, EnvValue, PodField, PodSpec, ProbeKind, Problem,
+    ContainerSpec, DEFAULT_GRACE_PERIOD, EnvValue, FileContent, PodSpec, ProbeKind, Problem,
     RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
 
 impl PodSpec {
     /// Validates a Pod given as `k8s-openapi` types (for embedders that build one in code).
     /// Fields wasmlet does not look at are not checked here; [`PodSpec::from_yaml`] checks them.
+    /// `configMap` and `secret` volumes and variables find nothing here (unless `optional`):
+    /// files of several documents give them ([`super::Manifests`]).
     pub fn from_pod(pod: &Pod, base: &Path) -> Result<PodSpec, Vec<Problem>> {
+        Self::from_pod_with(pod, base, &ConfigObjects::default())
+    }
+
+    /// [`PodSpec::from_pod`] with the ConfigMaps and Secrets the pod may refer to.
+    pub(super) fn from_pod_with(
+        pod: &Pod,
+        base: &Path,
+        config: &ConfigObjects,
+    ) -> Result<PodSpec, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut problem = |path: &str, message: String| {
             problems.push(Problem {
@@ -78,7 +91,14 @@ impl PodSpec {
                 "a pod needs at least one container".into(),
             );
         }
-        let volumes = volume_specs(spec.volumes.iter().flatten(), base, &mut problem);
+        let context = Context {
+            pod,
+            namespace: &namespace,
+            config,
+            missing: Default::default(),
+        };
+        security_context(spec, &mut problem);
+        let volumes = volume_specs(spec.volumes.iter().flatten(), base, &context, &mut problem);
         let mut names = HashSet::new();
         let mut init_containers = Vec::new();
         let mut containers = Vec::new();
@@ -155,7 +175,7 @@ impl PodSpec {
                 }
             }
             let grace = grace.unwrap_or(DEFAULT_GRACE_PERIOD);
-            match container_spec(container, &at, base, grace, &volumes) {
+            match container_spec(container, &at, base, grace, &volumes, &context) {
                 Ok(mut spec) => {
                     spec.sidecar = sidecar;
                     if init {
@@ -188,6 +208,7 @@ impl PodSpec {
                 }
             }
         }
+        let missing = context.missing.take();
         if problems.is_empty() {
             Ok(PodSpec {
                 name,
@@ -198,6 +219,8 @@ impl PodSpec {
                 volumes,
                 init_containers,
                 containers,
+                ignored: Vec::new(),
+                missing,
             })
         } else {
             Err(problems)
@@ -209,6 +232,7 @@ impl PodSpec {
 fn volume_specs<'v>(
     volumes: impl Iterator<Item = &'v k8s_openapi::api::core::v1::Volume>,
     base: &Path,
+    context: &Context,
     problem: &mut impl FnMut(&str, String),
 ) -> Vec<VolumeSpec> {
     let mut specs = Vec::new();
@@ -262,13 +286,25 @@ fn volume_specs<'v>(
                 VolumeSource::HostPath { path, create }
             }
             (None, None) => {
+                if let Some(source) = sources::volume_source(volume, &at, context, problem) {
+                    specs.push(VolumeSpec {
+                        name: volume.name.clone(),
+                        source,
+                    });
+                    continue;
+                }
                 // A source wasmlet does not support was reported by the field check already.
                 let other_source = serde_json::to_value(volume)
                     .ok()
                     .and_then(|v| v.as_object().map(|o| o.len() > 1))
                     .unwrap_or(false);
                 if !other_source {
-                    problem(&at, "needs a source: emptyDir or hostPath".into());
+                    problem(
+                        &at,
+                        "needs a source: emptyDir, hostPath, configMap, secret, downwardAPI, \
+                         projected or persistentVolumeClaim"
+                            .into(),
+                    );
                 }
                 continue;
             }
@@ -287,6 +323,7 @@ fn container_spec(
     base: &Path,
     grace: Duration,
     volumes: &[VolumeSpec],
+    context: &Context,
 ) -> Result<ContainerSpec, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
@@ -309,38 +346,90 @@ fn container_spec(
             }
         },
     };
-    let mut env = Vec::new();
+    // `envFrom` first: a variable of `env` with the same name wins, as in Kubernetes.
+    let mut env = sources::env_from(
+        container.env_from.as_deref().unwrap_or_default(),
+        at,
+        context,
+        &mut problem,
+    );
     for (index, var) in container.env.iter().flatten().enumerate() {
         let at = format!("{at}.env[{index}]");
         if var.name.is_empty() {
             problem(format!("{at}.name"), "required".into());
         }
-        let field = var
-            .value_from
-            .as_ref()
-            .and_then(|from| from.field_ref.as_ref());
-        let value = match (&var.value, field) {
+        let value = match (&var.value, &var.value_from) {
             (Some(_), Some(_)) => {
                 problem(at.clone(), "give `value` or `valueFrom`, not both".into());
                 continue;
             }
-            (_, Some(field)) => match field.field_path.as_str() {
-                "metadata.name" => EnvValue::Field(PodField::Name),
-                "metadata.namespace" => EnvValue::Field(PodField::Namespace),
-                "metadata.uid" => EnvValue::Field(PodField::Uid),
-                "spec.nodeName" => EnvValue::Field(PodField::NodeName),
-                other => {
-                    problem(
-                        format!("{at}.valueFrom.fieldRef.fieldPath"),
-                        format!(
-                            "`{other}` is not supported; wasmlet provides metadata.name, \
-                             metadata.namespace, metadata.uid and spec.nodeName"
-                        ),
-                    );
+            (value, None) => EnvValue::Value(value.clone().unwrap_or_default()),
+            (None, Some(from)) => {
+                let given = [
+                    from.field_ref.is_some(),
+                    from.config_map_key_ref.is_some(),
+                    from.secret_key_ref.is_some(),
+                    from.resource_field_ref.is_some(),
+                ];
+                if given.iter().filter(|given| **given).count() != 1 {
+                    // An unsupported source alone was reported by the field check already.
+                    if given.iter().any(|given| *given) {
+                        problem(
+                            format!("{at}.valueFrom"),
+                            "give one of fieldRef, configMapKeyRef, secretKeyRef and \
+                             resourceFieldRef"
+                                .into(),
+                        );
+                    }
                     continue;
                 }
-            },
-            (value, None) => EnvValue::Value(value.clone().unwrap_or_default()),
+                if let Some(field) = &from.field_ref {
+                    let path = format!("{at}.valueFrom.fieldRef.fieldPath");
+                    match sources::pod_field(field, &path, context, false) {
+                        Ok(FileContent::Field(field)) => EnvValue::Field(field),
+                        Ok(FileContent::Bytes(bytes)) => {
+                            EnvValue::Resolved(String::from_utf8_lossy(&bytes).into_owned())
+                        }
+                        Err((path, why)) => {
+                            problem(path, why);
+                            continue;
+                        }
+                    }
+                } else if let Some(resource) = &from.resource_field_ref {
+                    let named = resource.container_name.as_deref().filter(|n| !n.is_empty());
+                    if named.is_some_and(|name| name != container.name) {
+                        problem(
+                            format!("{at}.valueFrom.resourceFieldRef.containerName"),
+                            "wasmlet shows a container its own resources only; leave \
+                             containerName out"
+                                .into(),
+                        );
+                        continue;
+                    }
+                    match sources::resource_value(container, resource) {
+                        Ok(value) => EnvValue::Resolved(value),
+                        Err((field, why)) => {
+                            problem(format!("{at}.valueFrom.resourceFieldRef.{field}"), why);
+                            continue;
+                        }
+                    }
+                } else {
+                    let (secret, name, key, optional, field) =
+                        match (&from.config_map_key_ref, &from.secret_key_ref) {
+                            (Some(r), _) => (false, &r.name, &r.key, r.optional, "configMapKeyRef"),
+                            (_, Some(r)) => (true, &r.name, &r.key, r.optional, "secretKeyRef"),
+                            _ => continue,
+                        };
+                    match sources::key_ref(secret, name, key, optional.unwrap_or(false), context) {
+                        Ok(Some(value)) => EnvValue::Resolved(value),
+                        Ok(None) => continue,
+                        Err((part, why)) => {
+                            problem(format!("{at}.valueFrom.{field}.{part}"), why);
+                            continue;
+                        }
+                    }
+                }
+            }
         };
         env.push((var.name.clone(), value));
     }
@@ -348,12 +437,25 @@ fn container_spec(
     let mut mount_paths = HashSet::new();
     for (index, mount) in container.volume_mounts.iter().flatten().enumerate() {
         let at = format!("{at}.volumeMounts[{index}]");
-        if !volumes.iter().any(|volume| volume.name == mount.name) {
+        let volume = volumes.iter().find(|volume| volume.name == mount.name);
+        if volume.is_none() {
             problem(
                 format!("{at}.name"),
                 format!("no volume `{}` in spec.volumes", mount.name),
             );
         }
+        // ConfigMaps, Secrets and the downward API are read-only, as in Kubernetes; so is a
+        // claim mounted `readOnly`.
+        let read_only_volume = volume.is_some_and(|volume| {
+            matches!(
+                volume.source,
+                VolumeSource::Files(_)
+                    | VolumeSource::Claim {
+                        read_only: true,
+                        ..
+                    }
+            )
+        });
         if !mount.mount_path.starts_with('/') {
             problem(
                 format!("{at}.mountPath"),
@@ -383,7 +485,7 @@ fn container_spec(
             mount_path: lexically_normal(Path::new(&mount.mount_path))
                 .display()
                 .to_string(),
-            read_only: mount.read_only.unwrap_or(false),
+            read_only: mount.read_only.unwrap_or(false) || read_only_volume,
             sub_path,
         });
     }
@@ -471,5 +573,84 @@ fn container_spec(
             sidecar: false,
         }),
         _ => Err(problems),
+    }
+}
+
+/// The securityContext settings that ask for more than a wasm sandbox can give. What it already
+/// gives (not root, no privilege escalation, a read-only root, dropped capabilities, a seccomp
+/// or AppArmor profile: a guest makes no system calls at all) is accepted as it is.
+fn security_context(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    problem: &mut impl FnMut(&str, String),
+) {
+    if spec.host_pid == Some(true) {
+        problem(
+            "spec.hostPID",
+            "not supported: a guest cannot see the host's processes; drop `hostPID`".into(),
+        );
+    }
+    if spec.host_ipc == Some(true) {
+        problem(
+            "spec.hostIPC",
+            "not supported: a guest has no IPC with the host's processes; drop `hostIPC`".into(),
+        );
+    }
+    if spec.share_process_namespace == Some(true) {
+        problem(
+            "spec.shareProcessNamespace",
+            "not supported: containers are components, not processes, and cannot see or signal \
+             each other; drop it"
+                .into(),
+        );
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, c)| (format!("spec.initContainers[{index}]"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(index, c)| (format!("spec.containers[{index}]"), c)),
+        );
+    for (at, container) in containers {
+        let Some(security) = &container.security_context else {
+            continue;
+        };
+        if security.privileged == Some(true) {
+            problem(
+                &format!("{at}.securityContext.privileged"),
+                "not supported: a wasm guest cannot be given the host's devices and kernel; \
+                 only `privileged: false`"
+                    .into(),
+            );
+        }
+        if let Some(add) = security
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.add.as_ref())
+            .filter(|add| !add.is_empty())
+        {
+            problem(
+                &format!("{at}.securityContext.capabilities.add"),
+                format!(
+                    "not supported: a wasm guest has no Linux capabilities to gain ({}); \
+                     `capabilities.drop` is accepted",
+                    add.join(", ")
+                ),
+            );
+        }
+        if security
+            .proc_mount
+            .as_deref()
+            .is_some_and(|mount| mount != "Default")
+        {
+            problem(
+                &format!("{at}.securityContext.procMount"),
+                "not supported: a guest has no /proc; only `Default`".into(),
+            );
+        }
     }
 }

@@ -63,6 +63,203 @@ pub(super) const SUPPORTED: &[&str] = &[
     "spec.containers[].probe.successThreshold",
     "spec.containers[].probe.failureThreshold",
     "spec.containers[].probe.terminationGracePeriodSeconds",
+    // Config and storage from the same files: ConfigMaps, Secrets, the downward API, claims.
+    "spec.containers[].env[].valueFrom.configMapKeyRef.name",
+    "spec.containers[].env[].valueFrom.configMapKeyRef.key",
+    "spec.containers[].env[].valueFrom.configMapKeyRef.optional",
+    "spec.containers[].env[].valueFrom.secretKeyRef.name",
+    "spec.containers[].env[].valueFrom.secretKeyRef.key",
+    "spec.containers[].env[].valueFrom.secretKeyRef.optional",
+    "spec.containers[].env[].valueFrom.resourceFieldRef.containerName",
+    "spec.containers[].env[].valueFrom.resourceFieldRef.resource",
+    "spec.containers[].env[].valueFrom.resourceFieldRef.divisor",
+    "spec.containers[].envFrom[].prefix",
+    "spec.containers[].envFrom[].configMapRef.name",
+    "spec.containers[].envFrom[].configMapRef.optional",
+    "spec.containers[].envFrom[].secretRef.name",
+    "spec.containers[].envFrom[].secretRef.optional",
+    "spec.volumes[].configMap.name",
+    "spec.volumes[].configMap.optional",
+    "spec.volumes[].configMap.defaultMode",
+    "spec.volumes[].configMap.items[].key",
+    "spec.volumes[].configMap.items[].path",
+    "spec.volumes[].configMap.items[].mode",
+    "spec.volumes[].secret.secretName",
+    "spec.volumes[].secret.optional",
+    "spec.volumes[].secret.defaultMode",
+    "spec.volumes[].secret.items[].key",
+    "spec.volumes[].secret.items[].path",
+    "spec.volumes[].secret.items[].mode",
+    "spec.volumes[].downwardAPI.defaultMode",
+    "spec.volumes[].downwardAPI.items[].path",
+    "spec.volumes[].downwardAPI.items[].mode",
+    "spec.volumes[].downwardAPI.items[].fieldRef.fieldPath",
+    "spec.volumes[].downwardAPI.items[].fieldRef.apiVersion",
+    "spec.volumes[].downwardAPI.items[].resourceFieldRef.containerName",
+    "spec.volumes[].downwardAPI.items[].resourceFieldRef.resource",
+    "spec.volumes[].downwardAPI.items[].resourceFieldRef.divisor",
+    "spec.volumes[].projected.defaultMode",
+    "spec.volumes[].projected.sources[].configMap.name",
+    "spec.volumes[].projected.sources[].configMap.optional",
+    "spec.volumes[].projected.sources[].configMap.items[].key",
+    "spec.volumes[].projected.sources[].configMap.items[].path",
+    "spec.volumes[].projected.sources[].configMap.items[].mode",
+    "spec.volumes[].projected.sources[].secret.name",
+    "spec.volumes[].projected.sources[].secret.optional",
+    "spec.volumes[].projected.sources[].secret.items[].key",
+    "spec.volumes[].projected.sources[].secret.items[].path",
+    "spec.volumes[].projected.sources[].secret.items[].mode",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].path",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].mode",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef.fieldPath",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef.apiVersion",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef.containerName",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef.resource",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef.divisor",
+    "spec.volumes[].persistentVolumeClaim.claimName",
+    "spec.volumes[].persistentVolumeClaim.readOnly",
+    // securityContext: what a wasm sandbox already gives. The values that ask for more than it
+    // can (`privileged: true`, `capabilities.add`, …) are refused by `convert`.
+    "spec.securityContext.runAsUser",
+    "spec.securityContext.runAsGroup",
+    "spec.securityContext.runAsNonRoot",
+    "spec.securityContext.fsGroup",
+    "spec.securityContext.fsGroupChangePolicy",
+    "spec.securityContext.supplementalGroups[]",
+    "spec.securityContext.supplementalGroupsPolicy",
+    "spec.securityContext.seccompProfile.type",
+    "spec.securityContext.seccompProfile.localhostProfile",
+    "spec.securityContext.appArmorProfile.type",
+    "spec.securityContext.appArmorProfile.localhostProfile",
+    "spec.securityContext.seLinuxOptions.*",
+    "spec.securityContext.seLinuxChangePolicy",
+    "spec.hostPID",
+    "spec.hostIPC",
+    "spec.hostUsers",
+    "spec.shareProcessNamespace",
+    "spec.containers[].securityContext.runAsUser",
+    "spec.containers[].securityContext.runAsGroup",
+    "spec.containers[].securityContext.runAsNonRoot",
+    "spec.containers[].securityContext.allowPrivilegeEscalation",
+    "spec.containers[].securityContext.readOnlyRootFilesystem",
+    "spec.containers[].securityContext.privileged",
+    "spec.containers[].securityContext.capabilities.drop[]",
+    "spec.containers[].securityContext.capabilities.add[]",
+    "spec.containers[].securityContext.seccompProfile.type",
+    "spec.containers[].securityContext.seccompProfile.localhostProfile",
+    "spec.containers[].securityContext.appArmorProfile.type",
+    "spec.containers[].securityContext.appArmorProfile.localhostProfile",
+    "spec.containers[].securityContext.seLinuxOptions.*",
+    "spec.containers[].securityContext.procMount",
+];
+
+/// Fields about a cluster — scheduling, service accounts, DNS, image pulls — that mean nothing
+/// on a single host. They are accepted, and each pod that has some gets one `Normal`
+/// `IgnoredFields` event listing them, so that nothing is silently different. The second
+/// column says why, for the documentation.
+pub(super) const IGNORED: &[(&str, &str)] = &[
+    ("spec.nodeSelector", "one host is the only node"),
+    ("spec.nodeName", "one host is the only node"),
+    ("spec.affinity", "one host is the only node"),
+    (
+        "spec.tolerations",
+        "one host is the only node; it has no taints",
+    ),
+    (
+        "spec.topologySpreadConstraints",
+        "one host is the only node",
+    ),
+    ("spec.schedulerName", "there is no scheduler to choose"),
+    (
+        "spec.schedulingGates",
+        "there is no scheduler to hold a pod back",
+    ),
+    (
+        "spec.priorityClassName",
+        "nothing is preempted on a single host",
+    ),
+    ("spec.priority", "nothing is preempted on a single host"),
+    (
+        "spec.preemptionPolicy",
+        "nothing is preempted on a single host",
+    ),
+    ("spec.runtimeClassName", "wasmlet is the only runtime"),
+    ("spec.overhead", "wasmlet is the only runtime"),
+    ("spec.os", "a component runs on any OS"),
+    (
+        "spec.readinessGates",
+        "there is no controller to set the conditions",
+    ),
+    (
+        "spec.serviceAccountName",
+        "there is no API server to authenticate to",
+    ),
+    (
+        "spec.serviceAccount",
+        "there is no API server to authenticate to",
+    ),
+    (
+        "spec.automountServiceAccountToken",
+        "there is no API server, so no token to mount",
+    ),
+    (
+        "spec.imagePullSecrets",
+        "a component is a local file: nothing is pulled",
+    ),
+    ("spec.enableServiceLinks", "there are no Services to link"),
+    ("spec.dnsPolicy", "guests get no sockets, so no DNS"),
+    ("spec.dnsConfig", "guests get no sockets, so no DNS"),
+    (
+        "spec.hostAliases",
+        "guests get no sockets, so no name resolution",
+    ),
+    ("spec.hostname", "guests see no host name"),
+    ("spec.subdomain", "guests see no host name"),
+    ("spec.setHostnameAsFQDN", "guests see no host name"),
+    (
+        "spec.hostNetwork",
+        "pods already listen on the host's address (`--address`)",
+    ),
+    (
+        "spec.containers[].terminationMessagePath",
+        "the end of a run is in its state and events",
+    ),
+    (
+        "spec.containers[].terminationMessagePolicy",
+        "the end of a run is in its state and events",
+    ),
+    (
+        "spec.containers[].stdin",
+        "a guest's standard input is empty",
+    ),
+    (
+        "spec.containers[].stdinOnce",
+        "a guest's standard input is empty",
+    ),
+    (
+        "spec.containers[].tty",
+        "a guest's output is lines, not a terminal",
+    ),
+    (
+        "spec.containers[].resizePolicy",
+        "resources are not resized in place",
+    ),
+    (
+        "spec.containers[].resources.limits.ephemeral-storage",
+        "volumes are not size-limited",
+    ),
+    (
+        "spec.containers[].resources.requests.ephemeral-storage",
+        "volumes are not size-limited",
+    ),
+    (
+        "spec.volumes[].emptyDir.sizeLimit",
+        "volumes are not size-limited",
+    ),
+    (
+        "spec.volumes[].emptyDir.medium",
+        "an emptyDir is a directory on the host's disk",
+    ),
 ];
 
 /// Fields with a message of their own instead of the generic "not supported".
@@ -94,43 +291,122 @@ pub(super) const EXPLAINED: &[(&str, &str)] = &[
         "not supported: wasmlet time-slices guests fairly but does not reserve CPU",
     ),
     (
-        "spec.containers[].env[].valueFrom.secretKeyRef",
-        "not supported: wasmlet has no Secrets; give a literal `value`",
-    ),
-    (
-        "spec.containers[].env[].valueFrom.configMapKeyRef",
-        "not supported: wasmlet has no ConfigMaps; give a literal `value`",
-    ),
-    (
-        "spec.containers[].env[].valueFrom.resourceFieldRef",
-        "not supported: wasmlet reserves no CPU and sets limits itself; give a literal `value`",
-    ),
-    (
-        "spec.volumes[].emptyDir.medium",
-        "not supported: an emptyDir is a directory on the host's disk (no tmpfs); drop `medium`",
-    ),
-    (
-        "spec.volumes[].emptyDir.sizeLimit",
-        "not supported: wasmlet does not limit a volume's size; drop `sizeLimit`",
-    ),
-    (
-        "spec.volumes[].configMap",
-        "not supported: wasmlet has no ConfigMaps; put the files in a hostPath directory",
-    ),
-    (
-        "spec.volumes[].secret",
-        "not supported: wasmlet has no Secrets; put the files in a hostPath directory",
-    ),
-    (
-        "spec.volumes[].persistentVolumeClaim",
-        "not supported: wasmlet has no persistent volumes; use a hostPath directory",
-    ),
-    (
         "spec.containers[].volumeMounts[].subPathExpr",
         "not supported: give a fixed `subPath`",
     ),
     (
-        "spec.containers[].envFrom",
-        "not supported: wasmlet has no ConfigMaps or Secrets; list the variables in `env`",
+        "spec.containers[].resources.limits.*",
+        "not supported: a single host has no devices or extended resources to give a guest; \
+         wasmlet limits `memory`",
+    ),
+    (
+        "spec.containers[].resources.requests.*",
+        "not supported: a single host has no devices or extended resources to give a guest; \
+         wasmlet takes `memory` requests",
+    ),
+    (
+        "spec.containers[].resources.claims",
+        "not supported: a single host has no dynamically allocated devices",
+    ),
+    (
+        "spec.containers[].volumeDevices",
+        "not supported: a guest sees files, never block devices; use volumeMounts",
+    ),
+    (
+        "spec.volumes[].*",
+        "not supported: one host has no network or cloud storage; it mounts emptyDir, hostPath, \
+         configMap, secret, downwardAPI, projected and persistentVolumeClaim volumes",
+    ),
+    (
+        "spec.volumes[].projected.sources[].serviceAccountToken",
+        "not supported: there is no API server to issue a service-account token",
+    ),
+    (
+        "spec.volumes[].projected.sources[].clusterTrustBundle",
+        "not supported: there is no API server to hold trust bundles; mount the certificates \
+         from a Secret or a hostPath",
+    ),
+    (
+        "spec.securityContext.sysctls",
+        "not supported: a guest has no kernel of its own to tune",
+    ),
+    (
+        "spec.securityContext.windowsOptions",
+        "not supported: a component is not a Windows container",
+    ),
+    (
+        "spec.containers[].securityContext.windowsOptions",
+        "not supported: a component is not a Windows container",
+    ),
+    (
+        "spec.ephemeralContainers",
+        "not supported: ephemeral containers are added to a running pod by `kubectl debug`",
+    ),
+];
+
+/// What wasmlet does with a field of a workload's `spec` (beside its pod `template`).
+#[derive(Clone, Copy)]
+pub(super) enum Treat {
+    /// Run as Kubernetes runs it.
+    Run,
+    /// Accepted and ignored (listed in each pod's `IgnoredFields` event). Why is in the
+    /// comment beside it, and in docs/manifests.md.
+    Ignore,
+    /// Refused, for this reason.
+    Refuse(&'static str),
+}
+
+/// The fields of the workloads' specs, by kind (`*`: every workload kind).
+pub(super) const WORKLOAD_FIELDS: &[(&str, &str, Treat)] = &[
+    ("*", "template", Treat::Run),
+    ("*", "selector", Treat::Run),
+    ("*", "minReadySeconds", Treat::Ignore), // nothing waits on availability
+    ("*", "revisionHistoryLimit", Treat::Ignore), // a run keeps no revisions
+    ("*", "updateStrategy", Treat::Ignore),  // a run does no rolling updates
+    ("Deployment", "replicas", Treat::Run),
+    ("Deployment", "strategy", Treat::Ignore), // a run does no rolling updates
+    ("Deployment", "progressDeadlineSeconds", Treat::Ignore), // a run does no rollouts
+    ("Deployment", "paused", Treat::Ignore),   // a run does no rollouts
+    ("ReplicaSet", "replicas", Treat::Run),
+    ("ReplicationController", "replicas", Treat::Run),
+    ("StatefulSet", "replicas", Treat::Run),
+    ("StatefulSet", "volumeClaimTemplates", Treat::Run),
+    ("StatefulSet", "podManagementPolicy", Treat::Run),
+    ("StatefulSet", "ordinals", Treat::Run),
+    ("StatefulSet", "serviceName", Treat::Ignore), // there are no Services, so no DNS names
+    (
+        "StatefulSet",
+        "persistentVolumeClaimRetentionPolicy",
+        Treat::Ignore, // claims are directories, always kept
+    ),
+    ("Job", "parallelism", Treat::Run),
+    ("Job", "completions", Treat::Run),
+    ("Job", "backoffLimit", Treat::Run),
+    ("Job", "completionMode", Treat::Run),
+    ("Job", "activeDeadlineSeconds", Treat::Run),
+    ("Job", "suspend", Treat::Run),
+    ("Job", "manualSelector", Treat::Ignore), // the job's pods are its own
+    ("Job", "ttlSecondsAfterFinished", Treat::Ignore), // nothing is cleaned up after a run
+    ("Job", "podReplacementPolicy", Treat::Ignore), // a failed pod is replaced once it has ended
+    ("Job", "managedBy", Treat::Ignore),      // wasmlet runs the job itself
+    (
+        "Job",
+        "podFailurePolicy",
+        Treat::Refuse("not supported by wasmlet yet: every failed pod counts toward backoffLimit"),
+    ),
+    (
+        "Job",
+        "successPolicy",
+        Treat::Refuse("not supported by wasmlet yet: a job succeeds with `completions` pods"),
+    ),
+    (
+        "Job",
+        "backoffLimitPerIndex",
+        Treat::Refuse("not supported by wasmlet yet: failures count toward `backoffLimit`"),
+    ),
+    (
+        "Job",
+        "maxFailedIndexes",
+        Treat::Refuse("not supported by wasmlet yet: failures count toward `backoffLimit`"),
     ),
 ];

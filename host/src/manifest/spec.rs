@@ -28,6 +28,12 @@ pub struct PodSpec {
     pub(crate) init_containers: Vec<ContainerSpec>,
     /// `spec.containers`, in order.
     pub(crate) containers: Vec<ContainerSpec>,
+    /// The fields of the manifest that a single host ignores (scheduling, service accounts,
+    /// DNS, …), by path; the pod reports them in one `IgnoredFields` event when it starts.
+    pub(crate) ignored: Vec<String>,
+    /// What the pod reads and the manifests did not give — a ConfigMap, a Secret, a key of one.
+    /// As in Kubernetes the pod is valid, but it cannot start without them.
+    pub(crate) missing: Vec<String>,
 }
 
 /// One container of a [`PodSpec`].
@@ -226,6 +232,18 @@ pub struct VolumeSpec {
 /// What backs a volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VolumeSource {
+    /// `configMap`, `secret`, `downwardAPI` and `projected`: files written when the pod starts
+    /// into a directory of their own, read-only to every container, removed when the pod ends.
+    Files(Vec<ProjectedFile>),
+    /// `persistentVolumeClaim`: the claim's directory under the host's data directory
+    /// ([`crate::HostConfig::data_dir`]), made on first use and kept after the pod ends, as a
+    /// local-path provisioner keeps it.
+    Claim {
+        /// `claimName`.
+        claim: String,
+        /// `readOnly`: every mount of it is read-only.
+        read_only: bool,
+    },
     /// `emptyDir`: a directory made when the pod starts, shared by its containers, removed
     /// when the pod ends.
     EmptyDir,
@@ -236,6 +254,27 @@ pub enum VolumeSource {
         /// `type: DirectoryOrCreate`: made if missing (otherwise it must exist).
         create: bool,
     },
+}
+
+/// One file of a `configMap`, `secret`, `downwardAPI` or `projected` volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectedFile {
+    /// Where in the volume (relative, without `..`; it may have directories).
+    pub(crate) path: String,
+    /// What it holds.
+    pub(crate) content: FileContent,
+    /// Its permission bits on the host (`mode`, else the volume's `defaultMode`, else `0644`).
+    /// WASI shows a guest no permission bits; the volume is read-only to it whatever they are.
+    pub(crate) mode: u32,
+}
+
+/// What a [`ProjectedFile`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// Bytes known from the manifests: a ConfigMap's or Secret's value, labels, a resource.
+    Bytes(Vec<u8>),
+    /// A field of the pod known only when it starts (`metadata.uid`, `spec.nodeName`, …).
+    Field(PodField),
 }
 
 /// A volume mounted into a container (`volumeMounts[]`).
@@ -273,6 +312,10 @@ pub enum EnvValue {
     Value(String),
     /// `valueFrom.fieldRef`: a field of the pod.
     Field(PodField),
+    /// A value taken as it is, without `$(NAME)` expansion: from a ConfigMap or a Secret
+    /// (`configMapKeyRef`, `secretKeyRef`, `envFrom`) or the container's resources
+    /// (`resourceFieldRef`).
+    Resolved(String),
 }
 
 /// The pod fields an environment variable can take its value from (the downward API).
@@ -286,6 +329,9 @@ pub enum PodField {
     Uid,
     /// `spec.nodeName`: the host's node name.
     NodeName,
+    /// `status.podIP` and `status.hostIP`: the address the pod's containers listen on
+    /// ([`crate::HostConfig::http_address`]).
+    PodIp,
 }
 
 /// When a container that ended is started again (`spec.restartPolicy`).
@@ -373,6 +419,35 @@ impl PodSpec {
     /// `spec.containers`, in order.
     pub fn containers(&self) -> &[ContainerSpec] {
         &self.containers
+    }
+
+    /// The fields of the manifest a single host ignores, by path (reported in the pod's
+    /// `IgnoredFields` event).
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// What the pod reads and the manifests did not give (a ConfigMap, a Secret, a key of
+    /// one): a valid pod, which [`crate::Host::start_pod`] refuses to start until they are.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// The same pod named `name`: a workload's replica, or a Job's next pod.
+    pub(crate) fn renamed(&self, name: String) -> PodSpec {
+        PodSpec {
+            name,
+            ..self.clone()
+        }
+    }
+
+    /// Adds variable `name` to every container (a Job's `JOB_COMPLETION_INDEX`), after its own.
+    pub(crate) fn add_env(&mut self, name: &str, value: &str) {
+        for container in self.init_containers.iter_mut().chain(&mut self.containers) {
+            container
+                .env
+                .push((name.to_string(), EnvValue::Resolved(value.to_string())));
+        }
     }
 
     /// The same pod with grace period `grace` instead of the manifest's
@@ -548,6 +623,23 @@ impl VolumeSpec {
     /// What backs it.
     pub fn source(&self) -> &VolumeSource {
         &self.source
+    }
+}
+
+impl ProjectedFile {
+    /// Where in the volume.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// What it holds.
+    pub fn content(&self) -> &FileContent {
+        &self.content
+    }
+
+    /// Its permission bits on the host.
+    pub fn mode(&self) -> u32 {
+        self.mode
     }
 }
 

@@ -49,8 +49,8 @@ pub(crate) fn lexically_normal(path: &Path) -> PathBuf {
     normal
 }
 
-/// Bytes in a Kubernetes quantity: `128Mi`, `1Gi`, `500M`, `64e6`, `1048576`.
-pub(super) fn parse_memory(quantity: &str) -> Result<u64, String> {
+/// A Kubernetes quantity as a number: `250m` → 0.25, `128Mi`, `1Gi`, `500M`, `64e6`, `2`.
+pub(super) fn parse_quantity(quantity: &str) -> Result<f64, String> {
     let text = quantity.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
@@ -58,8 +58,8 @@ pub(super) fn parse_memory(quantity: &str) -> Result<u64, String> {
     let (number, suffix) = text.split_at(split);
     let invalid = || {
         format!(
-            "`{quantity}` is not a memory quantity; expected a number with an optional suffix \
-             (Ki, Mi, Gi, Ti, k, M, G, T), like `64Mi`"
+            "`{quantity}` is not a quantity; expected a number with an optional suffix (m, k, M, \
+             G, T, Ki, Mi, Gi, Ti), like `64Mi` or `250m`"
         )
     };
     let value: f64 = number.parse().map_err(|_| invalid())?;
@@ -84,7 +84,25 @@ pub(super) fn parse_memory(quantity: &str) -> Result<u64, String> {
         }
         _ => return Err(invalid()),
     };
-    let bytes = (value * multiplier).ceil();
+    let value = value * multiplier;
+    if !value.is_finite() || value < 0.0 {
+        return Err(invalid());
+    }
+    Ok(value)
+}
+
+/// Bytes in a Kubernetes quantity: `128Mi`, `1Gi`, `500M`, `64e6`, `1048576`.
+pub(super) fn parse_memory(quantity: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "`{quantity}` is not a memory quantity; expected a number with an optional suffix \
+             (Ki, Mi, Gi, Ti, k, M, G, T), like `64Mi`"
+        )
+    };
+    if quantity.trim().starts_with('-') {
+        return Err(format!("`{quantity}` must be more than 0 bytes"));
+    }
+    let bytes = parse_quantity(quantity).map_err(|_| invalid())?.ceil();
     if !(bytes.is_finite() && bytes > 0.0) {
         return Err(format!("`{quantity}` must be more than 0 bytes"));
     }
@@ -112,7 +130,7 @@ pub(super) fn check_dns_label(name: &str) -> Result<(), String> {
     }
 }
 
-pub(super) fn check_dns_subdomain(name: &str) -> Result<(), String> {
+pub(crate) fn check_dns_subdomain(name: &str) -> Result<(), String> {
     if name.len() <= 253 && name.split('.').all(|part| check_dns_label(part).is_ok()) {
         Ok(())
     } else {

@@ -1,20 +1,26 @@
 //! Reading Pod YAML: parse it, walk every field against the tables of [`super::fields`] so that
-//! an unknown or unsupported field is an error naming its path, convert what remains
-//! ([`super::convert`]), and report every problem at once in one [`ManifestError`].
+//! an unknown or unsupported field is an error naming its path (and an ignored one is noted),
+//! convert what remains ([`super::convert`]), and report every problem at once in one
+//! [`ManifestError`]. Files of several documents and kinds are [`super::objects`]'.
 
 use std::fmt;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
+use serde_yaml_ng::Value;
 
 use super::PodSpec;
-use super::fields::{EXPLAINED, SUPPORTED};
+use super::fields::{EXPLAINED, IGNORED, SUPPORTED};
+use super::objects::ConfigObjects;
 
-/// Everything wrong with a manifest.
+/// Everything wrong with a manifest (one document of it, for a file of several).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     /// The manifest file (or `<inline>`).
     pub file: String,
+    /// Which document of the file, for a file of several: `document 2 (Deployment `web`, line
+    /// 14)`.
+    pub document: Option<String>,
     /// Each problem, with the path of the field it is about.
     pub problems: Vec<Problem>,
 }
@@ -28,13 +34,30 @@ pub struct Problem {
     pub message: String,
 }
 
+impl ManifestError {
+    /// An error about the whole of `file`.
+    pub(super) fn whole(file: &str, message: String) -> ManifestError {
+        ManifestError {
+            file: file.to_string(),
+            document: None,
+            problems: vec![Problem {
+                path: String::new(),
+                message,
+            }],
+        }
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.problems.len();
+        match &self.document {
+            None => write!(f, "invalid pod manifest `{}`", self.file)?,
+            Some(document) => write!(f, "invalid manifest `{}`, {document}", self.file)?,
+        }
         write!(
             f,
-            "invalid pod manifest `{}` ({count} problem{}):",
-            self.file,
+            " ({count} problem{}):",
             if count == 1 { "" } else { "s" }
         )?;
         for problem in &self.problems {
@@ -50,18 +73,62 @@ impl fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
+/// `serde_yaml_ng`'s error, with its line counted from `first_line` (the line its document
+/// starts at in the file).
+pub(super) fn syntax_error(error: &serde_yaml_ng::Error, first_line: usize) -> String {
+    let text = error.to_string();
+    match error.location() {
+        Some(location) => {
+            let message = text
+                .rfind(" at line ")
+                .map_or(text.as_str(), |at| &text[..at]);
+            format!(
+                "not valid YAML at line {} column {}: {message}",
+                first_line + location.line() - 1,
+                location.column()
+            )
+        }
+        None => format!("not valid YAML: {text}"),
+    }
+}
+
+/// File modes as Kubernetes reads them: its YAML is YAML 1.1, where `0644` is octal, and
+/// `serde_yaml_ng` reads YAML 1.2, where it is a string. So a `mode` or `defaultMode` written
+/// `0NNN` (or `0oNNN`) is made the number it means to Kubernetes.
+pub(super) fn octal_modes(value: &mut Value) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, value) in map.iter_mut() {
+                let is_mode = matches!(key.as_str(), Some("mode" | "defaultMode"));
+                if is_mode && let Value::String(text) = value {
+                    let digits = text
+                        .strip_prefix("0o")
+                        .or_else(|| text.strip_prefix('0'))
+                        .unwrap_or("");
+                    if let Ok(mode) = i64::from_str_radix(digits, 8)
+                        && !digits.is_empty()
+                    {
+                        *value = Value::Number(mode.into());
+                    }
+                } else {
+                    octal_modes(value);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(octal_modes),
+        _ => {}
+    }
+}
+
 impl PodSpec {
     /// Reads and validates a Pod manifest file. Relative paths in it (`image`, exec
-    /// `command[0]`) are resolved against the file's directory.
+    /// `command[0]`) are resolved against the file's directory. A file of several documents,
+    /// or of workloads, is read with [`super::Manifests::from_files`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<PodSpec, ManifestError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ManifestError {
-            file: file.clone(),
-            problems: vec![Problem {
-                path: String::new(),
-                message: format!("cannot read the file: {error}"),
-            }],
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ManifestError::whole(&file, format!("cannot read the file: {error}"))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_yaml(&text, base, &file)
@@ -70,90 +137,113 @@ impl PodSpec {
     /// Validates Pod YAML; `base` is the directory relative paths are resolved against and
     /// `file` the name errors give it.
     pub fn from_yaml(text: &str, base: &Path, file: &str) -> Result<PodSpec, ManifestError> {
-        let error = |problems| ManifestError {
+        let mut document: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ManifestError::whole(file, syntax_error(&e, 1)))?;
+        octal_modes(&mut document);
+        pod_document(&document, base, &ConfigObjects::default()).map_err(|problems| ManifestError {
             file: file.to_string(),
+            document: None,
             problems,
-        };
-        let document: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            error(vec![Problem {
-                path: String::new(),
-                message: format!("not valid YAML: {e}"),
-            }])
-        })?;
-        let mut problems = Vec::new();
-        if !document.is_mapping() {
+        })
+    }
+}
+
+/// Checks and converts one Pod document (a Pod, or a workload's template made into one), with
+/// the ConfigMaps and Secrets it may refer to.
+pub(super) fn pod_document(
+    document: &Value,
+    base: &Path,
+    config: &ConfigObjects,
+) -> Result<PodSpec, Vec<super::Problem>> {
+    let mut problems = Vec::new();
+    if !document.is_mapping() {
+        problems.push(Problem {
+            path: String::new(),
+            message: "expected a Pod object (a YAML mapping with apiVersion, kind, metadata, spec)"
+                .into(),
+        });
+        return Err(problems);
+    }
+    let pod: Pod = match serde_path_to_error::deserialize(document.clone()) {
+        Ok(pod) => pod,
+        Err(e) => {
             problems.push(Problem {
-                path: String::new(),
-                message:
-                    "expected a Pod object (a YAML mapping with apiVersion, kind, metadata, spec)"
-                        .into(),
+                path: display_path(&e.path().to_string()),
+                message: e.inner().to_string(),
             });
-            return Err(error(problems));
+            return Err(problems);
         }
-        let pod: Pod = match serde_path_to_error::deserialize(document.clone()) {
-            Ok(pod) => pod,
-            Err(e) => {
-                problems.push(Problem {
-                    path: display_path(&e.path().to_string()),
-                    message: e.inner().to_string(),
-                });
-                return Err(error(problems));
-            }
-        };
-        let known = serde_yaml::to_value(&pod).unwrap_or(serde_yaml::Value::Null);
-        check_fields(&document, &known, &mut Vec::new(), &mut problems);
-        match Self::from_pod(&pod, base) {
-            Ok(spec) if problems.is_empty() => Ok(spec),
-            Ok(_) => Err(error(problems)),
-            Err(mut semantic) => {
-                // Keep one message per fault: an unsupported field is not also "invalid", nor is
-                // the handler or object that holds it.
-                let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
-                semantic.retain(|p| {
-                    !reported.iter().any(|field| {
-                        field == &p.path
-                            || field
-                                .strip_prefix(&p.path)
-                                .is_some_and(|rest| rest.starts_with('.'))
-                    })
-                });
-                problems.extend(semantic);
-                Err(error(problems))
-            }
+    };
+    let known = serde_yaml_ng::to_value(&pod).unwrap_or(Value::Null);
+    let mut ignored = Vec::new();
+    check_fields(
+        document,
+        &known,
+        &mut Vec::new(),
+        &mut problems,
+        &mut ignored,
+    );
+    match PodSpec::from_pod_with(&pod, base, config) {
+        Ok(mut spec) if problems.is_empty() => {
+            spec.ignored = ignored;
+            Ok(spec)
+        }
+        Ok(_) => Err(problems),
+        Err(mut semantic) => {
+            // Keep one message per fault: an unsupported field is not also "invalid", nor is
+            // the handler or object that holds it.
+            let reported: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+            semantic.retain(|p| {
+                !reported.iter().any(|field| {
+                    field == &p.path
+                        || field
+                            .strip_prefix(&p.path)
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+            });
+            problems.extend(semantic);
+            Err(problems)
         }
     }
 }
 
 /// Reports every field of `document` that wasmlet does not support (or that is not part of
-/// the Pod API at all, judging by what `k8s-openapi` kept in `known`).
+/// the Pod API at all, judging by what `k8s-openapi` kept in `known`), and notes in `ignored`
+/// the ones a single host accepts and ignores.
 fn check_fields(
-    document: &serde_yaml::Value,
-    known: &serde_yaml::Value,
+    document: &Value,
+    known: &Value,
     path: &mut Vec<String>,
     problems: &mut Vec<Problem>,
+    ignored: &mut Vec<String>,
 ) {
     match document {
-        serde_yaml::Value::Mapping(map) => {
+        Value::Mapping(map) => {
             for (key, value) in map {
                 if value.is_null() {
                     continue;
                 }
                 let key = match key {
-                    serde_yaml::Value::String(key) => key.clone(),
-                    other => serde_yaml::to_string(other)
+                    Value::String(key) => key.clone(),
+                    other => serde_yaml_ng::to_string(other)
                         .unwrap_or_default()
                         .trim()
                         .to_string(),
                 };
-                let known_child = known.get(&key).unwrap_or(&serde_yaml::Value::Null);
+                let known_child = known.get(&key).unwrap_or(&Value::Null);
                 path.push(key);
                 let pattern = container_pattern(pattern_of(path));
-                if let Some((_, why)) = EXPLAINED.iter().find(|(p, _)| matches(p, &pattern)) {
+                if SUPPORTED.iter().any(|p| is_prefix(&pattern, p)) {
+                    check_fields(value, known_child, path, problems, ignored);
+                } else if IGNORED.iter().any(|(p, _)| matches(p, &pattern)) {
+                    ignored.push(path.join("."));
+                } else if let Some((_, why)) = EXPLAINED.iter().find(|(p, _)| matches(p, &pattern))
+                {
                     problems.push(Problem {
                         path: path.join("."),
                         message: why.to_string(),
                     });
-                } else if !SUPPORTED.iter().any(|p| is_prefix(&pattern, p)) {
+                } else {
                     let message = if known_child.is_null() {
                         "unknown field: not part of the Kubernetes Pod API (check the spelling)"
                     } else {
@@ -163,18 +253,16 @@ fn check_fields(
                         path: path.join("."),
                         message: message.into(),
                     });
-                } else {
-                    check_fields(value, known_child, path, problems);
                 }
                 path.pop();
             }
         }
-        serde_yaml::Value::Sequence(items) => {
+        Value::Sequence(items) => {
             let last = path.pop().unwrap_or_default();
             for (index, item) in items.iter().enumerate() {
-                let known_item = known.get(index).unwrap_or(&serde_yaml::Value::Null);
+                let known_item = known.get(index).unwrap_or(&Value::Null);
                 path.push(format!("{last}[{index}]"));
-                check_fields(item, known_item, path, problems);
+                check_fields(item, known_item, path, problems, ignored);
                 path.pop();
             }
             path.push(last);

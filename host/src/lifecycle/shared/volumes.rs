@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use super::PodShared;
-use crate::manifest::{PodSpec, VolumeSource};
+use crate::lifecycle::node::Node;
+use crate::manifest::{FileContent, PodField, PodSpec, VolumeSource};
 use crate::runtime::Mount;
 
 /// A pod volume on the host: its directory, and for an `emptyDir` the temporary directory
@@ -16,12 +17,65 @@ pub(crate) struct PodVolume {
 
 impl PodVolume {
     /// Makes the pod's volumes: a fresh directory for each `emptyDir`, a `hostPath` made if
-    /// asked. An error here starts nothing.
-    pub fn prepare(spec: &PodSpec) -> anyhow::Result<Vec<PodVolume>> {
+    /// asked, the files of a `configMap`, `secret`, `downwardAPI` or `projected` volume, a
+    /// claim's directory under the host's data directory. An error here starts nothing.
+    pub fn prepare(spec: &PodSpec, node: &Node, uid: &str) -> anyhow::Result<Vec<PodVolume>> {
         use anyhow::Context as _;
         let mut volumes = Vec::new();
         for volume in &spec.volumes {
             let (path, temporary) = match &volume.source {
+                VolumeSource::Files(files) => {
+                    let dir = tempfile::Builder::new()
+                        .prefix(&format!("wasmlet-{}-{}-", spec.name, volume.name))
+                        .tempdir()
+                        .with_context(|| format!("creating volume `{}`", volume.name))?;
+                    for file in files {
+                        let bytes = match &file.content {
+                            FileContent::Bytes(bytes) => bytes.clone(),
+                            FileContent::Field(field) => match field {
+                                PodField::Name => spec.name.clone(),
+                                PodField::Namespace => spec.namespace.clone(),
+                                PodField::Uid => uid.to_string(),
+                                PodField::NodeName => node.node_name.clone(),
+                                PodField::PodIp => node.config.http_address.to_string(),
+                            }
+                            .into_bytes(),
+                        };
+                        let path = dir.path().join(&file.path);
+                        if let Some(parent) = path.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::write(&path, bytes)
+                            .and_then(|()| {
+                                use std::os::unix::fs::PermissionsExt as _;
+                                std::fs::set_permissions(
+                                    &path,
+                                    std::fs::Permissions::from_mode(file.mode),
+                                )
+                            })
+                            .with_context(|| {
+                                format!("writing `{}` of volume `{}`", file.path, volume.name)
+                            })?;
+                    }
+                    (dir.path().to_path_buf(), Some(dir))
+                }
+                VolumeSource::Claim { claim, .. } => {
+                    let Some(data_dir) = &node.config.data_dir else {
+                        anyhow::bail!(
+                            "volume `{}` needs claim `{claim}`, and this host has no data \
+                             directory for claims (HostConfig::data_dir)",
+                            volume.name
+                        );
+                    };
+                    let path = data_dir.join("claims").join(&spec.namespace).join(claim);
+                    std::fs::create_dir_all(&path).with_context(|| {
+                        format!(
+                            "creating the directory `{}` of claim `{claim}`",
+                            path.display()
+                        )
+                    })?;
+                    (path, None)
+                }
                 VolumeSource::EmptyDir => {
                     let dir = tempfile::Builder::new()
                         .prefix(&format!("wasmlet-{}-{}-", spec.name, volume.name))

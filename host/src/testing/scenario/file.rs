@@ -33,17 +33,23 @@ impl Scenario {
             path: field.to_string(),
             message,
         };
-        let document: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| error("", format!("not valid YAML: {e}")))?;
+        let document: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| error("", format!("not valid YAML: {e}")))?;
         let raw: ScenarioFile = serde_path_to_error::deserialize(document)
             .map_err(|e| error(&display_path(&e.path().to_string()), e.inner().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let pod = match raw.pod {
-            serde_yaml::Value::String(manifest) => {
-                PodSpec::from_file(base.join(&manifest)).map_err(|e| error("pod", e.to_string()))?
+            serde_yaml_ng::Value::String(manifest) => {
+                crate::manifest::Manifests::from_files(&[base.join(&manifest)])
+                    .map_err(|errors| {
+                        let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                        errors.join("\n")
+                    })
+                    .and_then(|manifests| manifests.into_single_pod())
+                    .map_err(|e| error("pod", e))?
             }
-            serde_yaml::Value::Mapping(_) => {
-                let text = serde_yaml::to_string(&raw.pod).unwrap_or_default();
+            serde_yaml_ng::Value::Mapping(_) => {
+                let text = serde_yaml_ng::to_string(&raw.pod).unwrap_or_default();
                 PodSpec::from_yaml(&text, base, &format!("{file} (pod)"))
                     .map_err(|e| error("pod", e.to_string()))?
             }
@@ -141,7 +147,7 @@ struct ScenarioFile {
     name: Option<String>,
     #[allow(dead_code)]
     description: Option<String>,
-    pod: serde_yaml::Value,
+    pod: serde_yaml_ng::Value,
     seed: Option<u64>,
     cpu: Option<CpuFile>,
     steps: Vec<StepFile>,

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use wasmlet::k8s_openapi::api::core::v1::PodStatus;
-use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate};
+use wasmlet::{
+    Event, Host, HostConfig, JobOutcome, JobUpdate, LogStream, Manifests, Pod, PodSpec, PodUpdate,
+    Workload, WorkloadKind,
+};
 
 /// Run a pod (Pod YAML) or a single component (.wasm) until every container has ended.
 ///
@@ -17,8 +20,9 @@ use wasmlet::{Event, Host, HostConfig, LogStream, PodSpec, PodUpdate};
 /// goes to stdout prefixed with `[container]`.
 #[derive(clap::Args)]
 pub struct RunCommand {
-    /// Pod manifests (YAML), run together in one host; or one component (any WebAssembly
-    /// component file).
+    /// Manifests (YAML), run together in one host as `kubectl apply -f` reads them: Pods,
+    /// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, and the ConfigMaps and Secrets
+    /// they read, several documents a file; or one component (any WebAssembly component file).
     #[arg(required = true)]
     targets: Vec<PathBuf>,
 
@@ -52,6 +56,12 @@ pub struct RunCommand {
     #[arg(long, value_name = "SLOTS", value_parser = clap::value_parser!(u32).range(1..))]
     instance_pool: Option<u32>,
 
+    /// Where `persistentVolumeClaim` volumes keep their data, one directory per claim
+    /// (`DIR/claims/NAMESPACE/CLAIM`), kept from run to run. Default: `$XDG_DATA_HOME/wasmlet`,
+    /// else `~/.local/share/wasmlet`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
     /// Arguments for the component, when TARGET is a component.
     #[arg(last = true)]
     args: Vec<String>,
@@ -66,7 +76,7 @@ enum Output {
 impl RunCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let is_component = self.targets.iter().any(|target| is_webassembly(target));
-        let specs = if is_component {
+        let workloads = if is_component {
             anyhow::ensure!(
                 self.targets.len() == 1,
                 "a component runs alone; give several Pod manifests to run pods together"
@@ -75,7 +85,7 @@ impl RunCommand {
                 .args(self.args.iter().cloned())
                 .ports(self.port.iter().copied())
                 .build()?;
-            vec![spec]
+            vec![Planned::Pods(vec![spec], false)]
         } else {
             anyhow::ensure!(
                 self.args.is_empty(),
@@ -86,17 +96,26 @@ impl RunCommand {
                 "--port is for a component target; a manifest lists its containers' `ports`"
             );
             // Every manifest is checked before any pod starts.
-            let mut specs = Vec::new();
-            for target in &self.targets {
-                specs.push(PodSpec::from_file(target)?);
+            let manifests = Manifests::from_files(&self.targets).map_err(|errors| {
+                let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                anyhow::anyhow!(errors.join("\n"))
+            })?;
+            for line in manifests.skipped() {
+                eprintln!("wasmlet: {line}");
             }
-            specs
+            manifests
+                .workloads()
+                .iter()
+                .map(|workload| match workload.kind() {
+                    WorkloadKind::Job => Planned::Job(Box::new(workload.clone())),
+                    _ => Planned::Pods(workload.pods().to_vec(), workload.ordered()),
+                })
+                .collect()
         };
-        let specs: Vec<PodSpec> = match self.grace_period {
-            Some(grace) => (specs.into_iter())
-                .map(|spec| spec.with_grace_period(grace))
-                .collect(),
-            None => specs,
+        let grace = self.grace_period;
+        let with_grace = move |spec: PodSpec| match grace {
+            Some(grace) => spec.with_grace_period(grace),
+            None => spec,
         };
         // Listen before anything starts: a signal during compilation must still mean "stop
         // gracefully", not the default action.
@@ -108,79 +127,154 @@ impl RunCommand {
                 instances,
                 ..Default::default()
             }),
+            data_dir: self.data_dir.clone().or(HostConfig::default().data_dir),
             ..HostConfig::default()
         })?;
-        let mut pods = Vec::new();
-        for (spec, target) in specs.into_iter().zip(&self.targets) {
-            let started = host
+        let table = EventTable::for_specs(workloads.iter().flat_map(|planned| planned.specs()));
+        // Pods are started here, or by the task of an ordered StatefulSet or a Job; each
+        // started one comes through `started` (whether it is a Job's: its job decides).
+        let (started, mut started_pods) = tokio::sync::mpsc::unbounded_channel::<(Pod, bool)>();
+        let (stop_sender, stop) = tokio::sync::watch::channel(false);
+        let mut controllers = Vec::new();
+        let mut plain = Vec::new();
+        for planned in workloads {
+            match planned {
+                Planned::Pods(specs, false) => plain.extend(specs.into_iter().map(&with_grace)),
+                Planned::Pods(specs, true) => {
+                    let (host, started, mut stop) = (host.clone(), started.clone(), stop.clone());
+                    controllers.push(tokio::spawn(async move {
+                        for spec in specs {
+                            if *stop.borrow() {
+                                break;
+                            }
+                            let name = spec.name().to_string();
+                            let pod = host
+                                .start_pod(with_grace(spec))
+                                .await
+                                .with_context(|| format!("starting pod `{name}`"))?;
+                            let _ = started.send((pod.clone(), false));
+                            // OrderedReady: the next one once this one is ready (or ended).
+                            tokio::select! {
+                                _ = pod.wait_until(|s| is_ready(s) || wasmlet::all_terminated(s)) => {}
+                                _ = stop.wait_for(|stop| *stop) => break,
+                            }
+                        }
+                        anyhow::Ok(None)
+                    }));
+                }
+                Planned::Job(workload) => {
+                    let (host, started, mut stop) = (host.clone(), started.clone(), stop.clone());
+                    controllers.push(tokio::spawn(async move {
+                        let table = table;
+                        let outcome = host
+                            .run_job(
+                                &workload,
+                                |update| match update {
+                                    JobUpdate::Started(pod) => {
+                                        let _ = started.send((pod, true));
+                                    }
+                                    JobUpdate::Event(event) => print_event(&table, &event),
+                                },
+                                async move {
+                                    let _ = stop.wait_for(|stop| *stop).await;
+                                },
+                            )
+                            .await?;
+                        Ok(Some(outcome))
+                    }));
+                }
+            }
+        }
+        for spec in plain {
+            let name = spec.name().to_string();
+            let started_pod = host
                 .start_pod(spec)
                 .await
-                .with_context(|| format!("starting `{}`", target.display()));
-            match started {
-                Ok(pod) => pods.push(pod),
+                .with_context(|| format!("starting pod `{name}`"));
+            match started_pod {
+                Ok(pod) => {
+                    let _ = started.send((pod, false));
+                }
                 Err(error) => {
                     // The pods already started are stopped, not abandoned.
-                    for pod in &pods {
-                        pod.kill();
-                        pod.wait().await;
-                    }
+                    let _ = stop_sender.send(true);
+                    host.kill_all();
+                    let _ = host.shutdown(None).await;
                     return Err(error);
                 }
             }
         }
+        drop(started);
 
-        let table = EventTable::for_pods(&pods);
-        let printers: Vec<_> = pods
-            .iter()
-            .map(|pod| tokio::spawn(print_updates(pod.watch(), self.output, table)))
-            .collect();
-        if let Some(after) = self.stop_after {
-            for pod in &pods {
-                let pod = pod.clone();
-                let host = host.clone();
-                tokio::spawn(async move {
-                    let status = pod.wait_running().await;
-                    if !wasmlet::all_terminated(&status) {
-                        host.sleep(after).await;
-                        pod.delete(None);
+        let mut pods: Vec<(Pod, bool)> = Vec::new();
+        let mut printers = Vec::new();
+        let mut ended = tokio::task::JoinSet::new();
+        let mut interrupts = 0;
+        let mut open = true;
+        loop {
+            tokio::select! {
+                pod = started_pods.recv(), if open => match pod {
+                    Some((pod, of_job)) => {
+                        printers.push(tokio::spawn(print_updates(pod.watch(), self.output, table)));
+                        if let Some(after) = self.stop_after {
+                            let (pod, host) = (pod.clone(), host.clone());
+                            tokio::spawn(async move {
+                                let status = pod.wait_running().await;
+                                if !wasmlet::all_terminated(&status) {
+                                    host.sleep(after).await;
+                                    pod.delete(None);
+                                }
+                            });
+                        }
+                        let index = pods.len();
+                        let waited = pod.clone();
+                        ended.spawn(async move { (index, waited.wait().await) });
+                        pods.push((pod, of_job));
                     }
-                });
+                    None => open = false,
+                },
+                Some(_) = ended.join_next(), if !ended.is_empty() => {}
+                _ = interrupt.recv() => interrupts += 1,
+                _ = terminate.recv() => interrupts += 1,
+                else => break,
+            }
+            if !open && ended.is_empty() {
+                break;
+            }
+            if interrupts == 1 && !*stop.borrow() {
+                let names: Vec<&str> = pods.iter().map(|(pod, _)| pod.name()).collect();
+                eprintln!(
+                    "wasmlet: stopping {} {} gracefully; signal again to kill now",
+                    if pods.len() == 1 { "pod" } else { "pods" },
+                    names.join(", ")
+                );
+                let _ = stop_sender.send(true);
+                // Each pod within its own grace period, all at once.
+                let _stopping = host.shutdown(None);
+            } else if (2..100).contains(&interrupts) {
+                let names: Vec<&str> = pods.iter().map(|(pod, _)| pod.name()).collect();
+                eprintln!("wasmlet: killing {}", names.join(", "));
+                host.kill_all();
+                interrupts = 100;
             }
         }
-
-        let names: Vec<&str> = pods.iter().map(|pod| pod.name()).collect();
-        let names = names.join(", ");
-        let all_ended = async {
-            let mut statuses = Vec::new();
-            for pod in &pods {
-                statuses.push(pod.wait().await);
+        let mut job_codes = Vec::new();
+        for controller in controllers {
+            match controller.await? {
+                Ok(Some(JobOutcome::Complete { .. })) | Ok(None) => {}
+                Ok(Some(_)) => job_codes.push(ExitCode::FAILURE),
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    job_codes.push(ExitCode::from(2));
+                }
             }
-            statuses
-        };
-        let mut all_ended = std::pin::pin!(all_ended);
-        let mut interrupts = 0;
-        let statuses = loop {
-            tokio::select! {
-                statuses = &mut all_ended => break statuses,
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            interrupts += 1;
-            if interrupts == 1 {
-                eprintln!(
-                    "wasmlet: stopping {} {names} gracefully; signal again to kill now",
-                    if pods.len() == 1 { "pod" } else { "pods" }
-                );
-                // Each pod within its own grace period, all at once; the statuses come from
-                // `all_ended`.
-                let _stopping = host.shutdown(None);
-            } else {
-                eprintln!("wasmlet: killing {names}");
-                host.kill_all();
-            }
-        };
+        }
         for printer in printers {
             let _ = printer.await;
+        }
+        let mut statuses = Vec::new();
+        for (pod, _) in &pods {
+            statuses.push(pod.wait().await);
         }
         if self.output == Output::Json {
             if statuses.len() == 1 {
@@ -189,15 +283,44 @@ impl RunCommand {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             }
         }
-        // The first pod that did not succeed decides, in the order given.
+        // The first pod that did not succeed decides, in the order started; a Job's pods are
+        // judged by their Job (a failed one may have been replaced by one that succeeded).
         let code = statuses
             .iter()
             .zip(&pods)
-            .map(|(status, pod)| exit_code(status, pod.spec()))
+            .filter(|(_, (_, of_job))| !of_job)
+            .map(|(status, (pod, _))| exit_code(status, pod.spec()))
+            .chain(job_codes)
             .find(|code| *code != ExitCode::SUCCESS)
             .unwrap_or(ExitCode::SUCCESS);
         Ok(code)
     }
+}
+
+/// What `run` starts: pods (in order, each once the one before is ready, for an ordered
+/// StatefulSet), or a Job.
+enum Planned {
+    Pods(Vec<PodSpec>, bool),
+    Job(Box<Workload>),
+}
+
+impl Planned {
+    /// The pods' specs, to size the events table (a Job's named as its tenth pod would be).
+    fn specs(&self) -> Vec<PodSpec> {
+        match self {
+            Planned::Pods(specs, _) => specs.clone(),
+            Planned::Job(workload) => workload.job_pod(10, 0).into_iter().collect(),
+        }
+    }
+}
+
+/// Whether the pod's `Ready` condition is true.
+fn is_ready(status: &PodStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Whether `path` is meant as a component rather than a manifest: named `.wasm` (so a broken one
@@ -231,15 +354,14 @@ impl EventTable {
     /// The narrowest `OBJECT` column: wide enough for the header and typical names.
     const MIN_OBJECT_WIDTH: usize = 24;
 
-    fn for_pods(pods: &[wasmlet::Pod]) -> EventTable {
-        let longest = pods
-            .iter()
-            .flat_map(|pod| {
-                let spec = pod.spec();
+    fn for_specs(specs: impl Iterator<Item = PodSpec>) -> EventTable {
+        let longest = specs
+            .flat_map(|spec| {
                 let pod_object = format!("pod/{}", spec.name()).len();
                 let containers = spec.init_containers().iter().chain(spec.containers());
                 std::iter::once(pod_object)
                     .chain(containers.map(move |c| pod_object + 1 + c.name().len()))
+                    .collect::<Vec<_>>()
             })
             .max()
             .unwrap_or(0);
@@ -278,16 +400,19 @@ impl EventTable {
     }
 }
 
+/// Prints an event as a row of the table (its header first, once).
+fn print_event(table: &EventTable, event: &Event) {
+    let mut stderr = std::io::stderr().lock();
+    HEADER.call_once(|| {
+        let _ = writeln!(stderr, "{}", table.header());
+    });
+    let _ = writeln!(stderr, "{}", table.row(event));
+}
+
 async fn print_updates(mut updates: wasmlet::Watch, output: Output, table: EventTable) {
     while let Some(update) = updates.next().await {
         match update {
-            PodUpdate::Event(event) => {
-                let mut stderr = std::io::stderr().lock();
-                HEADER.call_once(|| {
-                    let _ = writeln!(stderr, "{}", table.header());
-                });
-                let _ = writeln!(stderr, "{}", table.row(&event));
-            }
+            PodUpdate::Event(event) => print_event(&table, &event),
             PodUpdate::Log(line) => {
                 let text = format!("{} {}", line.prefix(), line.line);
                 if output == Output::Json || line.stream == LogStream::Stderr {

@@ -162,12 +162,16 @@ fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
         .to_string()
 }
 
-/// Whether a YAML file is a Kubernetes object (a Pod manifest beside the scenarios), not a
-/// scenario: it has a top-level `kind`, which no scenario has.
+/// Whether a YAML file holds Kubernetes objects (Pod manifests beside the scenarios), not a
+/// scenario: its first document has a top-level `kind`, which no scenario has.
 fn is_kubernetes_object(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(&text).ok())
+    use serde::Deserialize as _;
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .next()
+        .and_then(|document| serde_yaml_ng::Value::deserialize(document).ok())
         .is_some_and(|document| document.get("kind").is_some())
 }
 

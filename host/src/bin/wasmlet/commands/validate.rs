@@ -1,29 +1,63 @@
-//! `wasmlet validate`: check a manifest without running it.
+//! `wasmlet validate`: check manifests without running them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Check a Pod manifest and report every problem at once, with its field path.
+use wasmlet::{Manifests, WorkloadKind};
+
+/// Check manifests (as `kubectl apply -f` reads them: several files, several documents each)
+/// and report every problem at once, with its field path.
 #[derive(clap::Args)]
 pub struct ValidateCommand {
-    /// The Pod manifest (YAML).
-    manifest: PathBuf,
+    /// The manifests (YAML): Pods, workloads, and the ConfigMaps and Secrets they read.
+    #[arg(required = true)]
+    manifests: Vec<PathBuf>,
 }
 
 impl ValidateCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
-        match wasmlet::PodSpec::from_file(&self.manifest) {
-            Ok(spec) => {
-                println!(
-                    "{}: pod `{}` with {} container(s) is valid",
-                    self.manifest.display(),
-                    spec.name(),
-                    spec.containers().len()
-                );
+        match Manifests::from_files(&self.manifests) {
+            Ok(manifests) => {
+                for line in manifests.skipped() {
+                    println!("{line}");
+                }
+                for workload in manifests.workloads() {
+                    let pods = workload.pods();
+                    let containers = pods.first().map_or(0, |pod| pod.containers().len());
+                    match workload.kind() {
+                        WorkloadKind::Pod => println!(
+                            "{}: pod `{}` with {containers} container(s) is valid",
+                            workload.file(),
+                            workload.name(),
+                        ),
+                        WorkloadKind::Job => println!(
+                            "{}: Job `{}` of pods with {containers} container(s) is valid",
+                            workload.file(),
+                            workload.name(),
+                        ),
+                        kind => println!(
+                            "{}: {} `{}` of {} pod(s) with {containers} container(s) is valid",
+                            workload.file(),
+                            kind.name(),
+                            workload.name(),
+                            pods.len(),
+                        ),
+                    }
+                    if let Some(pod) = pods.first()
+                        && !pod.ignored().is_empty()
+                    {
+                        println!("  a single host ignores {}", pod.ignored().join(", "));
+                    }
+                    for missing in pods.first().map(|pod| pod.missing()).unwrap_or_default() {
+                        println!("  needs {missing} before it can start");
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
-            Err(error) => {
-                eprintln!("{error}");
+            Err(errors) => {
+                for error in errors {
+                    eprintln!("{error}");
+                }
                 Ok(ExitCode::from(2))
             }
         }

@@ -1,0 +1,253 @@
+//! Jobs on one host: pods of a Job's template started until `completions` of them have
+//! succeeded, at most `parallelism` at once, a failed one replaced after a back-off (10 s,
+//! 20 s, 40 s … up to 6 min, as the job controller's) until more than `backoffLimit` have
+//! failed; `activeDeadlineSeconds` ends it. Events as the job controller's: `SuccessfulCreate`,
+//! `Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PodStatus;
+use tokio::task::JoinSet;
+
+use crate::events::{Event, EventType};
+use crate::manifest::{RestartPolicy, Workload};
+use crate::{Host, Pod};
+
+/// How a Job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// `completions` pods succeeded (a work queue: one did, and every pod has ended).
+    Complete {
+        /// Pods that succeeded.
+        succeeded: u32,
+        /// Failures on the way (failed pods, and restarts under `OnFailure`).
+        failed: u32,
+    },
+    /// It failed: `reason` is `BackoffLimitExceeded` or `DeadlineExceeded`.
+    Failed {
+        /// Kubernetes' reason.
+        reason: String,
+        /// Pods that succeeded.
+        succeeded: u32,
+        /// Failures.
+        failed: u32,
+    },
+    /// It was stopped (the host shut down) before it ended.
+    Stopped,
+}
+
+/// What a running Job reports.
+pub enum JobUpdate {
+    /// A pod of it started.
+    Started(Pod),
+    /// An event of the Job (`job/NAME`).
+    Event(Event),
+}
+
+impl std::fmt::Debug for JobUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobUpdate::Started(pod) => f.debug_tuple("Started").field(&pod.name()).finish(),
+            JobUpdate::Event(event) => f.debug_tuple("Event").field(event).finish(),
+        }
+    }
+}
+
+/// The restarts of a pod's containers so far.
+fn restarts(status: &PodStatus) -> u32 {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .map(|c| c.restart_count.max(0) as u32)
+        .sum()
+}
+
+fn finished(status: &PodStatus) -> bool {
+    matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+}
+
+impl Host {
+    /// Runs a Job ([`Workload::job`]) to its end, reporting each pod it starts and each of its
+    /// events to `updates`. When `stop` resolves, no pod is started any more and the Job is
+    /// `Stopped` once its pods have ended (stopping them is the caller's, as a host shutdown
+    /// does). An error: the workload is not a Job, or a pod could not be started.
+    pub async fn run_job(
+        &self,
+        workload: &Workload,
+        mut updates: impl FnMut(JobUpdate),
+        stop: impl Future<Output = ()>,
+    ) -> anyhow::Result<JobOutcome> {
+        let job = *workload
+            .job()
+            .ok_or_else(|| anyhow::anyhow!("`{}` is not a Job", workload.name()))?;
+        let clock = self.clock().clone();
+        let started_at = clock.now();
+        let started_wall = clock.wall_time();
+        let object = format!("job/{}", workload.name());
+        let event = |kind: EventType, reason: &str, message: String| {
+            let at = clock.now();
+            let age = at.saturating_duration_since(started_at);
+            let time = started_wall + age;
+            JobUpdate::Event(Event {
+                kind,
+                reason: reason.into(),
+                object: object.clone(),
+                container: None,
+                message,
+                count: 1,
+                first_age: age,
+                age,
+                time,
+                first_time: time,
+                at,
+            })
+        };
+        let on_failure = workload
+            .pods()
+            .first()
+            .is_some_and(|pod| pod.restart_policy() == RestartPolicy::OnFailure);
+        // Indexes still to complete (one pseudo-index for a non-indexed job's each completion).
+        let mut todo: VecDeque<u32> = match job.completions {
+            Some(n) => (0..n).collect(),
+            None => (0..job.parallelism).collect(),
+        };
+        let (mut succeeded, mut failed, mut number) = (0u32, 0u32, 0u32);
+        let mut active: JoinSet<(u32, Pod, PodStatus)> = JoinSet::new();
+        let mut ready_at = clock.now();
+        let mut stop = std::pin::pin!(stop);
+        let mut stopping = false;
+        let deadline = job.active_deadline.map(|d| self.sleep(d));
+        let mut deadline = std::pin::pin!(async move {
+            match deadline {
+                Some(deadline) => deadline.await,
+                None => std::future::pending().await,
+            }
+        });
+        let mut outcome = None;
+        loop {
+            // Start what is due, up to `parallelism`.
+            let work_queue_done = job.completions.is_none() && succeeded > 0;
+            while outcome.is_none()
+                && !stopping
+                && !work_queue_done
+                && (active.len() as u32) < job.parallelism
+                && clock.now() >= ready_at
+                && let Some(index) = todo.pop_front()
+            {
+                let spec = workload
+                    .job_pod(number, index)
+                    .expect("a Job has a pod template");
+                number += 1;
+                let pod = self.start_pod(spec).await?;
+                updates(event(
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", pod.name()),
+                ));
+                updates(JobUpdate::Started(pod.clone()));
+                let budget = job.backoff_limit.saturating_sub(failed);
+                let watched = pod.clone();
+                active.spawn(async move {
+                    let status = watched
+                        .wait_until(|s| finished(s) || (on_failure && restarts(s) > budget))
+                        .await;
+                    (index, watched, status)
+                });
+            }
+            if active.is_empty()
+                && (outcome.is_some()
+                    || stopping
+                    || todo.is_empty()
+                    || (job.completions.is_none() && succeeded > 0))
+            {
+                break;
+            }
+            let backoff = clock.now() < ready_at && !todo.is_empty();
+            let wait_backoff = self.sleep(ready_at.saturating_duration_since(clock.now()));
+            tokio::select! {
+                Some(ended) = active.join_next() => {
+                    let Ok((index, pod, status)) = ended else { continue };
+                    let pod_restarts = if on_failure { restarts(&status) } else { 0 };
+                    if status.phase.as_deref() == Some("Succeeded") {
+                        succeeded += 1;
+                        failed += pod_restarts;
+                    } else {
+                        if !finished(&status) {
+                            // Too many restarts under OnFailure: the pod is failed.
+                            pod.kill();
+                            pod.wait().await;
+                        }
+                        failed += pod_restarts.max(1);
+                        if outcome.is_none() && !stopping {
+                            if failed > job.backoff_limit {
+                                updates(event(
+                                    EventType::Warning,
+                                    "BackoffLimitExceeded",
+                                    "Job has reached the specified backoff limit".into(),
+                                ));
+                                outcome = Some("BackoffLimitExceeded");
+                                for pod in self.job_pods(workload) {
+                                    pod.delete(None);
+                                }
+                            } else {
+                                todo.push_back(index);
+                                let shift = failed.saturating_sub(1).min(6);
+                                let delay = Duration::from_secs(10 << shift).min(Duration::from_secs(360));
+                                ready_at = clock.now() + delay;
+                            }
+                        }
+                    }
+                }
+                () = &mut deadline, if outcome.is_none() && !stopping => {
+                    updates(event(
+                        EventType::Warning,
+                        "DeadlineExceeded",
+                        "Job was active longer than specified deadline".into(),
+                    ));
+                    outcome = Some("DeadlineExceeded");
+                    for pod in self.job_pods(workload) {
+                        pod.delete(None);
+                    }
+                }
+                () = &mut stop, if !stopping => stopping = true,
+                () = wait_backoff, if backoff => {}
+            }
+        }
+        if let Some(reason) = outcome {
+            return Ok(JobOutcome::Failed {
+                reason: reason.into(),
+                succeeded,
+                failed,
+            });
+        }
+        if stopping && !todo.is_empty() {
+            return Ok(JobOutcome::Stopped);
+        }
+        if stopping && job.completions.is_none() && succeeded == 0 {
+            return Ok(JobOutcome::Stopped);
+        }
+        updates(event(
+            EventType::Normal,
+            "Completed",
+            "Job completed".into(),
+        ));
+        Ok(JobOutcome::Complete { succeeded, failed })
+    }
+
+    /// The running pods of `workload` (a Job's, named `JOB-N`).
+    fn job_pods(&self, workload: &Workload) -> Vec<Pod> {
+        let prefix = format!("{}-", workload.name());
+        self.pods()
+            .into_iter()
+            .filter(|pod| {
+                pod.name()
+                    .strip_prefix(&prefix)
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            })
+            .collect()
+    }
+}
