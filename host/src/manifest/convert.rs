@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 
 use super::actions::{lifecycle_handler, port_specs, probe_spec};
-use super::objects::ConfigObjects;
+use super::sources::ConfigObjects;
 use super::sources::{self, Context};
 use super::values::{
     check_dns_label, check_dns_subdomain, component_path, lexically_normal, parse_memory,

@@ -12,34 +12,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_yaml_ng::{Mapping, Value};
 
 use super::fields::{Treat, WORKLOAD_FIELDS};
+use super::sources::ConfigObjects;
 use super::values::check_dns_subdomain;
 use super::yaml::{display_path, octal_modes, pod_document, syntax_error};
 use super::{ManifestError, PodSpec, Problem, RestartPolicy, VolumeSource};
-
-/// The ConfigMaps and Secrets of a set of manifests, by namespace and name: what their pods'
-/// `configMap`/`secret` volumes, `configMapKeyRef`/`secretKeyRef` and `envFrom` read.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ConfigObjects {
-    config_maps: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
-    secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
-}
-
-impl ConfigObjects {
-    /// The keys and values of ConfigMap `name` in `namespace`.
-    pub(crate) fn config_map(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Option<&BTreeMap<String, Vec<u8>>> {
-        self.config_maps
-            .get(&(namespace.to_string(), name.to_string()))
-    }
-
-    /// The keys and (decoded) values of Secret `name` in `namespace`.
-    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
-        self.secrets.get(&(namespace.to_string(), name.to_string()))
-    }
-}
 
 /// What a set of manifest files asks a host to run.
 #[derive(Debug, Clone)]
@@ -498,9 +474,7 @@ fn add_config_map(value: &Value, config: &mut ConfigObjects) -> Vec<Problem> {
         data.insert(key.clone(), bytes.0.clone());
     }
     check_keys(data.keys(), "data", &mut problems);
-    config
-        .config_maps
-        .insert((namespace_of(&map.metadata), name), data);
+    config.insert_config_map(namespace_of(&map.metadata), name, data);
     problems
 }
 
@@ -520,9 +494,7 @@ fn add_secret(value: &Value, config: &mut ConfigObjects) -> Vec<Problem> {
         data.insert(key.clone(), text.clone().into_bytes());
     }
     check_keys(data.keys(), "data", &mut problems);
-    config
-        .secrets
-        .insert((namespace_of(&secret.metadata), name), data);
+    config.insert_secret(namespace_of(&secret.metadata), name, data);
     problems
 }
 

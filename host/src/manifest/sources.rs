@@ -12,9 +12,53 @@ use k8s_openapi::api::core::v1::{
     ResourceFieldSelector, Volume,
 };
 
-use super::objects::ConfigObjects;
 use super::values::{parse_memory, parse_quantity};
 use super::{EnvValue, FileContent, PodField, ProjectedFile, VolumeSource};
+
+/// The ConfigMaps and Secrets of a set of manifests, by namespace and name: what their pods'
+/// `configMap`/`secret` volumes, `configMapKeyRef`/`secretKeyRef` and `envFrom` read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigObjects {
+    config_maps: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+}
+
+impl ConfigObjects {
+    /// The keys and values of ConfigMap `name` in `namespace`.
+    pub(crate) fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.config_maps
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The keys and (decoded) values of Secret `name` in `namespace`.
+    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Adds ConfigMap `name` of `namespace` (a later one of the same name replaces it).
+    pub(super) fn insert_config_map(
+        &mut self,
+        namespace: String,
+        name: String,
+        data: BTreeMap<String, Vec<u8>>,
+    ) {
+        self.config_maps.insert((namespace, name), data);
+    }
+
+    /// Adds Secret `name` of `namespace`, its values decoded.
+    pub(super) fn insert_secret(
+        &mut self,
+        namespace: String,
+        name: String,
+        data: BTreeMap<String, Vec<u8>>,
+    ) {
+        self.secrets.insert((namespace, name), data);
+    }
+}
 
 /// The mode of a projected file when neither `mode` nor `defaultMode` says (Kubernetes'
 /// `0644`).

@@ -11,7 +11,7 @@ use serde_yaml_ng::Value;
 
 use super::PodSpec;
 use super::fields::{EXPLAINED, IGNORED, SUPPORTED};
-use super::objects::ConfigObjects;
+use super::sources::ConfigObjects;
 
 /// Everything wrong with a manifest (one document of it, for a file of several).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,9 +59,8 @@ pub(crate) use kill::KillSwitch;
 pub(crate) use launcher::Launcher;
 pub(crate) use logs::LogTarget;
 pub(crate) use mount::Mount;
-pub(crate) use scheduling::Scheduling;
+pub(crate) use scheduling::{DeterministicGuests, Scheduling};
 pub(crate) use store::{HandlerResponse, HttpCall, InstanceIo};
-pub(crate) use vcpu::DeterministicGuests;
 
 use crate::clock::{Clock, SystemClock};
 use release::MemoryReleaser;

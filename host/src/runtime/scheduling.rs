@@ -4,12 +4,14 @@
 //!
 //! - [`RealTime`]: guests share the guest threads and are preempted at each epoch tick; ports
 //!   are sockets, randomness is the operating system's.
-//! - [`super::DeterministicGuests`]: guests run on one thread with fuel-based time slices on a
+//! - [`DeterministicGuests`]: guests run on one thread with fuel-based time slices on a
 //!   virtual clock; HTTP stays in the process, and randomness is drawn from a seed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::vcpu::VirtualCpu;
+use crate::clock::VirtualClock;
 
 /// A guest-scheduling strategy ([module docs](self)).
 pub(crate) trait Scheduling: Send + Sync {
@@ -77,4 +79,87 @@ impl Scheduling for RealTime {
     fn name(&self) -> &'static str {
         "real time"
     }
+}
+
+/// What deterministic mode sets for every instance: the virtual clock, what fuel costs in
+/// virtual time, and the seed each instance's randomness derives from.
+pub(crate) struct DeterministicGuests {
+    pub clock: Arc<VirtualClock>,
+    /// Fuel (roughly, wasm instructions) a guest runs before it yields: its time slice.
+    pub fuel_per_slice: u64,
+    /// Virtual nanoseconds one unit of fuel takes.
+    pub nanos_per_fuel: u64,
+    pub seed: u64,
+    instances: AtomicU64,
+}
+
+impl DeterministicGuests {
+    pub fn new(
+        clock: Arc<VirtualClock>,
+        fuel_per_slice: u64,
+        nanos_per_fuel: u64,
+        seed: u64,
+    ) -> Self {
+        DeterministicGuests {
+            clock,
+            fuel_per_slice: fuel_per_slice.max(1),
+            nanos_per_fuel,
+            seed,
+            instances: AtomicU64::new(0),
+        }
+    }
+
+    /// The seed of the next instance: instances are created in a fixed order, so the n-th one
+    /// gets the same seed every run.
+    fn next_instance_seed(&self) -> u64 {
+        let n = self.instances.fetch_add(1, Ordering::SeqCst);
+        self.seeded(n)
+    }
+
+    /// The `n`-th number of a sequence drawn from the seed.
+    pub fn seeded(&self, n: u64) -> u64 {
+        splitmix64(self.seed ^ splitmix64(n))
+    }
+}
+
+impl Scheduling for DeterministicGuests {
+    fn new_instance(&self) -> InstanceScheduling {
+        InstanceScheduling {
+            cpu: Some(Arc::new(VirtualCpu::new(
+                self.clock.clone(),
+                self.fuel_per_slice,
+                self.nanos_per_fuel,
+            ))),
+            seed: Some(self.next_instance_seed()),
+        }
+    }
+
+    fn reaper(&self, _guests: &tokio::runtime::Handle) -> Option<tokio::runtime::Handle> {
+        None
+    }
+
+    fn binds_sockets(&self) -> bool {
+        false
+    }
+
+    fn loads_off_thread(&self) -> bool {
+        false
+    }
+
+    fn pod_uid_bits(&self, n: u64) -> u128 {
+        // A stream of its own, apart from the instances' seeds.
+        (u128::from(self.seeded(!(2 * n))) << 64) | u128::from(self.seeded(!(2 * n + 1)))
+    }
+
+    fn name(&self) -> &'static str {
+        "deterministic"
+    }
+}
+
+/// One step of SplitMix64: spreads nearby inputs over the whole range.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -1,99 +1,18 @@
-//! Deterministic mode's guest CPU ([`VirtualCpu`]): fuel consumed becomes virtual time, a
-//! guest's own wake-ups queue behind the timers due at the end of its slice, and every instance
-//! gets a seed drawn from the simulation's ([`DeterministicGuests`]).
+//! Deterministic mode's guest CPU ([`VirtualCpu`]): fuel consumed becomes virtual time, and a
+//! guest's own wake-ups queue behind the timers due at the end of its slice.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::end::InstanceEnd;
-use super::scheduling::{InstanceScheduling, Scheduling};
 use crate::clock::VirtualClock;
 
 /// Fuel a deterministic-mode store starts with: for practical purposes, never runs out.
 pub(super) const UNLIMITED_FUEL: u64 = u64::MAX;
-
-/// What deterministic mode sets for every instance: the virtual clock, what fuel costs in
-/// virtual time, and the seed each instance's randomness derives from.
-pub(crate) struct DeterministicGuests {
-    pub clock: Arc<VirtualClock>,
-    /// Fuel (roughly, wasm instructions) a guest runs before it yields: its time slice.
-    pub fuel_per_slice: u64,
-    /// Virtual nanoseconds one unit of fuel takes.
-    pub nanos_per_fuel: u64,
-    pub seed: u64,
-    instances: AtomicU64,
-}
-
-impl DeterministicGuests {
-    pub fn new(
-        clock: Arc<VirtualClock>,
-        fuel_per_slice: u64,
-        nanos_per_fuel: u64,
-        seed: u64,
-    ) -> Self {
-        DeterministicGuests {
-            clock,
-            fuel_per_slice: fuel_per_slice.max(1),
-            nanos_per_fuel,
-            seed,
-            instances: AtomicU64::new(0),
-        }
-    }
-
-    /// The seed of the next instance: instances are created in a fixed order, so the n-th one
-    /// gets the same seed every run.
-    fn next_instance_seed(&self) -> u64 {
-        let n = self.instances.fetch_add(1, Ordering::SeqCst);
-        self.seeded(n)
-    }
-
-    /// The `n`-th number of a sequence drawn from the seed.
-    pub fn seeded(&self, n: u64) -> u64 {
-        splitmix64(self.seed ^ splitmix64(n))
-    }
-}
-
-impl Scheduling for DeterministicGuests {
-    fn new_instance(&self) -> InstanceScheduling {
-        InstanceScheduling {
-            cpu: Some(Arc::new(VirtualCpu::new(self))),
-            seed: Some(self.next_instance_seed()),
-        }
-    }
-
-    fn reaper(&self, _guests: &tokio::runtime::Handle) -> Option<tokio::runtime::Handle> {
-        None
-    }
-
-    fn binds_sockets(&self) -> bool {
-        false
-    }
-
-    fn loads_off_thread(&self) -> bool {
-        false
-    }
-
-    fn pod_uid_bits(&self, n: u64) -> u128 {
-        // A stream of its own, apart from the instances' seeds.
-        (u128::from(self.seeded(!(2 * n))) << 64) | u128::from(self.seeded(!(2 * n + 1)))
-    }
-
-    fn name(&self) -> &'static str {
-        "deterministic"
-    }
-}
-
-/// One step of SplitMix64: spreads nearby inputs over the whole range.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// One guest's CPU time in deterministic mode: fuel consumed becomes virtual time, charged
 /// exactly whenever the guest leaves wasm — every host call, and every libcall, which includes
@@ -118,11 +37,11 @@ pub(super) struct FuelAccount {
 }
 
 impl VirtualCpu {
-    pub(super) fn new(deterministic: &DeterministicGuests) -> Self {
+    pub(super) fn new(clock: Arc<VirtualClock>, fuel_per_slice: u64, nanos_per_fuel: u64) -> Self {
         VirtualCpu {
-            clock: deterministic.clock.clone(),
-            fuel_per_slice: deterministic.fuel_per_slice,
-            nanos_per_fuel: deterministic.nanos_per_fuel,
+            clock,
+            fuel_per_slice,
+            nanos_per_fuel,
             account: Mutex::new(FuelAccount::default()),
             wake: Arc::new(DeferredWake::default()),
         }
