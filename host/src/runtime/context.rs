@@ -1,10 +1,12 @@
 //! What a container's instances share while it runs ([`ContainerContext`]): the termination
 //! notice and its grace clock (what `wasmlet:lifecycle/control` reports to the guest), the
-//! readiness the guest reports with `set-ready`, and the container's memory budget.
+//! readiness the guest reports with `set-ready`, the container's memory budget and its CPU
+//! limits and weight.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cpu::CpuControl;
 use super::memory::MemoryBudget;
 use crate::bindings::{Termination, TerminationReason};
 use crate::clock::Clock;
@@ -20,6 +22,8 @@ pub(crate) struct ContainerContext {
     stop: Mutex<Option<StopClock>>,
     pub(super) ready: Watched<Option<bool>>,
     pub memory: Arc<MemoryBudget>,
+    /// The container's CPU limits and weight.
+    pub cpu: Arc<CpuControl>,
 }
 
 /// The grace clock of a stop in progress.
@@ -48,7 +52,8 @@ impl ContainerContext {
     pub fn new(
         clock: Arc<dyn Clock>,
         clock_origin: Instant,
-        memory_limit: Option<u64>,
+        memory: MemoryBudget,
+        cpu: CpuControl,
     ) -> Arc<Self> {
         Arc::new(ContainerContext {
             clock,
@@ -56,7 +61,8 @@ impl ContainerContext {
             termination: Watched::new(None),
             stop: Mutex::new(None),
             ready: Watched::new(None),
-            memory: Arc::new(MemoryBudget::new(memory_limit)),
+            memory: Arc::new(memory),
+            cpu: Arc::new(cpu),
         })
     }
 

@@ -42,7 +42,12 @@ pub(crate) fn spawn_instance(
     io: InstanceIo,
 ) -> (KillSwitch, InstanceDone) {
     let InstanceScheduling { cpu, seed } = runtime.scheduling.new_instance();
-    let kill = KillState::new(runtime, container.clock.clone(), cpu.clone());
+    let kill = KillState::new(
+        runtime,
+        container.clock.clone(),
+        cpu.clone(),
+        Some(container.cpu.clone()),
+    );
     let event = match entry {
         Entry::Run => None,
         Entry::PostStart => Some(Event::PostStart),
@@ -203,6 +208,6 @@ pub(crate) fn spawn_task(
     runtime: &Runtime,
     future: impl Future<Output = InstanceEnd> + Send + 'static,
 ) -> (KillSwitch, InstanceDone) {
-    let kill = KillState::new(runtime, runtime.clock.clone(), None);
+    let kill = KillState::new(runtime, runtime.clock.clone(), None, None);
     spawn_killable(&runtime.guests, kill, Box::pin(future))
 }

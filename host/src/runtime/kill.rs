@@ -13,6 +13,7 @@ use std::time::Instant;
 use wasmtime::Engine;
 
 use super::Runtime;
+use super::cpu::{CpuControl, Turn, thread_cpu_time};
 use super::end::{InstanceDone, InstanceEnd};
 use super::vcpu::VirtualCpu;
 use crate::clock::Clock;
@@ -34,6 +35,10 @@ pub(super) struct KillState {
     clock: Arc<dyn Clock>,
     /// Deterministic mode: the instance's CPU account.
     cpu: Option<Arc<VirtualCpu>>,
+    /// The container's CPU limits and weight, if it has any.
+    cpu_control: Option<Arc<CpuControl>>,
+    /// Its place in the turns of weighted containers.
+    turn: Mutex<Turn>,
     /// When the killed instance stopped executing: its trap, or the kill taking it away.
     stopped_at: Mutex<Option<Instant>>,
     slot: Mutex<Slot>,
@@ -56,6 +61,7 @@ impl KillState {
         runtime: &Runtime,
         clock: Arc<dyn Clock>,
         cpu: Option<Arc<VirtualCpu>>,
+        cpu_control: Option<Arc<CpuControl>>,
     ) -> Arc<Self> {
         Arc::new(KillState {
             killed: AtomicBool::new(false),
@@ -65,6 +71,8 @@ impl KillState {
             reaper: runtime.scheduling.reaper(&runtime.guests),
             clock,
             cpu,
+            cpu_control,
+            turn: Mutex::default(),
             stopped_at: Mutex::new(None),
             slot: Mutex::new(Slot::Empty),
             done: Mutex::new(None),
@@ -98,6 +106,9 @@ impl KillState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(done) = done {
+            if let Some(control) = &self.cpu_control {
+                control.ended(std::mem::take(&mut *self.turn.lock().unwrap()));
+            }
             let _ = done.send(end);
         }
     }
@@ -188,6 +199,19 @@ impl KillState {
         }
     }
 
+    /// After a poll that left the instance pending, with the slot unlocked: a kill that found
+    /// the slot busy left the rest to this poll. (Checked after unlocking, so that one of the
+    /// two always sees the other.)
+    fn pending_unless_killed(&self) -> Poll<()> {
+        if self.is_killed() {
+            if let Some((future, waker)) = self.take_away(&mut self.lock_slot()) {
+                self.finish_kill(future, waker);
+            }
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
     fn lock_slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.slot
             .lock()
@@ -238,6 +262,31 @@ impl Killable {
             // Killed (the kill reported it) or finished.
             return Poll::Ready(());
         };
+        let mut measure = false;
+        if let Some(control) = &state.cpu_control {
+            let now = state.clock.now();
+            let allowed = control.may_run(now, &mut state.turn.lock().unwrap());
+            measure = allowed == Ok(true);
+            if let Err(throttled) = allowed {
+                *waker = Some(cx.waker().clone());
+                drop(slot);
+                match throttled {
+                    // Over its CPU limit: back at the next period.
+                    Some(until) => {
+                        let waker = cx.waker().clone();
+                        state.clock.call_at(until, Box::new(move || waker.wake()));
+                    }
+                    // Another container's guest is owed this turn: to the back of the queue.
+                    None => cx.waker().wake_by_ref(),
+                }
+                return state.pending_unless_killed();
+            }
+        }
+        let cpu_time = || match &state.cpu {
+            None => thread_cpu_time(),
+            Some(cpu) => cpu.clock.elapsed(),
+        };
+        let started = measure.then(cpu_time);
         let mut woke_itself = false;
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &state.cpu {
             None => future.as_mut().poll(cx),
@@ -247,6 +296,19 @@ impl Killable {
                 polled
             }
         }));
+        if let (Some(control), Some(started)) = (&state.cpu_control, started) {
+            // A guest that yielded its slice wants the CPU again at once; one that waits on
+            // the host does not.
+            let yielded = matches!(polled, Ok(Poll::Pending))
+                && (woke_itself
+                    || (state.cpu.is_none() && state.preempted.load(Ordering::Relaxed)));
+            control.ran(
+                state.clock.now(),
+                cpu_time().saturating_sub(started),
+                yielded,
+                &mut state.turn.lock().unwrap(),
+            );
+        }
         let end = match polled {
             Ok(Poll::Pending) => {
                 *waker = Some(cx.waker().clone());
@@ -263,15 +325,7 @@ impl Killable {
                         cx.waker().wake_by_ref();
                     }
                 }
-                // A kill that found the slot busy left the rest to this poll. (Checked after
-                // unlocking, so that one of the two always sees the other.)
-                if state.is_killed() {
-                    if let Some((future, waker)) = state.take_away(&mut state.lock_slot()) {
-                        state.finish_kill(future, waker);
-                    }
-                    return Poll::Ready(());
-                }
-                return Poll::Pending;
+                return state.pending_unless_killed();
             }
             Ok(Poll::Ready(end)) => end,
             Err(panic) => InstanceEnd::Trapped {

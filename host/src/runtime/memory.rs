@@ -6,30 +6,51 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The memory one container may use, shared by all its instances (main and hooks), like a
-/// container's cgroup limit.
+/// container's cgroup limit — and within its pod's, if the pod has one (a parent cgroup).
 pub(crate) struct MemoryBudget {
     limit: Option<u64>,
-    pub(super) used: AtomicU64,
+    used: AtomicU64,
+    /// The pod's budget, which this container's memory counts against too.
+    pod: Option<Arc<MemoryBudget>>,
 }
 
 impl MemoryBudget {
-    pub(super) fn new(limit: Option<u64>) -> Self {
+    pub fn new(limit: Option<u64>, pod: Option<Arc<MemoryBudget>>) -> Self {
         MemoryBudget {
             limit,
             used: AtomicU64::new(0),
+            pod,
         }
     }
 
     fn try_charge(&self, bytes: u64) -> bool {
-        let Some(limit) = self.limit else {
-            self.used.fetch_add(bytes, Ordering::SeqCst);
-            return true;
+        let granted = match self.limit {
+            None => {
+                self.used.fetch_add(bytes, Ordering::SeqCst);
+                true
+            }
+            Some(limit) => self
+                .used
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                    used.checked_add(bytes).filter(|total| *total <= limit)
+                })
+                .is_ok(),
         };
-        self.used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-                used.checked_add(bytes).filter(|total| *total <= limit)
-            })
-            .is_ok()
+        if granted
+            && let Some(pod) = &self.pod
+            && !pod.try_charge(bytes)
+        {
+            self.used.fetch_sub(bytes, Ordering::SeqCst);
+            return false;
+        }
+        granted
+    }
+
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+        if let Some(pod) = &self.pod {
+            pod.release(bytes);
+        }
     }
 }
 
@@ -109,6 +130,6 @@ impl MemoryLimiter {
 
 impl Drop for MemoryLimiter {
     fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.charged, Ordering::SeqCst);
+        self.budget.release(self.charged);
     }
 }

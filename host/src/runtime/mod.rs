@@ -28,6 +28,7 @@
 
 mod component;
 mod context;
+mod cpu;
 mod end;
 mod engine;
 mod instance;
@@ -51,6 +52,7 @@ use anyhow::Context as _;
 pub use component::LoadedComponent;
 pub(crate) use component::{Entry, LoadedContainer};
 pub(crate) use context::ContainerContext;
+pub(crate) use cpu::{CpuControl, CpuQuota, FairShare, shares};
 pub(crate) use end::{InstanceDone, InstanceEnd};
 pub use engine::InstancePool;
 pub(crate) use engine::{EpochTicker, Interruption, WasmEngine};
@@ -58,6 +60,7 @@ pub(crate) use instance::spawn_task;
 pub(crate) use kill::KillSwitch;
 pub(crate) use launcher::Launcher;
 pub(crate) use logs::LogTarget;
+pub(crate) use memory::MemoryBudget;
 pub(crate) use mount::Mount;
 pub(crate) use scheduling::{DeterministicGuests, Scheduling};
 pub(crate) use store::{HandlerResponse, HttpCall, InstanceIo};
@@ -77,6 +80,8 @@ pub(crate) struct Runtime {
     pub ticker: Arc<EpochTicker>,
     /// Real time, or deterministic mode ([`crate::testing`]): chosen here, once.
     pub scheduling: Box<dyn Scheduling>,
+    /// The turns of containers that request CPU.
+    pub fair_share: Arc<FairShare>,
     /// How many times a kill moved the engine epoch to interrupt wasm that was running (every
     /// guest running wasm then yields its time slice early).
     pub kill_interruptions: Arc<AtomicU64>,
@@ -133,6 +138,7 @@ impl Runtime {
             clock,
             ticker,
             scheduling: Box::new(scheduling::RealTime),
+            fair_share: FairShare::new(config.time_slice),
             kill_interruptions: Default::default(),
         }))
     }
@@ -152,6 +158,9 @@ impl Runtime {
             clock_origin: guests.clock.origin(),
             clock,
             ticker: EpochTicker::idle(),
+            fair_share: FairShare::new(Duration::from_nanos(
+                guests.fuel_per_slice.saturating_mul(guests.nanos_per_fuel),
+            )),
             scheduling: Box::new(guests),
             kill_interruptions: Default::default(),
         })
