@@ -242,27 +242,30 @@ fn any_regular_container_started(spec: &PodSpec, statuses: &[&ContainerStatus]) 
 }
 
 /// The pod's `qosClass`: `BestEffort`, `Burstable` or `Guaranteed`, from its containers'
-/// requests and limits (qos.go, ComputePodQOS).
-///
-/// wasmlet refuses `resources.*.cpu`, so no container has a CPU request or limit, and a pod is
-/// never `Guaranteed` (that needs CPU and memory limits on every container, equal to the
-/// requests): a pod with any memory request or limit is `Burstable`, one without is
-/// `BestEffort`.
+/// requests and limits — or, when the pod has resources of its own (`spec.resources`), from
+/// those alone (qos.go, ComputePodQOS).
 pub(crate) fn qos_class(spec: &PodSpec) -> &'static str {
+    // The manifest layer has applied API defaulting (pkg/apis/core/v1/defaults.go,
+    // SetDefaults_Pod: a limit copied into an unset request); ComputePodQOS runs on the
+    // defaulted pod.
+    let amounts = |resources: &crate::manifest::Resources| Resources {
+        cpu: Amounts {
+            request: resources.cpu_request,
+            limit: resources.cpu_limit,
+        },
+        memory: Amounts {
+            request: resources.memory_request,
+            limit: resources.memory_limit,
+        },
+    };
+    if spec.resources != crate::manifest::Resources::default() {
+        return compute_qos(std::iter::once(amounts(&spec.resources)));
+    }
     compute_qos(
         spec.containers
             .iter()
             .chain(&spec.init_containers)
-            .map(|container| Resources {
-                cpu: Amounts::default(),
-                memory: Amounts {
-                    // API defaulting (pkg/apis/core/v1/defaults.go, SetDefaults_Pod)
-                    // copies a limit into an unset request; ComputePodQOS runs on the
-                    // defaulted pod.
-                    request: container.memory_request.or(container.memory_limit),
-                    limit: container.memory_limit,
-                },
-            }),
+            .map(|container| amounts(&container.resources)),
     )
 }
 
@@ -281,7 +284,7 @@ struct Resources {
     memory: Amounts,
 }
 
-/// qos.go, ComputePodQOS (without pod-level resources, which wasmlet does not take): requests
+/// qos.go, ComputePodQOS (pod-level resources are given as one container): requests
 /// and limits above zero are summed per resource over the containers (app, then init);
 /// `BestEffort` if there are none; `Guaranteed` if every container has both a CPU and a memory
 /// limit and the summed requests equal the summed limits, resource for resource; `Burstable`
@@ -742,9 +745,22 @@ mod tests {
 
     fn memory(request: Option<u64>, limit: Option<u64>) -> ContainerSpec {
         ContainerSpec {
-            memory_request: request,
-            memory_limit: limit,
+            resources: crate::manifest::Resources {
+                memory_request: request,
+                memory_limit: limit,
+                ..Default::default()
+            },
             ..container("c")
+        }
+    }
+
+    /// Limits (and so requests, once defaulted) of CPU and memory.
+    fn limited(millicores: u64, bytes: u64) -> crate::manifest::Resources {
+        crate::manifest::Resources {
+            cpu_limit: Some(millicores),
+            cpu_request: Some(millicores),
+            memory_limit: Some(bytes),
+            memory_request: Some(bytes),
         }
     }
 
@@ -781,6 +797,25 @@ mod tests {
                 "a_zero_quantity_counts_as_none",
                 pod(vec![], vec![memory(Some(0), Some(0))]),
                 "BestEffort",
+            ),
+            (
+                "cpu_and_memory_limits_on_every_container_are_guaranteed",
+                pod(
+                    vec![],
+                    vec![ContainerSpec {
+                        resources: limited(500, 64 * mi),
+                        ..container("a")
+                    }],
+                ),
+                "Guaranteed",
+            ),
+            (
+                "pod_level_limits_decide_alone",
+                PodSpec {
+                    resources: limited(1000, 128 * mi),
+                    ..pod(vec![], vec![container("a"), memory(Some(mi), None)])
+                },
+                "Guaranteed",
             ),
         ];
         for (name, spec, expected) in cases {

@@ -116,6 +116,24 @@ impl Pod {
         self.shared.status.borrow().clone()
     }
 
+    /// The CPU time container `name` has used over all its runs, if it has a CPU limit or
+    /// request (its own or its pod's); `None` for a container that is not measured, or that
+    /// the pod does not have.
+    pub fn cpu_time(&self, name: &str) -> Option<Duration> {
+        let shared = &self.shared;
+        let slot = (shared.spec.init_containers.iter())
+            .chain(&shared.spec.containers)
+            .position(|container| container.name == name)?;
+        let container = shared.container(slot);
+        let measured = container.cpu_limit().is_some()
+            || container.cpu_request().is_some()
+            || shared.spec.resources.cpu_limit.is_some()
+            || shared.spec.resources.cpu_request.is_some();
+        measured.then(|| {
+            Duration::from_nanos(shared.cpu_used[slot].load(std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+
     /// Status changes as they happen.
     pub fn status_updates(&self) -> watch::Receiver<PodStatus> {
         self.shared.status.subscribe()

@@ -93,6 +93,14 @@ pub(crate) struct PodShared {
     ready_gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
     /// The HTTP servers of the running containers, by port (the pod's network).
     servers: std::sync::Mutex<HashMap<u16, Arc<Server>>>,
+    /// The pod's own CPU limit (`spec.resources.limits.cpu`), shared by all its containers.
+    pub(crate) cpu_quota: Option<Arc<crate::runtime::CpuQuota>>,
+    /// The CPU time of each slot's container, in nanoseconds, for those that have a CPU limit
+    /// or request (the others are not measured).
+    pub(crate) cpu_used: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    /// The pod's own memory limit (`spec.resources.limits.memory`), shared by all its
+    /// containers.
+    pub(crate) memory: Option<Arc<crate::runtime::MemoryBudget>>,
 }
 
 /// What is observed of a pod's containers, for the pod runner to act on.
@@ -153,6 +161,9 @@ impl PodShared {
                 Watched::new(!(slot < init.len() && init[slot].sidecar))
             })
             .collect();
+        let cpu_quota = spec.resources.cpu_limit.map(crate::runtime::CpuQuota::new);
+        let memory = (spec.resources.memory_limit)
+            .map(|limit| Arc::new(crate::runtime::MemoryBudget::new(Some(limit), None)));
         Arc::new(PodShared {
             spec,
             host,
@@ -172,6 +183,9 @@ impl PodShared {
             started: clock.now(),
             ready_gates: (0..slots).map(|_| Default::default()).collect(),
             servers: Default::default(),
+            cpu_quota,
+            cpu_used: (0..slots).map(|_| Default::default()).collect(),
+            memory,
         })
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::values::{check_dns_label, check_dns_subdomain};
-use super::{ContainerSpec, ManifestError, PodSpec, PortSpec, Problem, RestartPolicy};
+use super::{ContainerSpec, ManifestError, PodSpec, PortSpec, Problem, Resources, RestartPolicy};
 
 /// A pod of one container running one component, built in code: [`PodSpec::component`], then
 /// [`ComponentPod::build`]. It runs once (`restartPolicy: Never`); the pod and its container
@@ -33,6 +33,7 @@ pub struct ComponentPod {
     args: Vec<String>,
     ports: Vec<u16>,
     grace_period: Option<Duration>,
+    resources: Resources,
 }
 
 impl PodSpec {
@@ -45,6 +46,7 @@ impl PodSpec {
             args: Vec::new(),
             ports: Vec::new(),
             grace_period: None,
+            resources: Resources::default(),
         }
     }
 
@@ -96,6 +98,24 @@ impl ComponentPod {
         self
     }
 
+    /// `resources.limits.cpu`, in millicores (and the request too, unless one is given).
+    pub fn cpu_limit(mut self, millicores: u64) -> Self {
+        self.resources.cpu_limit = Some(millicores);
+        self
+    }
+
+    /// `resources.requests.cpu`, in millicores.
+    pub fn cpu_request(mut self, millicores: u64) -> Self {
+        self.resources.cpu_request = Some(millicores);
+        self
+    }
+
+    /// `resources.limits.memory`, in bytes.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.resources.memory_limit = Some(bytes);
+        self
+    }
+
     /// The pod, checked as a manifest would be: the names, and the ports (1 to 65535, each
     /// once). Every problem is reported at once, with the manifest field it stands for.
     pub fn build(self) -> Result<PodSpec, ManifestError> {
@@ -121,6 +141,21 @@ impl ComponentPod {
                 ports.push(PortSpec { name: None, port });
             }
         }
+        // As a manifest's: a request defaults to the limit, and may not exceed it.
+        let mut resources = self.resources;
+        resources.cpu_limit = resources.cpu_limit.filter(|limit| *limit > 0);
+        resources.cpu_request = resources.cpu_request.or(resources.cpu_limit);
+        resources.memory_request = resources.memory_request.or(resources.memory_limit);
+        if let (Some(request), Some(limit)) = (resources.cpu_request, resources.cpu_limit)
+            && request > limit
+        {
+            problem(
+                "spec.containers[0].resources.requests.cpu".into(),
+                format!(
+                    "{request}m is more than the limit ({limit}m); a request must be at most its limit"
+                ),
+            );
+        }
         if !problems.is_empty() {
             return Err(ManifestError {
                 file: self.image.display().to_string(),
@@ -137,6 +172,7 @@ impl ComponentPod {
             volumes: Vec::new(),
             ignored: Vec::new(),
             missing: Vec::new(),
+            resources: Default::default(),
             init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name: container_name,
@@ -146,8 +182,7 @@ impl ComponentPod {
                 env: Vec::new(),
                 working_dir: None,
                 volume_mounts: Vec::new(),
-                memory_limit: None,
-                memory_request: None,
+                resources,
                 post_start: None,
                 pre_stop: None,
                 ports,

@@ -1,22 +1,22 @@
 //! From `k8s-openapi` types to a [`PodSpec`]: the pod's metadata, restart policy, volumes and
-//! containers, checked against Kubernetes' rules (names, sidecars, mounts, memory, ports
+//! containers, checked against Kubernetes' rules (names, sidecars, mounts, resources, ports
 //! shared by the pod). Hooks, probes and ports are [`super::actions`]'.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, ResourceRequirements};
 
 use super::actions::{lifecycle_handler, port_specs, probe_spec};
 use super::sources::ConfigObjects;
 use super::sources::{self, Context};
 use super::values::{
-    check_dns_label, check_dns_subdomain, component_path, lexically_normal, parse_memory,
+    check_dns_label, check_dns_subdomain, component_path, lexically_normal, parse_cpu, parse_memory,
 };
 use super::{
     ContainerSpec, DEFAULT_GRACE_PERIOD, EnvValue, FileContent, PodSpec, ProbeKind, Problem,
-    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
+    Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
 
 impl PodSpec {
@@ -208,6 +208,10 @@ impl PodSpec {
                 }
             }
         }
+        let pod_resources = resources(spec.resources.as_ref(), "spec", &mut |path, message| {
+            problems.push(Problem { path, message })
+        });
+        check_pod_resources(&pod_resources, &init_containers, &containers, &mut problems);
         let missing = context.missing.take();
         if problems.is_empty() {
             Ok(PodSpec {
@@ -221,6 +225,7 @@ impl PodSpec {
                 containers,
                 ignored: Vec::new(),
                 missing,
+                resources: pod_resources,
             })
         } else {
             Err(problems)
@@ -498,32 +503,7 @@ fn container_spec(
             format!("`{dir}` must be an absolute path, such as `/tmp`"),
         );
     }
-    // Requests reserve nothing in wasmlet (they decide the pod's `qosClass`), but a malformed
-    // one is still an error.
-    let memory_request = container
-        .resources
-        .as_ref()
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|requests| requests.get("memory"))
-        .and_then(|quantity| match parse_memory(&quantity.0) {
-            Ok(bytes) => Some(bytes),
-            Err(why) => {
-                problem(format!("{at}.resources.requests.memory"), why);
-                None
-            }
-        });
-    let memory_limit = container
-        .resources
-        .as_ref()
-        .and_then(|r| r.limits.as_ref())
-        .and_then(|limits| limits.get("memory"))
-        .and_then(|quantity| match parse_memory(&quantity.0) {
-            Ok(bytes) => Some(bytes),
-            Err(why) => {
-                problem(format!("{at}.resources.limits.memory"), why);
-                None
-            }
-        });
+    let resources = resources(container.resources.as_ref(), at, &mut problem);
     let ports = port_specs(container, at, &mut problems);
     let lifecycle = container.lifecycle.as_ref();
     let mut handler = |name: &str, handler: Option<&LifecycleHandler>| {
@@ -562,8 +542,7 @@ fn container_spec(
             env,
             working_dir,
             volume_mounts,
-            memory_limit,
-            memory_request,
+            resources,
             post_start,
             pre_stop,
             ports,
@@ -651,6 +630,114 @@ fn security_context(
                 &format!("{at}.securityContext.procMount"),
                 "not supported: a guest has no /proc; only `Default`".into(),
             );
+        }
+    }
+}
+
+/// `resources` of a container (or, at `spec`, of the pod): CPU in millicores, memory in bytes.
+/// Kubernetes' defaulting copies a limit into an unset request (`SetDefaults_Pod`,
+/// pkg/apis/core/v1/defaults.go); a request above its limit is refused, as the API server's
+/// validation does (`ValidateResourceRequirements`).
+pub(super) fn resources(
+    resources: Option<&ResourceRequirements>,
+    at: &str,
+    problem: &mut impl FnMut(String, String),
+) -> Resources {
+    let mut amount = |kind: &str, resource: &str| -> Option<u64> {
+        let list = match kind {
+            "requests" => resources?.requests.as_ref(),
+            _ => resources?.limits.as_ref(),
+        };
+        let quantity = list?.get(resource)?;
+        let parsed = match resource {
+            "cpu" => parse_cpu(&quantity.0),
+            _ => parse_memory(&quantity.0),
+        };
+        match parsed {
+            Ok(amount) => Some(amount),
+            Err(why) => {
+                problem(format!("{at}.resources.{kind}.{resource}"), why);
+                None
+            }
+        }
+    };
+    let cpu_limit = amount("limits", "cpu").filter(|millicores| *millicores > 0);
+    let memory_limit = amount("limits", "memory").filter(|bytes| *bytes > 0);
+    let cpu_request = amount("requests", "cpu").or(cpu_limit);
+    let memory_request = amount("requests", "memory").or(memory_limit);
+    for (resource, request, limit, unit) in [
+        ("cpu", cpu_request, cpu_limit, "m"),
+        ("memory", memory_request, memory_limit, " bytes"),
+    ] {
+        if let (Some(request), Some(limit)) = (request, limit)
+            && request > limit
+        {
+            problem(
+                format!("{at}.resources.requests.{resource}"),
+                format!(
+                    "{request}{unit} is more than the limit ({limit}{unit}); a request must be at                      most its limit"
+                ),
+            );
+        }
+    }
+    Resources {
+        cpu_limit,
+        cpu_request,
+        memory_limit,
+        memory_request,
+    }
+}
+
+/// With pod-level resources, what the containers ask must fit in the pod's, as the API
+/// server's `validatePodResourceConsistency` (pkg/apis/core/validation) requires: the app
+/// containers' requests together (and each init container's) at most the pod's request, and
+/// no container's limit above the pod's.
+fn check_pod_resources(
+    pod: &Resources,
+    init_containers: &[ContainerSpec],
+    containers: &[ContainerSpec],
+    problems: &mut Vec<Problem>,
+) {
+    type Amount = fn(&Resources) -> Option<u64>;
+    let kinds: [(&str, Amount, Amount, &str); 2] = [
+        ("cpu", |r| r.cpu_request, |r| r.cpu_limit, "m"),
+        ("memory", |r| r.memory_request, |r| r.memory_limit, " bytes"),
+    ];
+    for (resource, request, limit, unit) in kinds {
+        if let Some(pod_request) = request(pod) {
+            let apps: u64 = containers
+                .iter()
+                .filter_map(|c| request(&c.resources))
+                .sum();
+            let init = init_containers
+                .iter()
+                .filter_map(|c| request(&c.resources))
+                .max()
+                .unwrap_or(0);
+            let asked = apps.max(init);
+            if asked > pod_request {
+                problems.push(Problem {
+                    path: format!("spec.resources.requests.{resource}"),
+                    message: format!(
+                        "{pod_request}{unit} is less than the containers request together \
+                         ({asked}{unit}); the pod's request must hold theirs"
+                    ),
+                });
+            }
+        }
+        if let Some(pod_limit) = limit(pod) {
+            for container in init_containers.iter().chain(containers) {
+                if let Some(own) = limit(&container.resources).filter(|own| *own > pod_limit) {
+                    problems.push(Problem {
+                        path: format!("spec.resources.limits.{resource}"),
+                        message: format!(
+                            "{pod_limit}{unit} is less than the limit of container `{}` \
+                             ({own}{unit}); no container may be limited above its pod",
+                            container.name
+                        ),
+                    });
+                }
+            }
         }
     }
 }

@@ -35,6 +35,12 @@ pub(super) const SUPPORTED: &[&str] = &[
     "spec.containers[].env[].valueFrom.fieldRef.apiVersion",
     "spec.containers[].resources.limits.memory",
     "spec.containers[].resources.requests.memory",
+    "spec.containers[].resources.limits.cpu",
+    "spec.containers[].resources.requests.cpu",
+    "spec.resources.limits.cpu",
+    "spec.resources.requests.cpu",
+    "spec.resources.limits.memory",
+    "spec.resources.requests.memory",
     "spec.containers[].lifecycle.hook.exec.command[]",
     "spec.containers[].lifecycle.hook.sleep.seconds",
     "spec.containers[].lifecycle.hook.httpGet.host",
@@ -283,26 +289,18 @@ pub(super) const EXPLAINED: &[(&str, &str)] = &[
          --address`); drop `hostIP`",
     ),
     (
-        "spec.containers[].resources.limits.cpu",
-        "not supported: wasmlet time-slices guests fairly but does not cap CPU",
-    ),
-    (
-        "spec.containers[].resources.requests.cpu",
-        "not supported: wasmlet time-slices guests fairly but does not reserve CPU",
-    ),
-    (
         "spec.containers[].volumeMounts[].subPathExpr",
         "not supported: give a fixed `subPath`",
     ),
     (
         "spec.containers[].resources.limits.*",
         "not supported: a single host has no devices or extended resources to give a guest; \
-         wasmlet limits `memory`",
+         wasmlet limits `cpu` and `memory`",
     ),
     (
         "spec.containers[].resources.requests.*",
         "not supported: a single host has no devices or extended resources to give a guest; \
-         wasmlet takes `memory` requests",
+         wasmlet takes `cpu` and `memory` requests",
     ),
     (
         "spec.containers[].resources.claims",

@@ -34,6 +34,24 @@ pub struct PodSpec {
     /// What the pod reads and the manifests did not give — a ConfigMap, a Secret, a key of one.
     /// As in Kubernetes the pod is valid, but it cannot start without them.
     pub(crate) missing: Vec<String>,
+    /// `spec.resources`: limits and requests of the whole pod, beside its containers' own.
+    pub(crate) resources: Resources,
+}
+
+/// `resources` of a container, or of a pod (`spec.resources`), with Kubernetes' defaulting
+/// applied: an unset request is its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Resources {
+    /// `limits.cpu` in millicores: the share of a core all instances together may use per
+    /// 100 ms period, as CFS quota gives it.
+    pub cpu_limit: Option<u64>,
+    /// `requests.cpu` in millicores: the weight of the container's turns when the CPU is
+    /// contended, as CFS shares give it.
+    pub cpu_request: Option<u64>,
+    /// `limits.memory` in bytes: all instances together.
+    pub memory_limit: Option<u64>,
+    /// `requests.memory` in bytes. It reserves nothing; it only decides the pod's `qosClass`.
+    pub memory_request: Option<u64>,
 }
 
 /// One container of a [`PodSpec`].
@@ -54,11 +72,8 @@ pub struct ContainerSpec {
     pub(crate) working_dir: Option<String>,
     /// `volumeMounts`: the pod volumes this container sees, and where.
     pub(crate) volume_mounts: Vec<VolumeMount>,
-    /// `resources.limits.memory` in bytes: all instances of the container together.
-    pub(crate) memory_limit: Option<u64>,
-    /// `resources.requests.memory` in bytes. It reserves nothing; it only decides the pod's
-    /// `qosClass`.
-    pub(crate) memory_request: Option<u64>,
+    /// `resources`: CPU and memory, limits and requests.
+    pub(crate) resources: Resources,
     /// `lifecycle.postStart`.
     pub(crate) post_start: Option<Handler>,
     /// `lifecycle.preStop`.
@@ -406,6 +421,16 @@ impl PodSpec {
         self.restart_policy
     }
 
+    /// `spec.resources.limits.cpu` in millicores: the share of a core the whole pod may use.
+    pub fn cpu_limit(&self) -> Option<u64> {
+        self.resources.cpu_limit
+    }
+
+    /// `spec.resources.limits.memory` in bytes: what the whole pod may use.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.resources.memory_limit
+    }
+
     /// `spec.volumes`.
     pub fn volumes(&self) -> &[VolumeSpec] {
         &self.volumes
@@ -498,12 +523,24 @@ impl ContainerSpec {
 
     /// `resources.limits.memory` in bytes: all instances of the container together.
     pub fn memory_limit(&self) -> Option<u64> {
-        self.memory_limit
+        self.resources.memory_limit
     }
 
     /// `resources.requests.memory` in bytes (it decides the pod's `qosClass` only).
     pub fn memory_request(&self) -> Option<u64> {
-        self.memory_request
+        self.resources.memory_request
+    }
+
+    /// `resources.limits.cpu` in millicores: the share of a core all the container's
+    /// instances together may use, per 100 ms period.
+    pub fn cpu_limit(&self) -> Option<u64> {
+        self.resources.cpu_limit
+    }
+
+    /// `resources.requests.cpu` in millicores (the limit, when only that is given): the
+    /// weight of the container's turns on a contended CPU.
+    pub fn cpu_request(&self) -> Option<u64> {
+        self.resources.cpu_request
     }
 
     /// `lifecycle.postStart`.

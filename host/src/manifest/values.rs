@@ -112,6 +112,25 @@ pub(super) fn parse_memory(quantity: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Millicores in a Kubernetes CPU quantity: `250m`, `0.5`, `2`; rounded up to a whole
+/// millicore, as Kubernetes' `MilliValue` does.
+pub(super) fn parse_cpu(quantity: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "`{quantity}` is not a CPU quantity; expected cores (`1`, `0.5`) or millicores \
+             (`250m`)"
+        )
+    };
+    if quantity.trim().starts_with('-') {
+        return Err(format!("`{quantity}` must not be negative"));
+    }
+    let millicores = (parse_quantity(quantity).map_err(|_| invalid())? * 1000.0).ceil();
+    if !millicores.is_finite() || millicores > u32::MAX as f64 {
+        return Err(format!("`{quantity}` is more CPU than any host has"));
+    }
+    Ok(millicores as u64)
+}
+
 pub(super) fn check_dns_label(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 63

@@ -31,8 +31,8 @@ use crate::lifecycle::probe::{ProbeReport, Probes};
 use crate::lifecycle::shared::{Observation, PodShared};
 use crate::manifest::{ContainerSpec, RestartPolicy};
 use crate::runtime::{
-    ContainerContext, Entry, InstanceDone, InstanceEnd, InstanceIo, KillSwitch, Launcher,
-    LoadedComponent, LoadedContainer, spawn_task,
+    ContainerContext, CpuControl, CpuQuota, Entry, InstanceDone, InstanceEnd, InstanceIo,
+    KillSwitch, Launcher, LoadedComponent, LoadedContainer, MemoryBudget, shares, spawn_task,
 };
 use hooks::{HookFailure, HookRun, finish};
 use launch::launcher;
@@ -137,12 +137,40 @@ pub(crate) async fn run(
     index: usize,
     loaded: LoadedContainer,
 ) -> (ContainerStateTerminated, bool) {
+    let spec = pod.container(index);
     let context = ContainerContext::new(
         pod.host.clock.clone(),
         pod.host.runtime.clock_origin,
-        pod.container(index).memory_limit,
+        MemoryBudget::new(spec.memory_limit(), pod.memory.clone()),
+        cpu_control(&pod, index),
     );
     run_once(pod, index, loaded, context).await
+}
+
+/// The container's CPU control: its own limit and its pod's, as CFS quotas, and its request
+/// as CFS shares. A container in a pod with a pod-level request and none of its own gets an
+/// even part of the pod's.
+fn cpu_control(pod: &PodShared, index: usize) -> CpuControl {
+    let spec = pod.container(index);
+    let quotas: Vec<_> = (spec.cpu_limit().map(CpuQuota::new).into_iter())
+        .chain(pod.cpu_quota.clone())
+        .collect();
+    let request = spec.cpu_request().or_else(|| {
+        let unrequested = (pod.spec.init_containers.iter())
+            .chain(&pod.spec.containers)
+            .filter(|container| container.cpu_request().is_none())
+            .count() as u64;
+        pod.spec
+            .resources
+            .cpu_request
+            .map(|request| request / unrequested.max(1))
+    });
+    CpuControl::new(
+        quotas,
+        request.map(shares),
+        &pod.host.runtime.fair_share,
+        pod.cpu_used[index].clone(),
+    )
 }
 
 /// Runs the container once: from its start to its end (on its own, or stopped), and says how
@@ -584,7 +612,7 @@ impl Supervisor {
                 "OOMKilled".into(),
                 Some(format!(
                     "memory limit of {} bytes reached: {message}",
-                    self.spec.memory_limit.unwrap_or_default()
+                    self.spec.memory_limit().unwrap_or_default()
                 )),
             ),
             InstanceEnd::Trapped { message, .. } => (
