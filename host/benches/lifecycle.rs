@@ -17,6 +17,9 @@
 //! - preemption cost: `hello --work` (a loop that never calls the host) timed by the guest itself,
 //!   under wasmlet (epoch checks, a yield every time slice, 100 s of CPU-bound neighbours absent)
 //!   against a plain wasmtime engine without epoch interruption.
+//! - CPU limits: a `spinner` limited to 250m, 500m and 1 core beside unlimited spinners uses that
+//!   share of a core (its CPU time over the wall time, `--cpu-seconds`, 10 by default); two
+//!   spinners requesting 1:3 split one saturated guest thread 1:3.
 //! - peers: `hello` started and stopped as a native process (spawn, SIGTERM/SIGKILL, wait) and run
 //!   by `wasmtime run`, next to wasmlet doing the same.
 
@@ -33,6 +36,7 @@ struct Args {
     starts: usize,
     neighbours: usize,
     idle_pods: usize,
+    cpu_seconds: u64,
 }
 
 fn args() -> Args {
@@ -41,6 +45,7 @@ fn args() -> Args {
         starts: 200,
         neighbours: 100,
         idle_pods: 10_000,
+        cpu_seconds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +55,7 @@ fn args() -> Args {
             "--starts" => args.starts = value(),
             "--neighbours" => args.neighbours = value(),
             "--idle-pods" => args.idle_pods = value(),
+            "--cpu-seconds" => args.cpu_seconds = value() as u64,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -89,6 +95,62 @@ async fn kill_overshoots(host: &Host, component: &str, count: usize) -> Vec<Dura
         overshoots.push(killed.at.saturating_duration_since(deadline));
     }
     overshoots
+}
+
+/// The share of a core each of `measured` (spinners with a CPU limit or request) used over
+/// `seconds`, beside `neighbours` spinners that request no CPU: CPU time over wall time.
+async fn cpu_shares(
+    host: &Host,
+    measured: Vec<PodSpec>,
+    neighbours: usize,
+    seconds: u64,
+) -> Vec<f64> {
+    let mut others = Vec::new();
+    for index in 0..neighbours {
+        others.push(
+            start(
+                host,
+                pod(
+                    &format!("unlimited-{index}"),
+                    components::SPINNER,
+                    Duration::ZERO,
+                ),
+            )
+            .await,
+        );
+    }
+    let mut pods = Vec::new();
+    for spec in measured {
+        pods.push(start(host, spec).await);
+    }
+    // Past the first periods, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu = |pods: &[Pod]| -> Vec<Duration> {
+        pods.iter()
+            .map(|pod| pod.cpu_time("spinner").expect("a measured container"))
+            .collect()
+    };
+    let (began, before) = (Instant::now(), cpu(&pods));
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (wall, after) = (began.elapsed(), cpu(&pods));
+    for pod in pods.iter().chain(&others) {
+        pod.kill();
+    }
+    for pod in pods.iter().chain(&others) {
+        pod.wait().await;
+    }
+    before
+        .iter()
+        .zip(&after)
+        .map(|(before, after)| (*after - *before).as_secs_f64() / wall.as_secs_f64())
+        .collect()
+}
+
+fn spinner(name: &str) -> wasmlet::ComponentPod {
+    PodSpec::component(components::SPINNER)
+        .name(name)
+        .container_name("spinner")
+        .grace_period(Duration::ZERO)
 }
 
 struct Row {
@@ -401,6 +463,35 @@ async fn main() {
     with_slices.sort();
     without.sort();
 
+    // CPU limits: a spinner limited to 250m, 500m and 1 core beside two unlimited spinners;
+    // then two spinners requesting 1:3 on a host with one guest thread (a saturated core).
+    let mut limit_shares = Vec::new();
+    for millicores in [250, 500, 1000] {
+        let spec = spinner(&format!("limited-{millicores}m"))
+            .cpu_limit(millicores)
+            .build()
+            .expect("a valid pod");
+        let share = cpu_shares(&host, vec![spec], 2, args.cpu_seconds).await[0];
+        limit_shares.push((millicores, share));
+    }
+    let one_core = Host::new(HostConfig {
+        guest_threads: 1,
+        ..HostConfig::default()
+    })
+    .expect("creating a one-thread host");
+    let weighted = vec![
+        spinner("light")
+            .cpu_request(250)
+            .build()
+            .expect("a valid pod"),
+        spinner("heavy")
+            .cpu_request(750)
+            .build()
+            .expect("a valid pod"),
+    ];
+    let request_shares = cpu_shares(&one_core, weighted, 0, args.cpu_seconds).await;
+    drop(one_core);
+
     // Peers: the same lifecycle as a native process and under `wasmtime run`.
     let native = native_hello();
     let wasmtime = wasmtime_cli();
@@ -574,5 +665,30 @@ async fn main() {
         show(density.start_all / density.pods.max(1) as u32),
         show(density.stop_all),
         show(density.stop_all / density.pods.max(1) as u32),
+    );
+    println!();
+    println!(
+        "CPU limits, {} s each, beside 2 unlimited spinners (share of a core: CPU time / wall \
+         time; error against the limit):",
+        args.cpu_seconds
+    );
+    println!();
+    println!("| limits.cpu | used | error |");
+    println!("|---|---|---|");
+    for (millicores, share) in &limit_shares {
+        let limit = *millicores as f64 / 1000.0;
+        println!(
+            "| {millicores}m | {share:.3} | {:+.1} % |",
+            (share - limit) / limit * 100.0
+        );
+    }
+    let (light, heavy) = (request_shares[0], request_shares[1]);
+    println!();
+    println!(
+        "CPU requests 250m : 750m, two spinners on one guest thread, {} s: {light:.3} : \
+         {heavy:.3} of a core = 1 : {:.2} ({:+.1} % against 1 : 3).",
+        args.cpu_seconds,
+        heavy / light,
+        (heavy / light - 3.0) / 3.0 * 100.0
     );
 }

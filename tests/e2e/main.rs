@@ -3,6 +3,7 @@
 
 mod churn;
 mod cli;
+mod cpu;
 mod deterministic;
 mod faults;
 mod fuzz;
