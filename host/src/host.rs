@@ -173,7 +173,7 @@ impl Host {
         );
         if let Some(pool) = self.inner.config.instance_pool {
             for container in spec.init_containers.iter().chain(&spec.containers) {
-                if let Some(limit) = container.memory_limit {
+                if let Some(limit) = container.memory_limit() {
                     anyhow::ensure!(
                         limit <= pool.max_memory,
                         "container `{}`: its memory limit ({limit} bytes) is above what one \
