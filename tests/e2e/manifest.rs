@@ -83,7 +83,7 @@ spec:
     has(
         &found,
         "spec.containers[0].ports[0].hostPort",
-        "drop `hostPort`",
+        "80 differs from containerPort 8080",
     );
     has(
         &found,
@@ -487,4 +487,21 @@ spec:
         "spec.containers[0].lifecycle.preStop.exec.command[0]",
         "is not a WebAssembly component",
     );
+}
+
+#[test]
+fn a_host_port_equal_to_the_container_port_is_already_given() {
+    let spec = crate::support::spec(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: host-port
+spec:
+  containers:
+    - name: web
+      image: ../../target/components/http-hello.wasm
+      ports: [{containerPort: 8080, hostPort: 8080}]
+",
+    );
+    assert_eq!(spec.containers()[0].ports()[0].port(), 8080);
 }

@@ -41,6 +41,20 @@ pub(super) fn port_specs(
             );
             continue;
         };
+        // A container's port is already the host's (on the host's address): a `hostPort` that
+        // says the same holds as it is; another number would need a second listener.
+        if let Some(host_port) = port.host_port.filter(|host_port| *host_port != 0)
+            && host_port != port.container_port
+        {
+            problem(
+                format!("{at}.hostPort"),
+                format!(
+                    "{host_port} differs from containerPort {number}: wasmlet serves a \
+                     container's port on the host's address under its own number; set \
+                     `hostPort: {number}` or drop it"
+                ),
+            );
+        }
         if ports.iter().any(|p: &PortSpec| p.port == number) {
             problem(
                 format!("{at}.containerPort"),

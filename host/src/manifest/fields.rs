@@ -52,6 +52,7 @@ pub(super) const SUPPORTED: &[&str] = &[
     "spec.containers[].ports[].containerPort",
     "spec.containers[].ports[].name",
     "spec.containers[].ports[].protocol",
+    "spec.containers[].ports[].hostPort",
     // `hook` stands for postStart and preStop; `probe` for livenessProbe, readinessProbe and
     // startupProbe.
     "spec.containers[].probe.exec.command[]",
@@ -277,11 +278,6 @@ pub(super) const EXPLAINED: &[(&str, &str)] = &[
     (
         "spec.containers[].probe.grpc",
         "not supported: wasmlet has no gRPC health checking; use httpGet, tcpSocket or exec",
-    ),
-    (
-        "spec.containers[].ports[].hostPort",
-        "not supported: every containerPort is already a port of the host (wasmlet binds it on \
-         127.0.0.1, or the host's configured address); drop `hostPort`",
     ),
     (
         "spec.containers[].ports[].hostIP",
