@@ -6,6 +6,7 @@ mod cli;
 mod deterministic;
 mod faults;
 mod fuzz;
+mod guest_languages;
 mod http;
 mod lifecycle;
 mod manifest;
