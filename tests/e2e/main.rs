@@ -7,6 +7,7 @@ mod cpu;
 mod deterministic;
 mod faults;
 mod fuzz;
+mod guest_languages;
 mod http;
 mod lifecycle;
 mod manifest;
