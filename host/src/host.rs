@@ -21,6 +21,7 @@ use crate::config::HostConfig;
 use crate::lifecycle::node::Node;
 use crate::lifecycle::phase_is_final;
 use crate::lifecycle::pod::{LoadedPod, Pod};
+use crate::lifecycle::shared::network::pod_address;
 use crate::lifecycle::shared::{PodShared, PodVolume};
 use crate::manifest::PodSpec;
 use crate::runtime::{
@@ -193,15 +194,17 @@ impl Host {
         } else {
             self.load_pod_components(&spec)?
         };
+        let address = pod_address(self.inner.config.http_address, spec.replica)
+            .map_err(|why| anyhow::anyhow!("pod `{}` cannot start: {why}", spec.name))?;
         let uid = spec.uid.clone().unwrap_or_else(|| self.inner.new_uid());
-        let volumes = PodVolume::prepare(&spec, &self.inner, &uid)?;
+        let volumes = PodVolume::prepare(&spec, &self.inner, &uid, address)?;
         let mut registry = self.pods.lock().unwrap();
         anyhow::ensure!(
             registry.shutdowns == 0,
             "pod `{}` not started: the host is shutting down",
             spec.name
         );
-        let pod = Pod::start(self.inner.clone(), spec, uid, loaded, volumes);
+        let pod = Pod::start(self.inner.clone(), spec, uid, address, loaded, volumes);
         registry.pods.retain(|pod| pod.strong_count() > 0);
         registry.pods.push(Arc::downgrade(&pod.shared));
         Ok(pod)

@@ -315,18 +315,8 @@ fn workloads_run_their_template_and_other_kinds_are_skipped() {
           address and its ports"
         ]
     );
-    // Replicas that listen on one port cannot share a host: the error says how to run them.
-    let with_ports = DEPLOYMENT.replace(
-        "image: ../../target/components/hello.wasm",
-        "image: ../../target/components/http-hello.wasm\n          ports: [{containerPort: 8080}]",
-    );
-    let problems = refused(&with_ports);
-    has(&problems, "spec.replicas", "each listens on port 8080");
-    has(
-        &problems,
-        "spec.replicas",
-        "set `replicas: 1`, or run one wasmlet per replica",
-    );
+    // Replicas that serve no port share the host's address.
+    assert!(deployment.pods().iter().all(|pod| pod.replica() == 0));
     // A selector that does not select the template's pods, and a Job that would restart forever.
     let problems =
         refused(&DEPLOYMENT.replace("{app: web}}\n  strategy", "{app: api}}\n  strategy"));
@@ -347,6 +337,59 @@ fn workloads_run_their_template_and_other_kinds_are_skipped() {
 
 /// A StatefulSet's claims, and a pod started again on the same claim, see the data of the one
 /// before: a claim is a directory under the host's data directory.
+/// Replicas that listen on a port each get an address of their own: the host's, then the
+/// loopback addresses after it, as each pod has its IP in Kubernetes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_that_listen_serve_each_on_an_address_of_its_own() {
+    let with_ports = DEPLOYMENT.replace(
+        "image: ../../target/components/hello.wasm",
+        "image: ../../target/components/http-hello.wasm\n          ports: [{containerPort: 18431}]",
+    );
+    let manifests = manifests(&with_ports);
+    let [deployment] = manifests.workloads() else {
+        panic!("one workload")
+    };
+    let replicas: Vec<u32> = deployment.pods().iter().map(PodSpec::replica).collect();
+    assert_eq!(replicas, [0, 1, 2]);
+    let mut pods = Vec::new();
+    for spec in deployment.pods() {
+        pods.push(crate::support::start(spec.clone()).await);
+    }
+    for pod in &pods {
+        pod.wait_until(|status| {
+            let containers = status.container_statuses.iter().flatten();
+            containers.clone().count() == 1 && containers.clone().all(|c| c.ready)
+        })
+        .await;
+    }
+    for last in 1..=3 {
+        let answer = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream =
+                std::net::TcpStream::connect(("127.0.0.".to_string() + &last.to_string(), 18431))
+                    .expect("each replica listens on its own address");
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "127.0.0.{last}: {answer}"
+        );
+    }
+    for pod in &pods {
+        pod.delete(None);
+    }
+    for pod in &pods {
+        crate::support::finished(pod).await;
+    }
+}
+
 #[tokio::test]
 async fn claims_outlive_their_pods() {
     let data = tempfile::tempdir().unwrap();

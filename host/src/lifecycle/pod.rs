@@ -51,10 +51,11 @@ impl Pod {
         host: Arc<Node>,
         spec: PodSpec,
         uid: String,
+        address: std::net::IpAddr,
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,
     ) -> Pod {
-        let shared = PodShared::new(host, spec, uid, volumes);
+        let shared = PodShared::new(host, spec, uid, address, volumes);
         shared.event(
             EventType::Normal,
             "Scheduled",

@@ -45,7 +45,7 @@ impl StopRequest {
     }
 }
 
-mod network;
+pub(crate) mod network;
 mod status;
 mod volumes;
 
@@ -93,6 +93,8 @@ pub(crate) struct PodShared {
     ready_gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
     /// The HTTP servers of the running containers, by port (the pod's network).
     servers: std::sync::Mutex<HashMap<u16, Arc<Server>>>,
+    /// The pod's IP: where its containers serve ([`network::pod_address`]).
+    pub(crate) address: std::net::IpAddr,
     /// The pod's own CPU limit (`spec.resources.limits.cpu`), shared by all its containers.
     pub(crate) cpu_quota: Option<Arc<crate::runtime::CpuQuota>>,
     /// The CPU time of each slot's container, in nanoseconds, for those that have a CPU limit
@@ -123,6 +125,7 @@ impl PodShared {
         host: Arc<Node>,
         spec: PodSpec,
         uid: String,
+        address: std::net::IpAddr,
         volumes: Vec<PodVolume>,
     ) -> Arc<PodShared> {
         let clock = host.clock.clone();
@@ -183,6 +186,7 @@ impl PodShared {
             started: clock.now(),
             ready_gates: (0..slots).map(|_| Default::default()).collect(),
             servers: Default::default(),
+            address,
             cpu_quota,
             cpu_used: (0..slots).map(|_| Default::default()).collect(),
             memory,
@@ -263,7 +267,7 @@ impl PodShared {
             PodField::Namespace => self.spec.namespace.clone(),
             PodField::Uid => self.uid.clone(),
             PodField::NodeName => self.host.node_name.clone(),
-            PodField::PodIp => self.host.config.http_address.to_string(),
+            PodField::PodIp => self.address.to_string(),
         }
     }
 

@@ -173,6 +173,7 @@ impl ComponentPod {
             ignored: Vec::new(),
             missing: Vec::new(),
             resources: Default::default(),
+            replica: 0,
             init_containers: Vec::new(),
             containers: vec![ContainerSpec {
                 name: container_name,

@@ -226,6 +226,7 @@ impl PodSpec {
                 ignored: Vec::new(),
                 missing,
                 resources: pod_resources,
+                replica: 0,
             })
         } else {
             Err(problems)
@@ -303,15 +304,12 @@ fn volume_specs<'v>(
                     .ok()
                     .and_then(|v| v.as_object().map(|o| o.len() > 1))
                     .unwrap_or(false);
-                if !other_source {
-                    problem(
-                        &at,
-                        "needs a source: emptyDir, hostPath, configMap, secret, downwardAPI, \
-                         projected or persistentVolumeClaim"
-                            .into(),
-                    );
+                if other_source {
+                    continue;
                 }
-                continue;
+                // A volume with no source at all is an emptyDir, as API defaulting makes it
+                // (SetDefaults_Volume, pkg/apis/core/v1/defaults.go).
+                VolumeSource::EmptyDir
             }
         };
         specs.push(VolumeSpec {

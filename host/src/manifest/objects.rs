@@ -781,17 +781,16 @@ fn workload(
         .chain(&template_spec.containers)
         .flat_map(|c| c.listen_ports())
         .collect();
-    if replicas > 1 && !ports.is_empty() {
-        let (field, what) = match kind {
-            WorkloadKind::Job => ("spec.parallelism", "parallelism"),
-            _ => ("spec.replicas", "replicas"),
-        };
+    // Replicas that listen get an address each (the host's, then the loopback addresses after
+    // it); a Job's pods come and go under one name, so parallel ones may not listen.
+    if replicas > 1 && !ports.is_empty() && kind == WorkloadKind::Job {
+        let (field, what) = ("spec.parallelism", "parallelism");
         problems.push(Problem {
             path: field.into(),
             message: format!(
                 "{what}: {replicas} would run {replicas} pods on this one host, and each listens on \
                  port{} {}, which only one of them can have: set `{what}: 1`, or run one \
-                 wasmlet per replica, each with its own `--address`",
+                 wasmlet per pod, each with its own `--address`",
                 if ports.len() == 1 { "" } else { "s" },
                 ports
                     .iter()
@@ -821,6 +820,9 @@ fn workload(
                     index
                 };
                 let mut pod = template_spec.renamed(format!("{name}-{ordinal}"));
+                if !ports.is_empty() {
+                    pod.replica = index;
+                }
                 for volume in &mut pod.volumes {
                     if claim_templates.contains(&volume.name)
                         && let VolumeSource::Claim { claim, .. } = &mut volume.source

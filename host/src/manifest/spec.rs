@@ -36,6 +36,9 @@ pub struct PodSpec {
     pub(crate) missing: Vec<String>,
     /// `spec.resources`: limits and requests of the whole pod, beside its containers' own.
     pub(crate) resources: Resources,
+    /// Which replica of its workload the pod is (0 for a Pod), when the replicas listen on
+    /// ports: each then needs an address of its own.
+    pub(crate) replica: u32,
 }
 
 /// `resources` of a container, or of a pod (`spec.resources`), with Kubernetes' defaulting
@@ -419,6 +422,12 @@ impl PodSpec {
     /// `spec.restartPolicy`.
     pub fn restart_policy(&self) -> RestartPolicy {
         self.restart_policy
+    }
+
+    /// Which replica of a workload whose pods listen on ports this pod is (0 otherwise): the
+    /// host serves it on an address of its own ([`crate::HostConfig::http_address`]).
+    pub fn replica(&self) -> u32 {
+        self.replica
     }
 
     /// `spec.resources.limits.cpu` in millicores: the share of a core the whole pod may use.

@@ -19,7 +19,12 @@ impl PodVolume {
     /// Makes the pod's volumes: a fresh directory for each `emptyDir`, a `hostPath` made if
     /// asked, the files of a `configMap`, `secret`, `downwardAPI` or `projected` volume, a
     /// claim's directory under the host's data directory. An error here starts nothing.
-    pub fn prepare(spec: &PodSpec, node: &Node, uid: &str) -> anyhow::Result<Vec<PodVolume>> {
+    pub fn prepare(
+        spec: &PodSpec,
+        node: &Node,
+        uid: &str,
+        address: std::net::IpAddr,
+    ) -> anyhow::Result<Vec<PodVolume>> {
         use anyhow::Context as _;
         let mut volumes = Vec::new();
         for volume in &spec.volumes {
@@ -37,7 +42,7 @@ impl PodVolume {
                                 PodField::Namespace => spec.namespace.clone(),
                                 PodField::Uid => uid.to_string(),
                                 PodField::NodeName => node.node_name.clone(),
-                                PodField::PodIp => node.config.http_address.to_string(),
+                                PodField::PodIp => address.to_string(),
                             }
                             .into_bytes(),
                         };
