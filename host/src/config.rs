@@ -47,6 +47,13 @@ pub struct HostConfig {
     /// `$XDG_DATA_HOME/wasmlet`, else `~/.local/share/wasmlet`. `None` refuses to start a pod
     /// with a claim.
     pub data_dir: Option<PathBuf>,
+    /// Components of at least this many bytes whose optimised build is not in the compile
+    /// cache yet start on code from the baseline compiler (Winch: several times faster to
+    /// compile, slower to run), while the optimised build is compiled into the cache in the
+    /// background for later loads. Default 2 MiB (the components of Python and JavaScript
+    /// toolchains are 10-20 MB; a Rust guest is well under); `None` always waits for the
+    /// optimising compiler.
+    pub quick_first_start: Option<u64>,
 }
 
 impl Default for HostConfig {
@@ -62,6 +69,7 @@ impl Default for HostConfig {
             compile_cache: default_compile_cache(),
             instance_pool: None,
             data_dir: default_data_dir(),
+            quick_first_start: Some(2 << 20),
         }
     }
 }

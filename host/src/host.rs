@@ -108,6 +108,7 @@ impl Host {
             clock: None,
             compile_cache: config.compile_cache.clone(),
             instance_pool: config.instance_pool,
+            quick_first_start: config.quick_first_start,
         })?;
         Ok(Host {
             inner: Arc::new(Node::new(runtime, config)),
@@ -147,13 +148,26 @@ impl Host {
     /// and checks that wasmlet provides all it imports, as starting a pod does: a way to
     /// check a component, or to compile it ahead of the pods that run it. Says what it found.
     pub fn load_component(&self, path: impl AsRef<Path>) -> anyhow::Result<ComponentInfo> {
-        let component = self.inner.runtime.wasm.load_component(path.as_ref())?;
+        let (component, _) = self.inner.runtime.wasm.load_component(path.as_ref())?;
         Ok(ComponentInfo {
             run: component.exports(Entry::Run),
             http_handler: component.exports(Entry::Handle),
             post_start: component.has_post_start(),
             pre_stop: component.has_pre_stop(),
         })
+    }
+
+    /// Large components being compiled by the optimising compiler in the background: they
+    /// started on the baseline compiler's code, and their optimised build goes into the compile
+    /// cache for later loads.
+    pub fn background_compiles(&self) -> usize {
+        self.inner.runtime.wasm.optimizing()
+    }
+
+    /// Waits until the background compiles are done (their builds in the compile cache).
+    pub async fn finish_background_compiles(&self) {
+        let wasm = self.inner.runtime.wasm.clone();
+        let _ = tokio::task::spawn_blocking(move || wasm.finish_optimizing()).await;
     }
 
     /// Waits for `duration` on the host's clock (what `wasmlet run --stop-after` waits on).
@@ -261,7 +275,7 @@ impl Host {
         let mut containers = Vec::new();
         for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
-            let main = (self.inner.runtime.wasm)
+            let (main, compilation) = (self.inner.runtime.wasm)
                 .load_component(&container.image)
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
             let mut exec = HashMap::new();
@@ -283,7 +297,7 @@ impl Host {
             for target in hooks.chain(probes) {
                 match target {
                     ExecTarget::Component(component) => {
-                        let loaded = (self.inner.runtime.wasm)
+                        let (loaded, _) = (self.inner.runtime.wasm)
                             .load_component(component)
                             .with_context(|| {
                                 format!("loading an exec command of container `{}`", container.name)
@@ -307,6 +321,7 @@ impl Host {
                 exec,
                 shell,
                 load_time: self.inner.clock.now().saturating_duration_since(started),
+                compilation,
             });
         }
         Ok(LoadedPod { containers })

@@ -736,3 +736,60 @@ async fn host_shutdown_stops_every_pod_gracefully_and_a_second_call_kills() {
     assert_killed(&stubborn.status(), 0, "while blocked in a host call");
     assert!(host.pods().is_empty());
 }
+
+/// A host told to start even small components on the baseline compiler's code: the guest runs
+/// and is preempted and killed on that code as on optimised code, and once its optimised build
+/// is in the compile cache, the next host loads that instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_on_baseline_code_runs_is_killed_and_leaves_the_optimised_build_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = || wasmlet::HostConfig {
+        compile_cache: Some(cache.path().to_path_buf()),
+        quick_first_start: Some(1),
+        ..wasmlet::HostConfig::default()
+    };
+    let pulled = |pod: &wasmlet::Pod| {
+        pod.events()
+            .into_iter()
+            .find(|event| event.reason == "Pulled")
+            .expect("a Pulled event")
+            .message
+    };
+    let first = wasmlet::Host::new(config()).unwrap();
+    let pod = first
+        .start_pod(single("baseline-spinner", "spinner", 0, ""))
+        .await
+        .unwrap();
+    assert!(
+        pulled(&pod).contains("by the baseline compiler"),
+        "{}",
+        pulled(&pod)
+    );
+    pod.wait_running().await;
+    pod.delete(None);
+    let status = finished(&pod).await;
+    // Wherever the kill found it: in its time slice (the epoch trap) or waiting for the next.
+    assert_killed(&status, 0, "");
+    first.finish_background_compiles().await;
+    assert_eq!(first.background_compiles(), 0);
+
+    let second = wasmlet::Host::new(config()).unwrap();
+    let pod = second
+        .start_pod(single("optimised-hello", "hello", 0, ""))
+        .await
+        .unwrap();
+    // hello was never optimised: baseline again; spinner was: optimised from the cache.
+    assert!(pulled(&pod).contains("by the baseline compiler"));
+    finished(&pod).await;
+    let pod = second
+        .start_pod(single("optimised-spinner", "spinner", 0, ""))
+        .await
+        .unwrap();
+    assert!(
+        !pulled(&pod).contains("baseline"),
+        "the optimised build should come from the cache: {}",
+        pulled(&pod)
+    );
+    pod.kill();
+    finished(&pod).await;
+}

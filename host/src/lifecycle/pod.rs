@@ -22,7 +22,7 @@ use crate::lifecycle::shared::{
     waiting_status,
 };
 use crate::manifest::PodSpec;
-use crate::runtime::LoadedContainer;
+use crate::runtime::{Compilation, LoadedContainer};
 use crate::signal::Watched;
 
 /// The compiled components of a pod, loaded before anything starts.
@@ -80,9 +80,16 @@ impl Pod {
                 "Pulled",
                 Some(&spec.name),
                 format!(
-                    "Component \"{}\" loaded in {}",
+                    "Component \"{}\" loaded in {}{}",
                     spec.image.display(),
-                    humantime::format_duration(round_ms(loaded.load_time))
+                    humantime::format_duration(round_ms(loaded.load_time)),
+                    match loaded.compilation {
+                        Compilation::Optimized => "",
+                        Compilation::Baseline => {
+                            " by the baseline compiler; the optimised build is being compiled \
+                             into the cache"
+                        }
+                    }
                 ),
             );
         }

@@ -22,6 +22,8 @@ pub(crate) struct LoadedContainer {
     /// The bundled shell, if an exec hook uses it.
     pub shell: Option<Arc<LoadedComponent>>,
     pub load_time: Duration,
+    /// How the main component was compiled.
+    pub compilation: super::Compilation,
 }
 
 /// Which export an instance calls.
@@ -48,18 +50,6 @@ pub struct LoadedComponent {
 }
 
 impl LoadedComponent {
-    /// Compiles `path` and checks that `linker` provides everything it imports.
-    pub(crate) fn load(
-        engine: &Engine,
-        linker: &wasmtime::component::Linker<GuestState>,
-        path: &Path,
-    ) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading component `{}`", path.display()))?;
-        Self::from_bytes(engine, linker, &bytes, path)
-    }
-
     /// Compiles a component given as bytes; `path` names it in errors.
     pub(crate) fn from_bytes(
         engine: &Engine,

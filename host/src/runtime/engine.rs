@@ -1,6 +1,12 @@
-//! The wasm engine ([`WasmEngine`]): one wasmtime `Engine` with the linker of all that guests
+//! The wasm engine ([`WasmEngine`]): the wasmtime `Engine` with the linker of all that guests
 //! may import and the cache of compiled components, and the epoch ticker ([`EpochTicker`]) that
 //! time-slices CPU-bound guests and hands freed memory back once instances end.
+//!
+//! A large component's first start does not wait for the optimising compiler (Cranelift takes
+//! seconds for the 10-20 MB components Python and JavaScript toolchains make): it is compiled
+//! by the baseline compiler (Winch, several times faster) and starts on that code, while a
+//! background thread compiles the optimised build into the compile cache. Later loads, in this
+//! process or the next, use the optimised build.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,9 +54,26 @@ pub(crate) enum Interruption {
 pub(crate) struct WasmEngine {
     pub engine: Engine,
     pub linker: Linker<GuestState>,
+    /// The baseline compiler's engine, for a large component's first start (real time only),
+    /// and the size from which it is used.
+    baseline: Option<(Engine, Linker<GuestState>, u64)>,
+    /// Where the compile cache is, which also notes the components whose optimised build it
+    /// holds.
+    compile_cache: Option<PathBuf>,
     components: Mutex<HashMap<PathBuf, CachedComponent>>,
+    /// Optimised builds being compiled in the background.
+    optimizing: Mutex<Vec<JoinHandle<()>>>,
     /// The bundled shell, compiled on first use.
     shell: std::sync::OnceLock<Arc<LoadedComponent>>,
+}
+
+/// How a component was compiled, for its `Pulled` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compilation {
+    /// By the optimising compiler (or from the compile cache).
+    Optimized,
+    /// By the baseline compiler, the optimised build following in the background.
+    Baseline,
 }
 
 /// wasmlet's bundled shell (`host/sh`), built by `build.rs`.
@@ -60,17 +83,97 @@ struct CachedComponent {
     modified: Option<SystemTime>,
     len: u64,
     component: Arc<LoadedComponent>,
+    compilation: Compilation,
 }
 
 impl WasmEngine {
     /// An engine for `interruption`; `compile_cache`: where compiled code is kept between runs;
-    /// `instance_pool`: the pooling allocator's slots, if any.
+    /// `instance_pool`: the pooling allocator's slots, if any; `quick_first_start`: the size from
+    /// which a component not yet optimised starts on the baseline compiler's code.
     pub fn new(
         interruption: Interruption,
         compile_cache: Option<&Path>,
         instance_pool: Option<InstancePool>,
+        quick_first_start: Option<u64>,
     ) -> anyhow::Result<Arc<WasmEngine>> {
+        let engine = Engine::new(&engine_config(
+            interruption,
+            compile_cache,
+            instance_pool,
+            wasmtime::Strategy::Cranelift,
+        ))
+        .map_err(anyhow::Error::from)
+        .context("creating the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        add_to_linker(&mut linker)?;
+        // Deterministic mode counts fuel, which must not depend on the compiler: no baseline.
+        let baseline = match (interruption, quick_first_start) {
+            (Interruption::Fuel, _) | (_, None) => None,
+            (Interruption::Epoch, Some(from)) => {
+                let config =
+                    engine_config(interruption, compile_cache, None, wasmtime::Strategy::Winch);
+                match Engine::new(&config) {
+                    Ok(engine) => {
+                        let mut linker = Linker::new(&engine);
+                        add_to_linker(&mut linker)?;
+                        Some((engine, linker, from))
+                    }
+                    Err(error) => {
+                        tracing::warn!("no baseline compiler: {error:#}");
+                        None
+                    }
+                }
+            }
+        };
+        Ok(Arc::new(WasmEngine {
+            engine,
+            linker,
+            baseline,
+            compile_cache: compile_cache
+                .map(|directory| std::path::absolute(directory).unwrap_or(directory.to_path_buf())),
+            components: Mutex::new(HashMap::new()),
+            optimizing: Mutex::new(Vec::new()),
+            shell: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The engines instances may run on: the optimising one, and the baseline one if any.
+    pub fn engines(&self) -> Vec<Engine> {
+        std::iter::once(self.engine.clone())
+            .chain(self.baseline.as_ref().map(|(engine, ..)| engine.clone()))
+            .collect()
+    }
+
+    /// Optimised builds still being compiled in the background.
+    pub fn optimizing(&self) -> usize {
+        let mut pending = self.optimizing.lock().unwrap();
+        pending.retain(|thread| !thread.is_finished());
+        pending.len()
+    }
+
+    /// Waits until the optimised builds being compiled in the background are in the compile
+    /// cache; says how many there were.
+    pub fn finish_optimizing(&self) -> usize {
+        let pending = std::mem::take(&mut *self.optimizing.lock().unwrap());
+        let count = pending.len();
+        for thread in pending {
+            let _ = thread.join();
+        }
+        count
+    }
+}
+
+/// The engine configuration for `interruption` with `strategy`; `compile_cache`: where compiled
+/// code is kept between runs; `instance_pool`: the pooling allocator's slots, if any.
+fn engine_config(
+    interruption: Interruption,
+    compile_cache: Option<&Path>,
+    instance_pool: Option<InstancePool>,
+    strategy: wasmtime::Strategy,
+) -> Config {
+    {
         let mut engine_config = Config::new();
+        engine_config.strategy(strategy);
         if let Some(directory) = compile_cache {
             let directory = std::path::absolute(directory).unwrap_or(directory.to_path_buf());
             let mut cache_config = wasmtime::CacheConfig::new();
@@ -111,19 +214,11 @@ impl WasmEngine {
             engine_config
                 .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(config));
         }
-        let engine = Engine::new(&engine_config)
-            .map_err(anyhow::Error::from)
-            .context("creating the wasmtime engine")?;
-        let mut linker = Linker::new(&engine);
-        add_to_linker(&mut linker)?;
-        Ok(Arc::new(WasmEngine {
-            engine,
-            linker,
-            components: Mutex::new(HashMap::new()),
-            shell: std::sync::OnceLock::new(),
-        }))
+        engine_config
     }
+}
 
+impl WasmEngine {
     /// The bundled shell, compiled once.
     pub fn shell(&self) -> anyhow::Result<Arc<LoadedComponent>> {
         if let Some(shell) = self.shell.get() {
@@ -139,8 +234,13 @@ impl WasmEngine {
     }
 
     /// Compiles the component at `path` (or reuses the compiled one if the file is unchanged)
-    /// and checks that wasmlet provides all it imports.
-    pub fn load_component(&self, path: &Path) -> anyhow::Result<Arc<LoadedComponent>> {
+    /// and checks that wasmlet provides all it imports. A large component not yet optimised
+    /// is compiled by the baseline compiler, the optimised build following in the background
+    /// ([module docs](self)).
+    pub fn load_component(
+        self: &Arc<Self>,
+        path: &Path,
+    ) -> anyhow::Result<(Arc<LoadedComponent>, Compilation)> {
         let metadata = std::fs::metadata(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -149,9 +249,23 @@ impl WasmEngine {
             && cached.modified == modified
             && cached.len == metadata.len()
         {
-            return Ok(cached.component.clone());
+            return Ok((cached.component.clone(), cached.compilation));
         }
-        let component = Arc::new(LoadedComponent::load(&self.engine, &self.linker, path)?);
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading component `{}`", path.display()))?;
+        let (component, compilation) = match &self.baseline {
+            Some((engine, linker, from))
+                if bytes.len() as u64 >= *from && !self.optimized_is_cached(&bytes) =>
+            {
+                let quick = LoadedComponent::from_bytes(engine, linker, &bytes, path)?;
+                (quick, Compilation::Baseline)
+            }
+            _ => (
+                LoadedComponent::from_bytes(&self.engine, &self.linker, &bytes, path)?,
+                Compilation::Optimized,
+            ),
+        };
+        let component = Arc::new(component);
         anyhow::ensure!(
             component.exports(Entry::Run) || component.exports(Entry::Handle),
             "component `{}` exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`: a \
@@ -160,18 +274,84 @@ impl WasmEngine {
             path.display()
         );
         self.components.lock().unwrap().insert(
-            key,
+            key.clone(),
             CachedComponent {
                 modified,
                 len: metadata.len(),
                 component: component.clone(),
+                compilation,
             },
         );
-        Ok(component)
+        if compilation == Compilation::Baseline {
+            self.optimize_in_background(key, modified, bytes);
+        }
+        Ok((component, compilation))
+    }
+
+    /// Compiles `bytes` (the component at `key`) with the optimising compiler on a thread of
+    /// low priority: into the compile cache, and in place of the baseline build for later
+    /// loads in this process.
+    fn optimize_in_background(
+        self: &Arc<Self>,
+        key: PathBuf,
+        modified: Option<SystemTime>,
+        bytes: Vec<u8>,
+    ) {
+        let wasm = self.clone();
+        let name = key.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("wasmlet-optimize".into())
+            .spawn(move || {
+                super::lower_priority(19);
+                let optimized =
+                    match LoadedComponent::from_bytes(&wasm.engine, &wasm.linker, &bytes, &key) {
+                        Ok(optimized) => Arc::new(optimized),
+                        Err(error) => {
+                            tracing::warn!("{error:#}");
+                            return;
+                        }
+                    };
+                if let Some(marker) = wasm.optimized_marker(&bytes) {
+                    let _ = std::fs::create_dir_all(marker.parent().unwrap_or(Path::new(".")));
+                    let _ = std::fs::write(&marker, b"");
+                }
+                let mut components = wasm.components.lock().unwrap();
+                if let Some(cached) = components.get_mut(&key)
+                    && cached.modified == modified
+                    && cached.len == bytes.len() as u64
+                {
+                    cached.component = optimized;
+                    cached.compilation = Compilation::Optimized;
+                }
+            });
+        match thread {
+            Ok(thread) => self.optimizing.lock().unwrap().push(thread),
+            Err(error) => tracing::warn!("not optimising `{name}`: {error}"),
+        }
+    }
+
+    /// Whether the compile cache holds the optimised build of `bytes` (noted beside it once
+    /// compiled: wasmtime's cache has no way to ask).
+    fn optimized_is_cached(&self, bytes: &[u8]) -> bool {
+        self.optimized_marker(bytes)
+            .is_some_and(|marker| marker.exists())
+    }
+
+    fn optimized_marker(&self, bytes: &[u8]) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let directory = self.compile_cache.as_ref()?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        let hash = hasher.finish();
+        Some(directory.join("wasmlet-optimized").join(format!(
+            "{hash:016x}-{}-wasmlet-{}",
+            bytes.len(),
+            env!("CARGO_PKG_VERSION")
+        )))
     }
 }
 
-/// Increments the engine epoch every time slice while any instance is alive, so that every
+/// Increments the engines' epoch every time slice while any instance is alive, so that every
 /// running guest yields to the others; sleeps when there is none. It counts the instances, and
 /// tells the memory releaser when one ends.
 pub(crate) struct EpochTicker {
@@ -199,7 +379,7 @@ impl EpochTicker {
     }
 
     pub(super) fn start(
-        engine: Engine,
+        engines: Vec<Engine>,
         slice: Duration,
         releaser: Arc<MemoryReleaser>,
     ) -> Arc<Self> {
@@ -226,7 +406,9 @@ impl EpochTicker {
                     // Real time: a time slice is a share of this machine's CPU, whatever
                     // the host's clock says.
                     std::thread::sleep(slice);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawning the epoch thread");

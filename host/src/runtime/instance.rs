@@ -44,6 +44,7 @@ pub(crate) fn spawn_instance(
     let InstanceScheduling { cpu, seed } = runtime.scheduling.new_instance();
     let kill = KillState::new(
         runtime,
+        component.pre.engine().clone(),
         container.clock.clone(),
         cpu.clone(),
         Some(container.cpu.clone()),
@@ -54,7 +55,8 @@ pub(crate) fn spawn_instance(
         Entry::PreStop => Some(Event::PreStop),
         Entry::Handle => None,
     };
-    let engine = runtime.wasm.engine.clone();
+    // The engine the component was compiled for (the optimised one, or the quick baseline).
+    let engine = component.pre.engine().clone();
     // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
     let alive = runtime.ticker.instance_alive();
     let instance_kill = kill.clone();
@@ -208,6 +210,12 @@ pub(crate) fn spawn_task(
     runtime: &Runtime,
     future: impl Future<Output = InstanceEnd> + Send + 'static,
 ) -> (KillSwitch, InstanceDone) {
-    let kill = KillState::new(runtime, runtime.clock.clone(), None, None);
+    let kill = KillState::new(
+        runtime,
+        runtime.wasm.engine.clone(),
+        runtime.clock.clone(),
+        None,
+        None,
+    );
     spawn_killable(&runtime.guests, kill, Box::pin(future))
 }

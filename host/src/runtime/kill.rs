@@ -27,6 +27,7 @@ pub(super) struct KillState {
     /// Set when the guest yields at a time slice, cleared when it calls the host: says where a
     /// guest taken out of its slot was.
     pub(super) preempted: AtomicBool,
+    /// The engine the instance runs on: a kill that must interrupt running wasm moves its epoch.
     engine: Engine,
     /// The host's count of epoch moves made by kills.
     interruptions: Arc<AtomicU64>,
@@ -59,6 +60,7 @@ enum Slot {
 impl KillState {
     pub(super) fn new(
         runtime: &Runtime,
+        engine: Engine,
         clock: Arc<dyn Clock>,
         cpu: Option<Arc<VirtualCpu>>,
         cpu_control: Option<Arc<CpuControl>>,
@@ -66,7 +68,7 @@ impl KillState {
         Arc::new(KillState {
             killed: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
-            engine: runtime.wasm.engine.clone(),
+            engine,
             interruptions: runtime.kill_interruptions.clone(),
             reaper: runtime.scheduling.reaper(&runtime.guests),
             clock,
@@ -388,6 +390,7 @@ mod tests {
             clock: None,
             compile_cache: None,
             instance_pool: None,
+            quick_first_start: None,
         })
         .unwrap()
     }

@@ -54,6 +54,7 @@ pub(crate) use component::{Entry, LoadedContainer};
 pub(crate) use context::ContainerContext;
 pub(crate) use cpu::{CpuControl, CpuQuota, FairShare, shares};
 pub(crate) use end::{InstanceDone, InstanceEnd};
+pub(crate) use engine::Compilation;
 pub use engine::InstancePool;
 pub(crate) use engine::{EpochTicker, Interruption, WasmEngine};
 pub(crate) use instance::spawn_task;
@@ -102,6 +103,8 @@ pub(crate) struct RuntimeConfig {
     pub compile_cache: Option<PathBuf>,
     /// The pooling allocator's slots, if any.
     pub instance_pool: Option<InstancePool>,
+    /// The size from which a component not yet optimised starts on baseline code.
+    pub quick_first_start: Option<u64>,
 }
 
 impl Runtime {
@@ -112,6 +115,7 @@ impl Runtime {
             Interruption::Epoch,
             config.compile_cache.as_deref(),
             config.instance_pool,
+            config.quick_first_start,
         )?;
         let niceness = config.guest_niceness;
         let releaser = MemoryReleaser::start();
@@ -129,7 +133,7 @@ impl Runtime {
             .build()
             .context("starting the guest runtime")?;
         let clock = config.clock.unwrap_or_else(|| SystemClock::new());
-        let ticker = EpochTicker::start(wasm.engine.clone(), config.time_slice, releaser);
+        let ticker = EpochTicker::start(wasm.engines(), config.time_slice, releaser);
         Ok(Arc::new(Runtime {
             guests: guest_runtime.handle().clone(),
             guest_runtime: Mutex::new(Some(guest_runtime)),

@@ -228,6 +228,7 @@ fn shared_engine() -> anyhow::Result<Arc<WasmEngine>> {
             .compile_cache
             .as_deref(),
         None,
+        None,
     )?;
     Ok(ENGINE.get_or_init(|| engine).clone())
 }

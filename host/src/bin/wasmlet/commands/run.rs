@@ -293,6 +293,20 @@ impl RunCommand {
             .chain(job_codes)
             .find(|code| *code != ExitCode::SUCCESS)
             .unwrap_or(ExitCode::SUCCESS);
+        // A large component started on the baseline compiler's code: finish its optimised
+        // build, so that the next run starts on it, unless the user would rather not wait.
+        let compiling = host.background_compiles();
+        if compiling > 0 {
+            eprintln!(
+                "wasmlet: finishing the optimised build of {compiling} large component{} for the \
+                 next run (Ctrl-C skips)",
+                if compiling == 1 { "" } else { "s" }
+            );
+            tokio::select! {
+                () = host.finish_background_compiles() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
         Ok(code)
     }
 }
