@@ -110,8 +110,8 @@ impl WasmEngine {
         let baseline = match (interruption, quick_first_start) {
             (Interruption::Fuel, _) | (_, None) => None,
             (Interruption::Epoch, Some(from)) => {
-                let config =
-                    engine_config(interruption, compile_cache, None, wasmtime::Strategy::Winch);
+                // Not cached: once the optimised build is, the baseline one is never used again.
+                let config = engine_config(interruption, None, None, wasmtime::Strategy::Winch);
                 match Engine::new(&config) {
                     Ok(engine) => {
                         let mut linker = Linker::new(&engine);
