@@ -86,7 +86,10 @@ impl Scenario {
         )
     }
 
-    /// Explores the scenario (see the [module docs](self)). `Err`: a run could not run at all.
+    /// Explores the scenario: `options.runs` runs, run `i` with the variation seed
+    /// `options.seed + i` draws from its `explore:` block, spread over `options.workers`
+    /// threads; the first failing run (in seed order) is shrunk to a reproduction that is run
+    /// on its own to confirm that it fails. `Err`: a run could not run at all.
     pub fn explore(&self, options: ExploreOptions) -> anyhow::Result<ExploreReport> {
         let spec = self.explore.clone().unwrap_or_default();
         let first_failure = first_failure(self, &spec, options)?;

@@ -14,7 +14,12 @@
 //! queues behind whatever the timers due by then woke; a container's `run` instance starts
 //! before its postStart hook; containers start, and react to a delete, in manifest order.
 //! Guest randomness is seeded from [`SimulationConfig::seed`] (each instance gets its own stream,
-//! by creation order), and guests' clocks read virtual time.
+//! by creation order), and guests' clocks read virtual time. Hooks may be delivered with
+//! injected faults ([`SimulationConfig::hook_faults`]: late, or twice).
+//!
+//! On top of it: [`Scenario`]s, the YAML files `wasmlet test` runs (steps, invariants, faults),
+//! and their exploration ([`Scenario::explore`]): one scenario run many ways, each drawn from a
+//! seed, the first failure shrunk to a scenario that fails on its own.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The container's hooks: starting postStart and preStop (an exec, an httpGet, a sleep, or the
-//! component's own export) and saying why one failed, with what it printed.
+//! component's own export), delivered as the node's hook faults say (once and at once on a
+//! real host), and saying why one failed, with what it printed.
 
 use super::{Instances, Supervisor};
 use crate::clock::sleep;

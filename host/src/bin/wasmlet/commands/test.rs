@@ -39,7 +39,7 @@ pub struct TestCommand {
     /// reproduction, written beside the scenario as NAME.explore-SEED.yaml.
     #[arg(long, value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..))]
     explore: Option<u64>,
-    /// Worker threads for --explore (default: one per core).
+    /// Worker threads for --explore (default: two per core).
     #[arg(long, requires = "explore", value_parser = clap::value_parser!(u64).range(1..))]
     workers: Option<u64>,
 }

@@ -16,8 +16,10 @@ pub fn explore_all(
     workers: Option<u64>,
     show_trace: bool,
 ) -> anyhow::Result<ExitCode> {
+    // Two workers per core: a run waits whenever a guest's file I/O is handed to a blocking
+    // thread, and a second worker keeps the core busy meanwhile.
     let workers = workers.map_or_else(
-        || std::thread::available_parallelism().map_or(2, |n| n.get()),
+        || 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
         |n| usize::try_from(n).unwrap_or(usize::MAX),
     );
     let (mut explored, mut failed) = (0, 0);
