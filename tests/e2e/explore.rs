@@ -357,3 +357,42 @@ fn the_cli_prints_the_seed_writes_a_reproduction_that_fails_alone_and_passes_the
         "{stdout}"
     );
 }
+
+#[test]
+fn explore_refuses_to_check_a_host_path_every_run_would_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: shared }}
+  spec:
+    restartPolicy: Never
+    volumes:
+      - name: data
+        hostPath: {{ path: {dir} }}
+    containers:
+      - name: app
+        image: {cooperative}
+        volumeMounts: [{{ name: data, mountPath: /data }}]
+steps:
+  - wait: {{ phase: Running }}
+  - delete: {{}}
+invariants:
+  - volume: data
+    check: [sh, -c, "true"]
+explore:
+  delete: {{ after: [0s, 1s] }}
+"#,
+        dir = dir.path().display(),
+        cooperative = components::COOPERATIVE
+    );
+    let scenario = Scenario::from_file(write_scenario(dir.path(), "shared.yaml", &yaml)).unwrap();
+    // Run once, as written, it is fine.
+    assert!(scenario.run(RunOptions::default()).unwrap().passed());
+    let error = scenario.explore(options(10)).unwrap_err().to_string();
+    assert!(
+        error.contains("a hostPath is one directory shared by every run"),
+        "{error}"
+    );
+}

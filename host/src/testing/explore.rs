@@ -16,7 +16,10 @@ mod shrink;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::scenario::{ExploreSpec, Outcome, RunOptions, Scenario, ScenarioError, Variation};
+use super::scenario::{
+    ExploreSpec, Invariant, Outcome, RunOptions, Scenario, ScenarioError, Variation,
+};
+use crate::manifest::VolumeSource;
 
 /// How to explore.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +95,22 @@ impl Scenario {
     /// on its own to confirm that it fails. `Err`: a run could not run at all.
     pub fn explore(&self, options: ExploreOptions) -> anyhow::Result<ExploreReport> {
         let spec = self.explore.clone().unwrap_or_default();
+        // Runs in parallel each get their own claims, but a hostPath is one directory for all.
+        for invariant in &self.invariants {
+            if let Invariant::Files { volume, .. } = invariant
+                && self
+                    .pod
+                    .volumes
+                    .iter()
+                    .any(|v| v.name == *volume && matches!(v.source, VolumeSource::HostPath { .. }))
+            {
+                anyhow::bail!(
+                    "invariant on volume `{volume}`: a hostPath is one directory shared by \
+                     every run, so explored runs would see each other's files; use a \
+                     persistentVolumeClaim (each run gets its own)"
+                );
+            }
+        }
         let first_failure = first_failure(self, &spec, options)?;
         let Some((seed, drawn_failures)) = first_failure else {
             return Ok(ExploreReport {

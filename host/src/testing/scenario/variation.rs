@@ -119,8 +119,8 @@ impl ExploreSpec {
     /// The variation of run seed `seed`: a pure function of both.
     pub fn draw(&self, seed: u64) -> Variation {
         let mut draw = Draw::new(seed);
-        // Every dimension draws in a fixed order, declared or not, so that adding one to a
-        // scenario does not change what the others draw.
+        // The dimensions draw in a fixed order, from the seed alone: the same block and seed
+        // draw the same variation on every machine, whichever worker runs it.
         let delete_after = draw.within(self.delete_after.unwrap_or(ZERO_SPAN), MICROSECOND);
         let grace_period = draw.within(self.grace_period.unwrap_or(ZERO_SPAN), MILLISECOND);
         let second = draw.coin();
