@@ -17,6 +17,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("http-hello", "http_hello"),
     ("faulty", "faulty"),
     ("intruder", "intruder"),
+    ("checkpointer", "checkpointer"),
 ];
 
 fn main() {

@@ -117,16 +117,18 @@ impl Host {
     }
 
     /// A host in deterministic mode: guests run on `runtime` (the caller's single thread) with
-    /// fuel-based time slices, and everything keeps time on the virtual clock.
+    /// fuel-based time slices, and everything keeps time on the virtual clock; hooks are
+    /// delivered with `hook_faults`.
     pub(crate) fn deterministic(
         wasm: Arc<WasmEngine>,
         runtime: tokio::runtime::Handle,
         config: HostConfig,
         guests: DeterministicGuests,
+        hook_faults: crate::lifecycle::faults::HookFaults,
     ) -> Host {
         let runtime = Runtime::deterministic(wasm, runtime, guests);
         Host {
-            inner: Arc::new(Node::deterministic(runtime, config)),
+            inner: Arc::new(Node::deterministic(runtime, config, hook_faults)),
             pods: Default::default(),
         }
     }
@@ -168,6 +170,37 @@ impl Host {
     pub async fn finish_background_compiles(&self) {
         let wasm = self.inner.runtime.wasm.clone();
         let _ = tokio::task::spawn_blocking(move || wasm.finish_optimizing()).await;
+    }
+
+    /// Runs a command to its end outside any pod, with each `(host directory, guest path)` of
+    /// `mounts` mounted read-only: `argv[0]` is `sh` (wasmlet's bundled shell) or the path of a
+    /// component file, and is the instance's whole argv, as an exec's. What deterministic mode
+    /// checks the files a pod left behind with.
+    pub(crate) async fn run_command(
+        &self,
+        name: &str,
+        argv: Vec<String>,
+        mounts: Vec<(std::path::PathBuf, String)>,
+    ) -> anyhow::Result<crate::runtime::CommandOutcome> {
+        let runtime = &self.inner.runtime;
+        let program = argv.first().context("an empty command")?;
+        let component = match program.as_str() {
+            "sh" | "/bin/sh" | "/usr/bin/sh" => {
+                runtime.wasm.shell().context("loading wasmlet's sh")?
+            }
+            path => {
+                runtime
+                    .wasm
+                    .load_component(Path::new(path))
+                    .with_context(|| format!("loading the command `{path}`"))?
+                    .0
+            }
+        };
+        let mounts = mounts
+            .into_iter()
+            .map(|(host, guest)| crate::runtime::Mount::new(host, guest, true))
+            .collect();
+        Ok(crate::runtime::run_command(runtime, name, component, argv, mounts).await)
     }
 
     /// Waits for `duration` on the host's clock (what `wasmlet run --stop-after` waits on).

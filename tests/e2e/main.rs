@@ -5,6 +5,7 @@ mod churn;
 mod cli;
 mod cpu;
 mod deterministic;
+mod explore;
 mod faults;
 mod fuzz;
 mod guest_languages;

@@ -6,6 +6,7 @@
 pub(crate) mod conditions;
 pub(crate) mod container;
 pub(crate) mod decide;
+pub(crate) mod faults;
 pub(crate) mod node;
 pub(crate) mod pod;
 pub(crate) mod probe;

@@ -51,7 +51,7 @@ mod volumes;
 
 pub use status::{all_terminated, phase_is_final};
 pub(crate) use status::{time, waiting_status};
-pub(crate) use volumes::PodVolume;
+pub(crate) use volumes::{PodVolume, claim_dir};
 
 /// What acts on the pod's observations: the pod runner (`pod::PodRunner`).
 pub(crate) trait Runner: Send {

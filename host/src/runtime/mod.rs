@@ -26,6 +26,7 @@
 //! and timers due by then fire before anything else runs. Guest clocks, sleeps and randomness
 //! come from the host in both modes, so that the virtual clock and a seed can stand in for them.
 
+mod command;
 mod component;
 mod context;
 mod cpu;
@@ -49,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+pub(crate) use command::{CommandOutcome, run_command};
 pub use component::LoadedComponent;
 pub(crate) use component::{Entry, LoadedContainer};
 pub(crate) use context::ContainerContext;

@@ -14,7 +14,12 @@
 //! queues behind whatever the timers due by then woke; a container's `run` instance starts
 //! before its postStart hook; containers start, and react to a delete, in manifest order.
 //! Guest randomness is seeded from [`SimulationConfig::seed`] (each instance gets its own stream,
-//! by creation order), and guests' clocks read virtual time.
+//! by creation order), and guests' clocks read virtual time. Hooks may be delivered with
+//! injected faults ([`SimulationConfig::hook_faults`]: late, or twice).
+//!
+//! On top of it: [`Scenario`]s, the YAML files `wasmlet test` runs (steps, invariants, faults),
+//! and their exploration ([`Scenario::explore`]): one scenario run many ways, each drawn from a
+//! seed, the first failure shrunk to a scenario that fails on its own.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -52,8 +57,14 @@ use crate::lifecycle::pod::Pod;
 use crate::manifest::{Handler, PodSpec};
 use crate::runtime::{DeterministicGuests, Interruption, WasmEngine};
 
+mod explore;
 mod scenario;
-pub use scenario::{Condition, Deadline, Outcome, RunOptions, Scenario, ScenarioError, Step};
+pub use crate::lifecycle::faults::{HookFault, HookFaults};
+pub use explore::{ExploreOptions, ExploreReport, Failure as ExploreFailure};
+pub use scenario::{
+    Condition, Deadline, ExploreSpec, Hook, Invariant, Outcome, RunOptions, Scenario,
+    ScenarioError, Span, Step, Variation,
+};
 
 /// How a [`Simulation`] runs. The defaults are what `wasmlet test` uses.
 #[derive(Debug, Clone)]
@@ -72,6 +83,8 @@ pub struct SimulationConfig {
     /// Grace-period defaults and the like, as for a real host. (Its `time_slice` and
     /// `guest_threads` do not apply: guests run on the simulation's one thread, sliced by fuel.)
     pub host: HostConfig,
+    /// Faults injected into hook delivery (a hook delivered late, or twice). Default: none.
+    pub hook_faults: HookFaults,
 }
 
 impl Default for SimulationConfig {
@@ -82,6 +95,7 @@ impl Default for SimulationConfig {
             time_slice: Duration::from_millis(1),
             wall_origin: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
             host: HostConfig::default(),
+            hook_faults: HookFaults::default(),
         }
     }
 }
@@ -261,6 +275,7 @@ impl Simulation {
             runtime.handle().clone(),
             config.host.clone(),
             guests,
+            config.hook_faults,
         );
         let driver = Arc::new(Driver {
             hold: AtomicBool::new(false),
@@ -645,6 +660,23 @@ impl Simulation {
             text = out;
         }
         text
+    }
+
+    /// Runs a command to its end, on virtual time: `argv[0]` is `sh` (wasmlet's bundled shell)
+    /// or a component file; each `(host directory, guest path)` of `mounts` is mounted
+    /// read-only. Nothing of it goes in the trace.
+    pub(crate) fn run_command(
+        &mut self,
+        name: &str,
+        argv: Vec<String>,
+        mounts: Vec<(PathBuf, String)>,
+    ) -> anyhow::Result<crate::runtime::CommandOutcome> {
+        let host = self.host.clone();
+        let outcome = self
+            .runtime
+            .block_on(async move { host.run_command(name, argv, mounts).await });
+        self.settle();
+        outcome
     }
 
     /// Runs `future` on the simulation's thread, with virtual time moving as it does.

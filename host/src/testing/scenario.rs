@@ -15,19 +15,30 @@
 //! ```
 //!
 //! Its trace is compared with the golden trace beside it (`NAME.trace` for `NAME.yaml`).
+//!
+//! A scenario may also inject hook faults (`faults:`), state `invariants:` checked once the pod
+//! has ended, and declare what `wasmlet test --explore` varies (`explore:`, see [`variation`]).
 
+mod duration;
 mod file;
+mod invariant;
+pub(crate) mod variation;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use k8s_openapi::api::core::v1::PodStatus;
 
 use super::{Simulation, SimulationConfig, TraceEntry, TraceItem, WaitError, show_time};
 use crate::events::{Event, EventType, LogLine};
+use crate::lifecycle::faults::HookFaults;
 use crate::lifecycle::pod::Pod;
 use crate::manifest::PodSpec;
+pub use invariant::Invariant;
+pub use variation::{ExploreSpec, Hook, Span, Variation};
 
 /// How long a `wait` without `timeout` may take, in virtual time.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -49,6 +60,14 @@ pub struct Scenario {
     pub pod: PodSpec,
     /// What it does, in order.
     pub steps: Vec<Step>,
+    /// Faults injected into hook delivery (`faults:`).
+    pub hook_faults: HookFaults,
+    /// What must hold once the pod has ended, in every run.
+    pub invariants: Vec<Invariant>,
+    /// What `--explore` varies (`explore:`), if it declares anything.
+    pub explore: Option<ExploreSpec>,
+    /// The file's document, which variations are written into.
+    pub(crate) document: serde_yaml_ng::Value,
 }
 
 /// One step of a scenario.
@@ -192,6 +211,7 @@ impl Scenario {
             seed: options.seed.or(self.seed).unwrap_or(defaults.seed),
             nanos_per_fuel: self.nanos_per_fuel.unwrap_or(defaults.nanos_per_fuel),
             time_slice: self.time_slice.unwrap_or(defaults.time_slice),
+            hook_faults: self.hook_faults,
             ..defaults
         }
     }
@@ -199,7 +219,14 @@ impl Scenario {
     /// Runs the scenario once. An `Err` is wasmlet failing to run it at all (a component that
     /// does not load); failed expectations are in the [`Outcome`].
     pub fn run(&self, options: RunOptions) -> anyhow::Result<Outcome> {
-        let config = self.config(options);
+        let mut config = self.config(options);
+        // Claims live in a data directory of the run's own: runs never share files, and
+        // invariants can check them after the pod is gone.
+        let data_dir = tempfile::Builder::new()
+            .prefix("wasmlet-scenario-")
+            .tempdir()
+            .context("creating the run's data directory")?;
+        config.host.data_dir = Some(data_dir.path().to_path_buf());
         let mut header = format!("# scenario: {}\n# seed: {}\n", self.name, config.seed);
         let _ = writeln!(
             header,
@@ -207,13 +234,23 @@ impl Scenario {
             config.nanos_per_fuel,
             humantime::format_duration(config.time_slice)
         );
+        let grace_default = self
+            .pod
+            .termination_grace_period
+            .unwrap_or(config.host.default_grace_period);
         let mut sim = Simulation::new(config)?;
         if let Some(dir) = self.file.parent() {
             sim.show_paths_relative_to(dir);
         }
         let pod = sim.start(self.pod.clone())?;
         let mut failures = Vec::new();
+        // The shortest grace period of the deletes so far (a shorter one counts from the first).
+        let mut grace: Option<Duration> = None;
         for (index, step) in self.steps.iter().enumerate() {
+            if let Step::Delete { grace_period } = step {
+                let this = grace_period.unwrap_or(grace_default);
+                grace = Some(grace.map_or(this, |grace| grace.min(this)));
+            }
             if let Err(failure) = run_step(&mut sim, &pod, step) {
                 failures.push(format!(
                     "steps[{index}] ({}) failed at {}: {failure}",
@@ -223,11 +260,41 @@ impl Scenario {
                 break;
             }
         }
+        if failures.is_empty() && !self.invariants.is_empty() {
+            failures.extend(check_invariants(&mut sim, &pod, &self.invariants, grace));
+        }
         Ok(Outcome {
             trace: header + &sim.trace(),
             failures,
         })
     }
+}
+
+/// Lets the pod end, then checks each invariant; returns how they were violated.
+fn check_invariants(
+    sim: &mut Simulation,
+    pod: &Pod,
+    invariants: &[Invariant],
+    grace: Option<Duration>,
+) -> Vec<String> {
+    let deadline = sim.now().saturating_add(DEFAULT_WAIT_TIMEOUT);
+    if let Err(error) = sim.wait_for(pod, crate::lifecycle::phase_is_final, Some(deadline)) {
+        return vec![format!("invariants: the pod did not end: {error}")];
+    }
+    let mut failures = Vec::new();
+    for (index, invariant) in invariants.iter().enumerate() {
+        match invariant.check(sim, pod, grace) {
+            Ok(()) => sim.note(format!("invariant holds: {}", invariant.describe())),
+            Err(violation) => {
+                sim.note(format!("invariant VIOLATED: {}", invariant.describe()));
+                failures.push(format!(
+                    "invariants[{index}] ({}) violated: {violation}",
+                    invariant.describe()
+                ));
+            }
+        }
+    }
+    failures
 }
 
 fn run_step(sim: &mut Simulation, pod: &Pod, step: &Step) -> Result<(), String> {

@@ -1,6 +1,6 @@
 //! The pod's volumes ([`PodVolume`]) and where a container's mounts of them are on the host.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::PodShared;
 use crate::lifecycle::node::Node;
@@ -13,6 +13,12 @@ pub(crate) struct PodVolume {
     name: String,
     path: PathBuf,
     _temporary: Option<tempfile::TempDir>,
+}
+
+/// Where claim `claim` of namespace `namespace` lives under a host's data directory (a
+/// local-path provisioner's layout): it outlives the pods that mount it.
+pub(crate) fn claim_dir(data_dir: &Path, namespace: &str, claim: &str) -> PathBuf {
+    data_dir.join("claims").join(namespace).join(claim)
 }
 
 impl PodVolume {
@@ -72,7 +78,7 @@ impl PodVolume {
                             volume.name
                         );
                     };
-                    let path = data_dir.join("claims").join(&spec.namespace).join(claim);
+                    let path = claim_dir(data_dir, &spec.namespace, claim);
                     std::fs::create_dir_all(&path).with_context(|| {
                         format!(
                             "creating the directory `{}` of claim `{claim}`",

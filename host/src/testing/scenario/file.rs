@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration::{DurationValue, parse_duration};
+use super::invariant::InvariantFile;
+use super::variation::{ExploreFile, FaultsFile};
 use super::{Condition, DEFAULT_WAIT_TIMEOUT, Deadline, Scenario, ScenarioError, Step};
 use crate::events::EventType;
 use crate::manifest::{PodSpec, display_path};
@@ -27,15 +30,28 @@ impl Scenario {
 
     /// Parses a scenario; `path` names it in errors and anchors relative paths.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let document: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ScenarioError {
+                file: path.display().to_string(),
+                path: String::new(),
+                message: format!("not valid YAML: {e}"),
+            })?;
+        Self::from_document(document, path)
+    }
+
+    /// Reads a scenario from its parsed YAML document; `path` names it in errors and anchors
+    /// relative paths.
+    pub(crate) fn from_document(
+        document: serde_yaml_ng::Value,
+        path: &Path,
+    ) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
         let error = |field: &str, message: String| ScenarioError {
             file: file.clone(),
             path: field.to_string(),
             message,
         };
-        let document: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| error("", format!("not valid YAML: {e}")))?;
-        let raw: ScenarioFile = serde_path_to_error::deserialize(document)
+        let raw: ScenarioFile = serde_path_to_error::deserialize(document.clone())
             .map_err(|e| error(&display_path(&e.path().to_string()), e.inner().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let pod = match raw.pod {
@@ -124,6 +140,25 @@ impl Scenario {
                 ));
             }
         }
+        let hook_faults = raw
+            .faults
+            .unwrap_or_default()
+            .parse()
+            .map_err(|(field, message)| error(&field, message))?;
+        let mut invariants = Vec::new();
+        for (index, invariant) in raw.invariants.into_iter().enumerate() {
+            invariants.push(
+                invariant
+                    .parse(&format!("invariants[{index}]"), &pod, base)
+                    .map_err(|(field, message)| error(&field, message))?,
+            );
+        }
+        let has_delete = steps.iter().any(|step| matches!(step, Step::Delete { .. }));
+        let explore = raw
+            .explore
+            .map(|explore| explore.parse(has_delete))
+            .transpose()
+            .map_err(|(field, message)| error(&field, message))?;
         let name = raw.name.unwrap_or_else(|| {
             path.file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
@@ -137,6 +172,10 @@ impl Scenario {
             time_slice,
             pod,
             steps,
+            hook_faults,
+            invariants,
+            explore,
+            document,
         })
     }
 }
@@ -151,6 +190,10 @@ struct ScenarioFile {
     seed: Option<u64>,
     cpu: Option<CpuFile>,
     steps: Vec<StepFile>,
+    faults: Option<FaultsFile>,
+    #[serde(default)]
+    invariants: Vec<InvariantFile>,
+    explore: Option<ExploreFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -174,29 +217,6 @@ struct StepFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct DeleteFile {
     grace_period: Option<DurationValue>,
-}
-
-/// A duration as humantime text (`30s`, `1m 30s`, `250ms`) or a number of seconds.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum DurationValue {
-    Seconds(u64),
-    Text(String),
-}
-
-impl DurationValue {
-    fn parse(&self) -> Result<Duration, String> {
-        match self {
-            DurationValue::Seconds(seconds) => Ok(Duration::from_secs(*seconds)),
-            DurationValue::Text(text) => parse_duration(text),
-        }
-    }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write it like `30s`, `1m 30s` or `250ms`")
-    })
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 use wasmlet::testing::{RunOptions, Scenario};
 
+mod explore;
+
 /// Run lifecycle scenarios on a virtual clock and check their traces.
 ///
 /// Each scenario (a YAML file) runs its pod through scripted steps in deterministic mode: one
@@ -31,6 +33,15 @@ pub struct TestCommand {
     /// Print every trace, not only the ones that differ.
     #[arg(long, short = 'v')]
     show_trace: bool,
+    /// Explore: run each scenario with an `explore:` block this many times, each run varying
+    /// what the block declares (drawn from the run's seed: `--seed` + the run's index), and
+    /// check its steps and invariants. The first failing run is shrunk to a minimal
+    /// reproduction, written beside the scenario as NAME.explore-SEED.yaml.
+    #[arg(long, value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..))]
+    explore: Option<u64>,
+    /// Worker threads for --explore (default: two per core).
+    #[arg(long, requires = "explore", value_parser = clap::value_parser!(u64).range(1..))]
+    workers: Option<u64>,
 }
 
 impl TestCommand {
@@ -49,6 +60,14 @@ impl TestCommand {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let Some(runs) = self.explore {
+            anyhow::ensure!(
+                !self.update && self.repeat == 1,
+                "--explore runs each scenario with its own variations: it takes neither \
+                 --update nor --repeat"
+            );
+            return explore::explore_all(&files, runs, self.seed, self.workers, self.show_trace);
+        }
         let options = RunOptions { seed: self.seed };
         let (mut passed, mut failed) = (0, 0);
         for file in &files {

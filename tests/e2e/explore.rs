@@ -1,0 +1,398 @@
+//! Exploration (`wasmlet test --explore`): a scenario run many ways, each drawn from its seed,
+//! its invariants checked after every run, the first failure shrunk to a plain scenario that
+//! fails on its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use wasmlet::testing::{ExploreOptions, RunOptions, Scenario};
+use wasmlet_examples::components;
+
+fn explore_dir() -> PathBuf {
+    wasmlet_examples::pods_dir().join("../explore")
+}
+
+fn options(runs: u64) -> ExploreOptions {
+    ExploreOptions {
+        runs,
+        seed: 0,
+        workers: 2,
+    }
+}
+
+/// A scenario file in `dir` (the components named by absolute path, so it may live anywhere).
+fn write_scenario(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn the_checkpointers_torn_write_is_found_shrunk_and_reproduced_alone() {
+    let scenario = Scenario::from_file(explore_dir().join("checkpointer.yaml")).unwrap();
+    // As written, it passes: the bug needs a moment and a grace period it does not have.
+    assert!(scenario.run(RunOptions::default()).unwrap().passed());
+    let report = scenario.explore(options(500)).unwrap();
+    let failure = report.failure.expect("500 runs find the torn checkpoint");
+    assert!(report.runs <= 500);
+    assert!(
+        failure.failures.iter().any(|f| f.contains("is torn")),
+        "{:?}",
+        failure.failures
+    );
+    // The reproduction is a plain scenario: fixed moments, no `explore:`, and it fails alone.
+    assert!(!failure.reproduction.contains("explore:"));
+    assert!(
+        failure
+            .reproduction
+            .contains(&format!("run seed {}", failure.seed))
+    );
+    let alone =
+        Scenario::from_yaml(&failure.reproduction, &explore_dir().join("repro.yaml")).unwrap();
+    assert!(alone.explore.is_none());
+    let outcome = alone.run(RunOptions::default()).unwrap();
+    assert!(!outcome.passed());
+    assert_eq!(
+        outcome.trace, failure.trace,
+        "a reproduction runs the same every time"
+    );
+    // The seed reruns the same failing run: the same verdict on any machine, any worker count.
+    let again = scenario
+        .explore(ExploreOptions {
+            runs: 1,
+            seed: failure.seed,
+            workers: 1,
+        })
+        .unwrap();
+    let again = again.failure.expect("its seed fails again");
+    assert_eq!(again.drawn, failure.drawn);
+    assert_eq!(again.shrunk, failure.shrunk);
+    assert_eq!(again.reproduction, failure.reproduction);
+}
+
+#[test]
+fn the_fixed_checkpointer_survives_every_run() {
+    let scenario = Scenario::from_file(explore_dir().join("checkpointer-fixed.yaml")).unwrap();
+    let report = scenario.explore(options(300)).unwrap();
+    assert!(
+        report.failure.is_none(),
+        "{:#?}",
+        report.failure.map(|f| (f.seed, f.failures))
+    );
+    assert_eq!(report.runs, 300);
+}
+
+/// A preStop that is not idempotent: it marks the volume, and a second delivery finds the mark.
+fn twice_scenario(dir: &Path) -> PathBuf {
+    let yaml = format!(
+        r#"name: a preStop that must run once
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: once }}
+  spec:
+    restartPolicy: Never
+    terminationGracePeriodSeconds: 10
+    volumes:
+      - name: data
+        persistentVolumeClaim: {{ claimName: marks }}
+    containers:
+      - name: app
+        image: {cooperative}
+        volumeMounts: [{{ name: data, mountPath: /data }}]
+        lifecycle:
+          preStop:
+            exec:
+              command: [sh, -c, "test -f /data/drained && touch /data/drained-twice; touch /data/drained"]
+steps:
+  - wait: {{ phase: Running }}
+  - delete: {{}}
+  - wait: {{ phase: Succeeded, timeout: 60s }}
+invariants:
+  - completed: app
+  - volume: data
+    check: [sh, -c, "test -f /data/drained && test ! -f /data/drained-twice"]
+explore:
+  delete: {{ after: [0s, 2s], gracePeriod: [5s, 10s] }}
+  hooksTwice: [preStop]
+  slowHooks: {{ hooks: [postStart], delay: [0s, 1s] }}
+"#,
+        cooperative = components::COOPERATIVE
+    );
+    write_scenario(dir, "twice.yaml", &yaml)
+}
+
+#[test]
+fn a_hook_delivered_twice_is_found_and_the_reproduction_names_only_that_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::from_file(twice_scenario(dir.path())).unwrap();
+    assert!(scenario.run(RunOptions::default()).unwrap().passed());
+    let failure = scenario
+        .explore(options(50))
+        .unwrap()
+        .failure
+        .expect("half the runs deliver preStop twice");
+    assert!(failure.drawn.faults.pre_stop.twice);
+    let shrunk = &failure.shrunk;
+    assert!(shrunk.faults.pre_stop.twice);
+    // What did not matter is gone: no late postStart, the delete at once, the longest grace.
+    assert_eq!(shrunk.faults.post_start.delay, Duration::ZERO);
+    assert_eq!(shrunk.delete_after, Some(Duration::ZERO));
+    assert_eq!(shrunk.grace_period, Some(Duration::from_secs(10)));
+    assert!(
+        failure
+            .reproduction
+            .contains("faults:\n  preStop:\n    twice: true\n"),
+        "{}",
+        failure.reproduction
+    );
+    // The second delivery is in the trace, the violation too.
+    assert!(
+        failure
+            .trace
+            .contains("invariant VIOLATED: the files of volume data")
+    );
+}
+
+#[test]
+fn a_late_hook_starts_late_and_eats_the_grace_period() {
+    let yaml = format!(
+        r#"name: a preStop delivered 3s late
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: late }}
+  spec:
+    restartPolicy: Never
+    terminationGracePeriodSeconds: 10
+    containers:
+      - name: app
+        image: {cooperative}
+faults:
+  preStop: {{ delay: 3s }}
+steps:
+  - wait: {{ phase: Running }}
+  - delete: {{}}
+  - expect: {{ log: "preStop: draining, 69", notBefore: 3s, within: 3001ms }}
+  - wait: {{ phase: Succeeded }}
+invariants:
+  - completed: app
+  - neverKilled: app
+  - log: "clean shutdown"
+    container: app
+  - exitsZero: app
+    withGraceAtLeast: 5s
+"#,
+        cooperative = components::COOPERATIVE
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::from_file(write_scenario(dir.path(), "late.yaml", &yaml)).unwrap();
+    let outcome = scenario.run(RunOptions::default()).unwrap();
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+    assert_eq!(
+        outcome.trace.matches("invariant holds").count(),
+        4,
+        "{}",
+        outcome.trace
+    );
+}
+
+#[test]
+fn a_violated_invariant_fails_a_plain_run_and_says_how() {
+    let yaml = format!(
+        r#"pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: stubborn }}
+  spec:
+    restartPolicy: Never
+    terminationGracePeriodSeconds: 2
+    containers:
+      - name: app
+        image: {stubborn}
+steps:
+  - wait: {{ phase: Running }}
+  - delete: {{}}
+invariants:
+  - neverKilled: app
+  - exitsZero: app
+    withGraceAtLeast: 3s
+  - exitsZero: app
+    withGraceAtLeast: 1s
+"#,
+        stubborn = components::STUBBORN
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::from_file(write_scenario(dir.path(), "s.yaml", &yaml)).unwrap();
+    let outcome = scenario.run(RunOptions::default()).unwrap();
+    assert_eq!(outcome.failures.len(), 2, "{:?}", outcome.failures);
+    assert!(
+        outcome.failures[0]
+            .starts_with("invariants[0] (app was never Killed) violated: it was Killed at 2.")
+    );
+    // A grace of 2 s is under the 3 s the second asks for: it holds; the third does not.
+    assert!(
+        outcome.failures[1].starts_with("invariants[2]"),
+        "{:?}",
+        outcome.failures
+    );
+    assert!(outcome.failures[1].contains("exit code 137 (Killed) (grace period 2s)"));
+}
+
+#[test]
+fn bad_explore_and_invariant_fields_are_errors_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = format!(
+        "pod:\n  apiVersion: v1\n  kind: Pod\n  metadata: {{ name: p }}\n  spec:\n    \
+         volumes: [{{ name: scratch, emptyDir: {{}} }}]\n    containers:\n      - name: app\n        \
+         image: {}\n",
+        components::COOPERATIVE
+    );
+    let cases = [
+        (
+            "steps: [delete: {}]\nexplore: { delet: {} }\n",
+            "explore.delet: unknown field `delet`, expected one of `delete`",
+        ),
+        (
+            "steps: [delete: {}]\nexplore: { delete: { after: [3s, 1s] } }\n",
+            "explore.delete.after: the range is empty: 3s is more than 1s",
+        ),
+        (
+            "steps: [delete: {}]\nexplore: { delete: { gracePeriod: [1s, 2s, 3s] } }\n",
+            "explore.delete.gracePeriod: a range is `[MIN, MAX]`",
+        ),
+        (
+            "steps: [advance: 1s]\nexplore: { delete: { after: [0s, 1s] } }\n",
+            "explore.delete: varies the first `delete` step",
+        ),
+        (
+            "steps: [delete: {}]\nexplore: { hooksTwice: [preStart] }\n",
+            "explore.hooksTwice[0]: unknown hook `preStart`",
+        ),
+        (
+            "steps: [delete: {}]\nexplore: {}\n",
+            "explore: declares nothing to vary",
+        ),
+        (
+            "steps: [delete: {}]\ninvariants: [completed: nope]\n",
+            "invariants[0].completed: pod `p` has no container `nope`",
+        ),
+        (
+            "steps: [delete: {}]\ninvariants: [{ completed: app, container: app }]\n",
+            "invariants[0].container: does not belong",
+        ),
+        (
+            "steps: [delete: {}]\ninvariants: [{ volume: scratch, check: [sh] }]\n",
+            "invariants[0].volume: volume `scratch` goes with the pod",
+        ),
+        (
+            "steps: [delete: {}]\ninvariants: [{ volume: data, check: [sh] }]\n",
+            "invariants[0].volume: pod `p` has no volume `data`; its volumes: scratch",
+        ),
+        (
+            "steps: [delete: {}]\nfaults: { preStop: { twice: true, slow: 1s } }\n",
+            "faults.preStop.slow: unknown field `slow`",
+        ),
+    ];
+    for (index, (rest, expected)) in cases.iter().enumerate() {
+        let path = write_scenario(
+            dir.path(),
+            &format!("bad{index}.yaml"),
+            &format!("{pod}{rest}"),
+        );
+        let error = Scenario::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains(&format!("bad{index}.yaml")), "{error}");
+        assert!(error.contains(expected), "case {index}: {error}");
+    }
+}
+
+#[test]
+fn the_cli_prints_the_seed_writes_a_reproduction_that_fails_alone_and_passes_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = twice_scenario(dir.path());
+    let wasmlet = || Command::new(env!("CARGO_BIN_EXE_wasmlet"));
+    let out = wasmlet()
+        .args(["test", "--explore", "50"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let seed: u64 = stdout
+        .split(", seed ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| panic!("no seed in {stdout}"));
+    assert!(stdout.contains("preStop delivered twice"), "{stdout}");
+    assert!(stdout.contains("trace of the reproduction:"), "{stdout}");
+    let reproduction = dir.path().join(format!("twice.explore-{seed}.yaml"));
+    assert!(
+        stdout.contains(&reproduction.display().to_string()),
+        "{stdout}"
+    );
+    let alone = wasmlet().arg("test").arg(&reproduction).output().unwrap();
+    assert_eq!(alone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&alone.stdout).contains("invariants[1]"));
+    // Without the fault the scenario passes, explored or not.
+    let fixed = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace("  hooksTwice: [preStop]\n", "");
+    let fixed = write_scenario(dir.path(), "fixed.yaml", &fixed);
+    let out = wasmlet()
+        .args(["test", "--explore", "50"])
+        .arg(&fixed)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS") && stdout.contains("50 runs"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explore_refuses_to_check_a_host_path_every_run_would_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: shared }}
+  spec:
+    restartPolicy: Never
+    volumes:
+      - name: data
+        hostPath: {{ path: {dir} }}
+    containers:
+      - name: app
+        image: {cooperative}
+        volumeMounts: [{{ name: data, mountPath: /data }}]
+steps:
+  - wait: {{ phase: Running }}
+  - delete: {{}}
+invariants:
+  - volume: data
+    check: [sh, -c, "true"]
+explore:
+  delete: {{ after: [0s, 1s] }}
+"#,
+        dir = dir.path().display(),
+        cooperative = components::COOPERATIVE
+    );
+    let scenario = Scenario::from_file(write_scenario(dir.path(), "shared.yaml", &yaml)).unwrap();
+    // Run once, as written, it is fine.
+    assert!(scenario.run(RunOptions::default()).unwrap().passed());
+    let error = scenario.explore(options(10)).unwrap_err().to_string();
+    assert!(
+        error.contains("a hostPath is one directory shared by every run"),
+        "{error}"
+    );
+}
