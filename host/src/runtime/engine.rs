@@ -257,8 +257,18 @@ impl WasmEngine {
             Some((engine, linker, from))
                 if bytes.len() as u64 >= *from && !self.optimized_is_cached(&bytes) =>
             {
-                let quick = LoadedComponent::from_bytes(engine, linker, &bytes, path)?;
-                (quick, Compilation::Baseline)
+                // What the baseline compiler cannot compile (a proposal it lacks), the
+                // optimising one may: only its error is the component's.
+                match LoadedComponent::from_bytes(engine, linker, &bytes, path) {
+                    Ok(quick) => (quick, Compilation::Baseline),
+                    Err(error) => {
+                        tracing::debug!("baseline compiler: {error:#}");
+                        (
+                            LoadedComponent::from_bytes(&self.engine, &self.linker, &bytes, path)?,
+                            Compilation::Optimized,
+                        )
+                    }
+                }
             }
             _ => (
                 LoadedComponent::from_bytes(&self.engine, &self.linker, &bytes, path)?,
