@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::PodStatus;
 use tokio::task::JoinSet;
 
 use crate::events::{Event, EventType};
-use crate::manifest::{RestartPolicy, Workload};
+use crate::manifest::{FailureAction, RestartPolicy, Workload};
 use crate::{Host, Pod};
 
 /// How a Job ended.
@@ -81,8 +81,9 @@ impl Host {
         mut updates: impl FnMut(JobUpdate),
         stop: impl Future<Output = ()>,
     ) -> anyhow::Result<JobOutcome> {
-        let job = *workload
+        let job = workload
             .job()
+            .cloned()
             .ok_or_else(|| anyhow::anyhow!("`{}` is not a Job", workload.name()))?;
         let clock = self.clock().clone();
         let started_at = clock.now();
@@ -181,8 +182,23 @@ impl Host {
                             pod.kill();
                             pod.wait().await;
                         }
-                        failed += pod_restarts.max(1);
-                        if outcome.is_none() && !stopping {
+                        // podFailurePolicy: the first rule matching how the pod's containers
+                        // exited decides (the Job controller's matchPodFailurePolicy).
+                        let matched = crate::manifest::match_rules(&job.pod_failure_policy, &status);
+                        let action = matched.as_ref().map(|(action, _)| *action);
+                        if action != Some(FailureAction::Ignore) {
+                            failed += pod_restarts.max(1);
+                        }
+                        if outcome.is_none() && !stopping && let Some((FailureAction::FailJob, message)) = &matched {
+                            updates(event(EventType::Warning, "PodFailurePolicy", message.clone()));
+                            outcome = Some("PodFailurePolicy");
+                            for pod in self.job_pods(workload) {
+                                pod.delete(None);
+                            }
+                        } else if outcome.is_none() && !stopping && action == Some(FailureAction::Ignore) {
+                            // Replaced at once, not counted toward backoffLimit.
+                            todo.push_back(index);
+                        } else if outcome.is_none() && !stopping {
                             if failed > job.backoff_limit {
                                 updates(event(
                                     EventType::Warning,

@@ -330,13 +330,11 @@ fn workloads_run_their_template_and_other_kinds_are_skipped() {
     );
     has(
         &problems,
-        "spec.podFailurePolicy",
-        "every failed pod counts toward backoffLimit",
+        "spec.template.spec.restartPolicy",
+        "must be `Never` with a podFailurePolicy",
     );
 }
 
-/// A StatefulSet's claims, and a pod started again on the same claim, see the data of the one
-/// before: a claim is a directory under the host's data directory.
 /// Replicas that listen on a port each get an address of their own: the host's, then the
 /// loopback addresses after it, as each pod has its IP in Kubernetes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,6 +388,8 @@ async fn replicas_that_listen_serve_each_on_an_address_of_its_own() {
     }
 }
 
+/// A StatefulSet's claims, and a pod started again on the same claim, see the data of the one
+/// before: a claim is a directory under the host's data directory.
 #[tokio::test]
 async fn claims_outlive_their_pods() {
     let data = tempfile::tempdir().unwrap();
@@ -498,6 +498,61 @@ fn a_job_runs_to_completion_and_fails_at_its_backoff_limit() {
         stderr.matches("Created pod: failing-").count(),
         1,
         "{stderr}"
+    );
+}
+
+/// `podFailurePolicy` (a WASI command exits 0 or 1): a FailJob rule fails the Job at the first
+/// matching exit, however large `backoffLimit` is; an Ignore rule replaces the pod without counting it, so that a Job with
+/// `backoffLimit: 0` keeps trying until its deadline.
+#[test]
+fn a_pod_failure_policy_fails_or_ignores_by_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = workspace().join("target/components/hello.wasm");
+    let job = |name: &str, spec: &str| {
+        let manifest = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  \
+                 template:\n    spec:\n      restartPolicy: Never\n      containers:\n        \
+                 - name: task\n          image: {}\n          args: [\"--exit\", \"1\"]\n",
+                component.display()
+            ),
+        )
+        .unwrap();
+        let out = wasmlet().arg("run").arg(&manifest).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = job(
+        "fail-job",
+        "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n      - action: FailJob\n        \
+         onExitCodes: {containerName: task, operator: In, values: [1]}\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Container task failed with exit code 1 matching FailJob rule at index 0"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Created pod: fail-job-").count(),
+        1,
+        "{stderr}"
+    );
+
+    let (code, stderr) = job(
+        "ignored",
+        "  backoffLimit: 0\n  activeDeadlineSeconds: 1\n  podFailurePolicy:\n    rules:\n      \
+         - action: Ignore\n        onExitCodes: {operator: In, values: [1]}\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("DeadlineExceeded"), "{stderr}");
+    assert!(!stderr.contains("BackoffLimitExceeded"), "{stderr}");
+    assert!(
+        stderr.matches("Created pod: ignored-").count() > 1,
+        "ignored failures are replaced: {stderr}"
     );
 }
 

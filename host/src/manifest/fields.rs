@@ -383,11 +383,7 @@ pub(super) const WORKLOAD_FIELDS: &[(&str, &str, Treat)] = &[
     ("Job", "ttlSecondsAfterFinished", Treat::Ignore), // nothing is cleaned up after a run
     ("Job", "podReplacementPolicy", Treat::Ignore), // a failed pod is replaced once it has ended
     ("Job", "managedBy", Treat::Ignore),      // wasmlet runs the job itself
-    (
-        "Job",
-        "podFailurePolicy",
-        Treat::Refuse("not supported by wasmlet yet: every failed pod counts toward backoffLimit"),
-    ),
+    ("Job", "podFailurePolicy", Treat::Run),
     (
         "Job",
         "successPolicy",

@@ -17,6 +17,7 @@
 mod actions;
 mod component;
 mod convert;
+mod failure_policy;
 mod fields;
 mod objects;
 mod sources;
@@ -25,6 +26,8 @@ mod values;
 mod yaml;
 
 pub use component::ComponentPod;
+pub(crate) use failure_policy::match_rules;
+pub use failure_policy::{FailureAction, FailureRule};
 pub use objects::{JobSpec, Manifests, Workload, WorkloadKind};
 pub use spec::*;
 pub(crate) use values::lexically_normal;

@@ -83,7 +83,7 @@ pub struct Workload {
 }
 
 /// How a Job runs its pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
     /// `completions`: how many pods must succeed; `None` runs `parallelism` pods and is done when
     /// one has succeeded and all have ended (a work queue).
@@ -97,6 +97,8 @@ pub struct JobSpec {
     /// `activeDeadlineSeconds`: the job fails (`DeadlineExceeded`), its pods stopped, after this
     /// long.
     pub active_deadline: Option<Duration>,
+    /// `podFailurePolicy.rules`: how a failed pod's exit codes decide what its failure does.
+    pub pod_failure_policy: Vec<super::FailureRule>,
 }
 
 impl Workload {
@@ -768,6 +770,11 @@ fn workload(
                 backoff_limit: count("backoffLimit", 6, &mut problems),
                 indexed,
                 active_deadline,
+                pod_failure_policy: super::failure_policy::parse(
+                    &spec,
+                    policy == RestartPolicy::Never,
+                    &mut problems,
+                ),
             });
             parallelism.min(completions.unwrap_or(u32::MAX))
         }
