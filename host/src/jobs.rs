@@ -189,31 +189,32 @@ impl Host {
                         if action != Some(FailureAction::Ignore) {
                             failed += pod_restarts.max(1);
                         }
-                        if outcome.is_none() && !stopping && let Some((FailureAction::FailJob, message)) = &matched {
-                            updates(event(EventType::Warning, "PodFailurePolicy", message.clone()));
-                            outcome = Some("PodFailurePolicy");
-                            for pod in self.job_pods(workload) {
-                                pod.delete(None);
-                            }
-                        } else if outcome.is_none() && !stopping && action == Some(FailureAction::Ignore) {
-                            // Replaced at once, not counted toward backoffLimit.
-                            todo.push_back(index);
-                        } else if outcome.is_none() && !stopping {
-                            if failed > job.backoff_limit {
-                                updates(event(
-                                    EventType::Warning,
-                                    "BackoffLimitExceeded",
-                                    "Job has reached the specified backoff limit".into(),
-                                ));
-                                outcome = Some("BackoffLimitExceeded");
-                                for pod in self.job_pods(workload) {
-                                    pod.delete(None);
+                        if outcome.is_none() && !stopping {
+                            let failure = match (action, &matched) {
+                                (Some(FailureAction::FailJob), Some((_, message))) => {
+                                    Some(("PodFailurePolicy", message.clone()))
                                 }
-                            } else {
-                                todo.push_back(index);
-                                let shift = failed.saturating_sub(1).min(6);
-                                let delay = Duration::from_secs(10 << shift).min(Duration::from_secs(360));
-                                ready_at = clock.now() + delay;
+                                // Replaced at once, not counted toward backoffLimit.
+                                (Some(FailureAction::Ignore), _) => {
+                                    todo.push_back(index);
+                                    None
+                                }
+                                _ if failed > job.backoff_limit => Some((
+                                    "BackoffLimitExceeded",
+                                    "Job has reached the specified backoff limit".to_string(),
+                                )),
+                                _ => {
+                                    todo.push_back(index);
+                                    let shift = failed.saturating_sub(1).min(6);
+                                    let delay = Duration::from_secs(10 << shift).min(Duration::from_secs(360));
+                                    ready_at = clock.now() + delay;
+                                    None
+                                }
+                            };
+                            if let Some((reason, message)) = failure {
+                                updates(event(EventType::Warning, reason, message));
+                                outcome = Some(reason);
+                                self.stop_job_pods(workload);
                             }
                         }
                     }
@@ -225,9 +226,7 @@ impl Host {
                         "Job was active longer than specified deadline".into(),
                     ));
                     outcome = Some("DeadlineExceeded");
-                    for pod in self.job_pods(workload) {
-                        pod.delete(None);
-                    }
+                    self.stop_job_pods(workload);
                 }
                 () = &mut stop, if !stopping => stopping = true,
                 () = wait_backoff, if backoff => {}
@@ -252,6 +251,13 @@ impl Host {
             "Job completed".into(),
         ));
         Ok(JobOutcome::Complete { succeeded, failed })
+    }
+
+    /// Deletes the running pods of `workload`: the Job has failed.
+    fn stop_job_pods(&self, workload: &Workload) {
+        for pod in self.job_pods(workload) {
+            pod.delete(None);
+        }
     }
 
     /// The running pods of `workload` (a Job's, named `JOB-N`).
