@@ -18,6 +18,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("faulty", "faulty"),
     ("intruder", "intruder"),
     ("checkpointer", "checkpointer"),
+    ("greeter-plugin", "greeter_plugin"),
+    ("echo-plugin", "echo_plugin"),
 ];
 
 fn main() {
@@ -29,6 +31,7 @@ fn main() {
 
     for watched in [
         guests.clone(),
+        manifest_dir.join("plugins").join("wit"),
         workspace.join("guest-sdk"),
         workspace.join("wit"),
         workspace.join("host").join("wasm_build.rs"),

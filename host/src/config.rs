@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::manifest::DEFAULT_GRACE_PERIOD;
-use crate::runtime::InstancePool;
+use crate::runtime::{Imports, InstancePool};
 
 /// How a [`Host`](crate::Host) runs its guests. `HostConfig::default()` is what `wasmlet run` uses.
 #[derive(Debug, Clone)]
@@ -54,6 +54,10 @@ pub struct HostConfig {
     /// toolchains are 10-20 MB; a Rust guest is well under); `None` always waits for the
     /// optimising compiler.
     pub quick_first_start: Option<u64>,
+    /// The embedder's own host interfaces, which every pod's guests may import besides WASI,
+    /// `wasi:http` and `wasmlet:lifecycle/control` (a pod may add its own with
+    /// [`Host::start_pod_with`](crate::Host::start_pod_with)). Default: none.
+    pub imports: Imports,
 }
 
 impl Default for HostConfig {
@@ -70,6 +74,7 @@ impl Default for HostConfig {
             instance_pool: None,
             data_dir: default_data_dir(),
             quick_first_start: Some(2 << 20),
+            imports: Imports::new(),
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum LogSource {
     PreStop,
     /// An instance handling an HTTP request.
     Handler,
+    /// An instance the embedder calls ([`Pod::call`](crate::Pod::call)).
+    Call,
 }
 
 /// stdout or stderr.
@@ -135,6 +137,7 @@ impl LogLine {
             LogSource::PostStart => format!("[{}:postStart]", self.container),
             LogSource::PreStop => format!("[{}:preStop]", self.container),
             LogSource::Handler => format!("[{}:http]", self.container),
+            LogSource::Call => format!("[{}:call]", self.container),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::lifecycle::shared::network::pod_address;
 use crate::lifecycle::shared::{PodShared, PodVolume};
 use crate::manifest::PodSpec;
 use crate::runtime::{
-    DeterministicGuests, Entry, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
+    DeterministicGuests, Entry, Imports, LoadedContainer, Runtime, RuntimeConfig, WasmEngine,
 };
 
 /// A snapshot of what a [`Host`] holds ([`Host::stats`]).
@@ -150,7 +150,8 @@ impl Host {
     /// and checks that wasmlet provides all it imports, as starting a pod does: a way to
     /// check a component, or to compile it ahead of the pods that run it. Says what it found.
     pub fn load_component(&self, path: impl AsRef<Path>) -> anyhow::Result<ComponentInfo> {
-        let (component, _) = self.inner.runtime.wasm.load_component(path.as_ref())?;
+        let (component, _) = (self.inner.runtime.wasm)
+            .load_component_with(path.as_ref(), &self.inner.config.imports)?;
         Ok(ComponentInfo {
             run: component.exports(Entry::Run),
             http_handler: component.exports(Entry::Handle),
@@ -212,6 +213,14 @@ impl Host {
     /// container. Supervision runs as tasks on the calling tokio runtime; the returned [`Pod`]
     /// watches, deletes and awaits it.
     pub async fn start_pod(&self, spec: PodSpec) -> anyhow::Result<Pod> {
+        self.start_pod_with(spec, Imports::new()).await
+    }
+
+    /// Starts a pod as [`Host::start_pod`] does, whose guests may also import `imports`: host
+    /// interfaces of the embedder's for this pod alone, besides the host's
+    /// ([`HostConfig::imports`]).
+    pub async fn start_pod_with(&self, spec: PodSpec, imports: Imports) -> anyhow::Result<Pod> {
+        let imports = self.inner.config.imports.and(&imports);
         // As the kubelet's CreateContainerConfigError: what the pod reads must be there.
         anyhow::ensure!(
             spec.missing.is_empty(),
@@ -235,11 +244,12 @@ impl Host {
         let loaded = if self.inner.runtime.scheduling.loads_off_thread() {
             let host = self.clone();
             let spec_for_load = spec.clone();
-            tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load))
+            let imports = imports.clone();
+            tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load, imports))
                 .await
                 .context("loading components")??
         } else {
-            self.load_pod_components(&spec)?
+            self.load_pod_components(&spec, imports)?
         };
         let address = pod_address(self.inner.config.http_address, spec.replica)
             .map_err(|why| anyhow::anyhow!("pod `{}` cannot start: {why}", spec.name))?;
@@ -304,12 +314,12 @@ impl Host {
         self.pods.lock().unwrap().live_pods()
     }
 
-    fn load_pod_components(&self, spec: &PodSpec) -> anyhow::Result<LoadedPod> {
+    fn load_pod_components(&self, spec: &PodSpec, imports: Imports) -> anyhow::Result<LoadedPod> {
         let mut containers = Vec::new();
         for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
             let (main, compilation) = (self.inner.runtime.wasm)
-                .load_component(&container.image)
+                .load_component_with(&container.image, &imports)
                 .with_context(|| format!("loading the image of container `{}`", container.name))?;
             let mut exec = HashMap::new();
             let mut shell = None;
@@ -357,6 +367,9 @@ impl Host {
                 compilation,
             });
         }
-        Ok(LoadedPod { containers })
+        Ok(LoadedPod {
+            containers,
+            imports,
+        })
     }
 }

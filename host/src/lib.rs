@@ -40,6 +40,10 @@
 //! - [`Pod`]: a running pod — watch ([`Watch`], [`PodUpdate`]: [`Event`]s and [`LogLine`]s),
 //!   delete, kill, wait; statuses are [`k8s_openapi`]'s `PodStatus`.
 //! - [`TerminationReason`]: why a guest is told to stop.
+//! - Plugins: an embedder's own host interfaces ([`Imports`], for the whole host in
+//!   [`HostConfig::imports`] or per pod with [`Host::start_pod_with`]) and calls into a
+//!   container's exports through its typed bindings ([`Pod::call`], [`CallOptions`],
+//!   [`CallError`]), each on a fresh instance, under the container's lifecycle.
 //! - [`Clock`]: the host's time ([`Host::clock`], [`Host::sleep`]).
 //! - [`testing`]: deterministic mode — virtual time, fuel, seeded randomness, traces, and the
 //!   scenarios of `wasmlet test`. Only there does a host run on a virtual clock.
@@ -48,6 +52,7 @@
 #![deny(missing_debug_implementations)]
 
 mod bindings;
+mod calls;
 mod clock;
 mod config;
 mod events;
@@ -61,6 +66,7 @@ mod signal;
 pub mod testing;
 
 pub use bindings::TerminationReason;
+pub use calls::{CallError, CallFuture, CallOptions};
 pub use clock::{Clock, TimerAction, TimerId};
 pub use config::HostConfig;
 pub use events::{Event, EventType, LogLine, LogSource, LogStream, PodUpdate, Watch};
@@ -74,7 +80,10 @@ pub use manifest::{
     ManifestError, Manifests, PodField, PodSpec, PortSpec, Probe, ProbeAction, ProbeKind, Problem,
     ProjectedFile, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, Workload, WorkloadKind,
 };
-pub use runtime::InstancePool;
+pub use runtime::{GuestState, Imports, InstanceInfo, InstancePool};
+
+/// The wasmtime wasmlet links, whose `bindgen!` an embedder's host interfaces and calls use.
+pub use wasmtime;
 
 /// Kubernetes types wasmlet reports in (statuses) and reads (manifests).
 pub use k8s_openapi;

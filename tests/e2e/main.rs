@@ -12,6 +12,7 @@ mod guest_languages;
 mod http;
 mod lifecycle;
 mod manifest;
+mod plugins;
 mod preemption;
 mod sandbox;
 mod support;

@@ -28,6 +28,8 @@ use crate::signal::Watched;
 /// The compiled components of a pod, loaded before anything starts.
 pub(crate) struct LoadedPod {
     pub containers: Vec<LoadedContainer>,
+    /// The embedder's host interfaces they were linked with.
+    pub imports: crate::runtime::Imports,
 }
 
 /// A pod started by [`crate::Host::start_pod`]. Cheap to clone; every clone is the same pod.
@@ -55,7 +57,7 @@ impl Pod {
         loaded: LoadedPod,
         volumes: Vec<PodVolume>,
     ) -> Pod {
-        let shared = PodShared::new(host, spec, uid, address, volumes);
+        let shared = PodShared::new(host, spec, uid, address, volumes, loaded.imports);
         shared.event(
             EventType::Normal,
             "Scheduled",
@@ -139,6 +141,125 @@ impl Pod {
             || shared.spec.resources.cpu_request.is_some();
         measured.then(|| {
             Duration::from_nanos(shared.cpu_used[slot].load(std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+
+    /// Calls into container `container` while it runs: `call` gets the store and the
+    /// instance of a **fresh instance** of the container's component — its env, args,
+    /// volumes, `/tmp`, memory and CPU limits, as its other instances have — and makes its
+    /// calls through the embedder's typed bindings:
+    ///
+    /// ```ignore
+    /// let reply = pod
+    ///     .call("plugin", CallOptions::default(), |store, instance| {
+    ///         Box::pin(async move {
+    ///             let plugin = Plugin::new(&mut *store, instance)?; // bindgen!'s world
+    ///             plugin.example_plugins_handler().call_on_message(&mut *store, "hi").await
+    ///         })
+    ///     })
+    ///     .await?;
+    /// ```
+    ///
+    /// A call is refused while the container is not `Running` (its postStart hook has not
+    /// returned, it waits to restart, it has ended) and from the moment its stop begins; a
+    /// call in flight when the stop begins may finish within the grace period, and one still
+    /// running at the deadline is killed with the container: [`CallError::Killed`]. A kill
+    /// lands wherever the guest is (a loop, a host call) without waiting for it.
+    /// [`CallOptions::timeout`] kills just this call's instance. Dropping the returned future
+    /// kills the instance too.
+    ///
+    /// [`CallError::Killed`]: crate::CallError::Killed
+    /// [`CallOptions::timeout`]: crate::CallOptions::timeout
+    pub async fn call<R, F>(
+        &self,
+        container: &str,
+        options: crate::CallOptions,
+        call: F,
+    ) -> Result<R, crate::CallError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a mut wasmtime::Store<crate::GuestState>,
+                &'a wasmtime::component::Instance,
+            ) -> crate::calls::CallFuture<'a, R>
+            + Send
+            + 'static,
+    {
+        let gate = self.call_gate(container)?;
+        let (guest_call, result) = crate::calls::guest_call(call);
+        gate.call(guest_call, options).await?;
+        result.await.map_err(|_| crate::CallError::Failed {
+            container: container.to_string(),
+            message: "the call ended without a result".into(),
+        })
+    }
+
+    /// Calls the exported function `export` of container `container` (as [`Pod::call`] does,
+    /// on a fresh instance) with `args` written in WAVE, the WebAssembly Value Encoding
+    /// (`"text"`, `42`, `[1, 2]`, `{a: 1}`, `some(1)`, `ok("x")`), and returns its results in
+    /// WAVE. `export` is `interface#function` — `example:plugins/handler#on-message`; the
+    /// interface's version or package may be left out (`handler#on-message`) — or a function
+    /// the component exports at its top level. For callers without bindings: scripts, tests,
+    /// `call:` steps of scenarios.
+    pub async fn call_wave(
+        &self,
+        container: &str,
+        export: &str,
+        args: &[&str],
+        options: crate::CallOptions,
+    ) -> Result<Vec<String>, crate::CallError> {
+        let export = export.to_string();
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        self.call(container, options, move |store, instance| {
+            Box::pin(async move { crate::calls::call_wave(store, instance, &export, &args).await })
+        })
+        .await
+    }
+
+    /// The call gate of `container`'s run, or why there is none.
+    fn call_gate(&self, container: &str) -> Result<Arc<crate::calls::Calls>, crate::CallError> {
+        let shared = &self.shared;
+        let slots: Vec<_> = (shared.spec.init_containers.iter())
+            .chain(&shared.spec.containers)
+            .collect();
+        let Some(slot) = slots.iter().position(|spec| spec.name == container) else {
+            return Err(crate::CallError::NoSuchContainer {
+                pod: shared.spec.name.clone(),
+                container: container.to_string(),
+                known: slots
+                    .iter()
+                    .map(|spec| format!("`{}`", spec.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let state = {
+            let status = shared.status.borrow();
+            (status.init_container_statuses.iter().flatten())
+                .chain(status.container_statuses.iter().flatten())
+                .find(|status| status.name == container)
+                .and_then(|status| status.state.clone())
+        };
+        let ended = state
+            .as_ref()
+            .is_some_and(|state| state.terminated.is_some());
+        // A pod being deleted takes no new calls from the moment of the delete, as a deleted
+        // pod leaves its Service's endpoints at once, whichever container stops first.
+        if let Some(stop) = shared.stop_request.get()
+            && !ended
+        {
+            return Err(crate::CallError::Stopping {
+                container: container.to_string(),
+                reason: stop.message,
+            });
+        }
+        if let Some(gate) = shared.calls[slot].lock().unwrap().clone() {
+            return Ok(gate);
+        }
+        let state = state.map_or_else(|| "not started".to_string(), |state| describe_state(&state));
+        Err(crate::CallError::NotRunning {
+            container: container.to_string(),
+            state,
         })
     }
 
@@ -530,4 +651,22 @@ impl Drop for RunEndReporter {
 
 fn round_ms(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis() as u64)
+}
+
+/// `Waiting (CrashLoopBackOff)`, `Terminated (Completed)`, `Running`: a container's state as
+/// `kubectl get pods` shows it.
+fn describe_state(state: &ContainerState) -> String {
+    if let Some(waiting) = &state.waiting {
+        format!(
+            "Waiting ({})",
+            waiting.reason.as_deref().unwrap_or("unknown")
+        )
+    } else if let Some(terminated) = &state.terminated {
+        format!(
+            "Terminated ({})",
+            terminated.reason.as_deref().unwrap_or("unknown")
+        )
+    } else {
+        "Running, between runs".into()
+    }
 }

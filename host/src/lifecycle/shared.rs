@@ -103,6 +103,10 @@ pub(crate) struct PodShared {
     /// The pod's own memory limit (`spec.resources.limits.memory`), shared by all its
     /// containers.
     pub(crate) memory: Option<Arc<crate::runtime::MemoryBudget>>,
+    /// The embedder's host interfaces its containers are linked with (the host's and its own).
+    pub(crate) imports: crate::runtime::Imports,
+    /// Each slot's call gate while the container runs ([`crate::Pod::call`]).
+    pub(crate) calls: Vec<std::sync::Mutex<Option<Arc<crate::calls::Calls>>>>,
 }
 
 /// What is observed of a pod's containers, for the pod runner to act on.
@@ -127,6 +131,7 @@ impl PodShared {
         uid: String,
         address: std::net::IpAddr,
         volumes: Vec<PodVolume>,
+        imports: crate::runtime::Imports,
     ) -> Arc<PodShared> {
         let clock = host.clock.clone();
         let start_time = time(clock.wall_time());
@@ -190,6 +195,8 @@ impl PodShared {
             cpu_quota,
             cpu_used: (0..slots).map(|_| Default::default()).collect(),
             memory,
+            imports,
+            calls: (0..slots).map(|_| Default::default()).collect(),
         })
     }
 

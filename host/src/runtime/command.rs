@@ -62,6 +62,9 @@ pub(crate) async fn run_command(
         tmp_dir: None,
         logs: logs.clone(),
         http: None,
+        call: None,
+        // Commands are linked with wasmlet's own imports alone.
+        embedder: None,
     };
     let (_switch, done) = spawn_instance(runtime, component, Entry::Run, context, io);
     let end = done.await.unwrap_or_else(|_| InstanceEnd::lost());

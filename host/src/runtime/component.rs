@@ -38,6 +38,9 @@ pub(crate) enum Entry {
     /// `wasi:http/incoming-handler#handle`, with the request in
     /// [`InstanceIo::http`](super::InstanceIo::http).
     Handle,
+    /// The embedder's calls, in [`InstanceIo::call`](super::InstanceIo::call), into whatever
+    /// the component exports.
+    Call,
 }
 
 /// A compiled component, ready to instantiate, with its exports looked up once.
@@ -56,6 +59,7 @@ impl LoadedComponent {
         linker: &wasmtime::component::Linker<GuestState>,
         bytes: &[u8],
         path: &Path,
+        embedder: &[String],
     ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         if !bytes.starts_with(b"\0asm") {
@@ -94,9 +98,14 @@ impl LoadedComponent {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
+                let besides = if embedder.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and the embedder's {}", embedder.join(", "))
+                };
                 format!(
                     "component `{}` imports something wasmlet does not provide \
-                     (wasmlet provides WASI 0.2, wasi:http and wasmlet:lifecycle/control)",
+                     (wasmlet provides WASI 0.2, wasi:http and wasmlet:lifecycle/control{besides})",
                     path.display()
                 )
             })?;
@@ -187,7 +196,10 @@ impl LoadedComponent {
 
     /// Whether the component exports `entry`.
     pub(crate) fn exports(&self, entry: Entry) -> bool {
-        self.export(entry).is_some()
+        match entry {
+            Entry::Call => self.exports_functions_of_its_own(),
+            _ => self.export(entry).is_some(),
+        }
     }
 
     /// Whether the component has a postStart hook of its own (one it implements, as far as
@@ -207,7 +219,27 @@ impl LoadedComponent {
             Entry::PostStart => self.post_start.as_ref(),
             Entry::PreStop => self.pre_stop.as_ref(),
             Entry::Handle => self.handler.as_ref(),
+            Entry::Call => None,
         }
+    }
+
+    /// Whether the component exports anything beside `wasi:cli/run`, wasi:http's handler and
+    /// wasmlet's hooks: functions of its own, for the embedder to call.
+    pub(crate) fn exports_functions_of_its_own(&self) -> bool {
+        let engine = self.pre.engine();
+        self.pre
+            .component()
+            .component_type()
+            .exports(engine)
+            .any(|(name, _)| {
+                ![
+                    "wasi:cli/run@",
+                    "wasi:http/incoming-handler@",
+                    "wasmlet:lifecycle/hooks@",
+                ]
+                .iter()
+                .any(|known| name.starts_with(known))
+            })
     }
 }
 

@@ -19,6 +19,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use super::component::{Entry, LoadedComponent};
+use super::imports::Imports;
 use super::release::MemoryReleaser;
 use super::store::{GuestState, add_to_linker};
 
@@ -53,18 +54,31 @@ pub(crate) enum Interruption {
 /// The engine, the linker and the compiled components: what hosts of one kind can share.
 pub(crate) struct WasmEngine {
     pub engine: Engine,
+    /// The linker of what wasmlet provides (WASI, `wasi:http`, `wasmlet:lifecycle/control`).
     pub linker: Linker<GuestState>,
     /// The baseline compiler's engine, for a large component's first start (real time only),
     /// and the size from which it is used.
     baseline: Option<(Engine, Linker<GuestState>, u64)>,
+    /// Linkers with an embedder's host interfaces besides, by the interfaces' identity: the
+    /// optimising engine's and the baseline one's.
+    embedder_linkers: Mutex<HashMap<Vec<usize>, Arc<Linkers>>>,
     /// Where the compile cache is, which also notes the components whose optimised build it
     /// holds.
     compile_cache: Option<PathBuf>,
-    components: Mutex<HashMap<PathBuf, CachedComponent>>,
+    /// By path and the embedder interfaces they were linked with.
+    components: Mutex<HashMap<(PathBuf, Vec<usize>), CachedComponent>>,
     /// Optimised builds being compiled in the background.
     optimizing: Mutex<Vec<JoinHandle<()>>>,
     /// The bundled shell, compiled on first use.
     shell: std::sync::OnceLock<Arc<LoadedComponent>>,
+}
+
+/// The linkers a component is checked and instantiated with: the optimising engine's, and the
+/// baseline engine's if there is one; and what they provide beside wasmlet's own, for errors.
+struct Linkers {
+    optimized: Linker<GuestState>,
+    baseline: Option<Linker<GuestState>>,
+    embedder: Vec<String>,
 }
 
 /// How a component was compiled, for its `Pulled` event.
@@ -129,6 +143,7 @@ impl WasmEngine {
             engine,
             linker,
             baseline,
+            embedder_linkers: Mutex::new(HashMap::new()),
             compile_cache: compile_cache
                 .map(|directory| std::path::absolute(directory).unwrap_or(directory.to_path_buf())),
             components: Mutex::new(HashMap::new()),
@@ -229,6 +244,7 @@ impl WasmEngine {
             &self.linker,
             SHELL,
             Path::new("<wasmlet's sh>"),
+            &[],
         )?);
         Ok(self.shell.get_or_init(|| shell).clone())
     }
@@ -241,9 +257,30 @@ impl WasmEngine {
         self: &Arc<Self>,
         path: &Path,
     ) -> anyhow::Result<(Arc<LoadedComponent>, Compilation)> {
+        self.load_component_with(path, &Imports::new())
+    }
+
+    /// The same, linked with the embedder's host interfaces `imports` besides wasmlet's own.
+    pub fn load_component_with(
+        self: &Arc<Self>,
+        path: &Path,
+        imports: &Imports,
+    ) -> anyhow::Result<(Arc<LoadedComponent>, Compilation)> {
+        let linkers = self.linkers(imports)?;
+        let (optimized_linker, baseline_linker) = match &linkers {
+            Some(linkers) => (&linkers.optimized, linkers.baseline.as_ref()),
+            None => (
+                &self.linker,
+                self.baseline.as_ref().map(|(_, linker, _)| linker),
+            ),
+        };
+        let embedder = linkers.as_ref().map_or(&[][..], |l| &l.embedder[..]);
         let metadata = std::fs::metadata(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
-        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let key = (
+            path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
+            imports.key(),
+        );
         let modified = metadata.modified().ok();
         if let Some(cached) = self.components.lock().unwrap().get(&key)
             && cached.modified == modified
@@ -253,34 +290,33 @@ impl WasmEngine {
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
-        let (component, compilation) = match &self.baseline {
-            Some((engine, linker, from))
+        let optimized = |bytes: &[u8]| {
+            LoadedComponent::from_bytes(&self.engine, optimized_linker, bytes, path, embedder)
+        };
+        let (component, compilation) = match (&self.baseline, baseline_linker) {
+            (Some((engine, _, from)), Some(linker))
                 if bytes.len() as u64 >= *from && !self.optimized_is_cached(&bytes) =>
             {
                 // What the baseline compiler cannot compile (a proposal it lacks), the
                 // optimising one may: only its error is the component's.
-                match LoadedComponent::from_bytes(engine, linker, &bytes, path) {
+                match LoadedComponent::from_bytes(engine, linker, &bytes, path, embedder) {
                     Ok(quick) => (quick, Compilation::Baseline),
                     Err(error) => {
                         tracing::debug!("baseline compiler: {error:#}");
-                        (
-                            LoadedComponent::from_bytes(&self.engine, &self.linker, &bytes, path)?,
-                            Compilation::Optimized,
-                        )
+                        (optimized(&bytes)?, Compilation::Optimized)
                     }
                 }
             }
-            _ => (
-                LoadedComponent::from_bytes(&self.engine, &self.linker, &bytes, path)?,
-                Compilation::Optimized,
-            ),
+            _ => (optimized(&bytes)?, Compilation::Optimized),
         };
         let component = Arc::new(component);
         anyhow::ensure!(
-            component.exports(Entry::Run) || component.exports(Entry::Handle),
-            "component `{}` exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`: a \
-             container needs an entrypoint (build a command with `fn main`, use wasmlet-sdk's \
-             `export!`, or export an HTTP handler)",
+            component.exports(Entry::Run)
+                || component.exports(Entry::Handle)
+                || component.exports(Entry::Call),
+            "component `{}` exports neither `wasi:cli/run` nor `wasi:http/incoming-handler` nor \
+             functions of its own: a container needs an entrypoint (build a command with `fn \
+             main`, use wasmlet-sdk's `export!`, or export an HTTP handler or an interface to call)",
             path.display()
         );
         self.components.lock().unwrap().insert(
@@ -293,9 +329,38 @@ impl WasmEngine {
             },
         );
         if compilation == Compilation::Baseline {
-            self.optimize_in_background(key, modified, bytes);
+            let linker = optimized_linker.clone();
+            let embedder = embedder.to_vec();
+            self.optimize_in_background(key, modified, bytes, linker, embedder);
         }
         Ok((component, compilation))
+    }
+
+    /// The linkers with `imports` besides wasmlet's own, made once for each set; `None` for no
+    /// imports (wasmlet's own linkers).
+    fn linkers(&self, imports: &Imports) -> anyhow::Result<Option<Arc<Linkers>>> {
+        if imports.is_empty() {
+            return Ok(None);
+        }
+        let mut linkers = self.embedder_linkers.lock().unwrap();
+        if let Some(found) = linkers.get(&imports.key()) {
+            return Ok(Some(found.clone()));
+        }
+        let with_imports = |base: &Linker<GuestState>| -> anyhow::Result<Linker<GuestState>> {
+            let mut linker = base.clone();
+            imports.add_to_linker(&mut linker)?;
+            Ok(linker)
+        };
+        let made = Arc::new(Linkers {
+            optimized: with_imports(&self.linker)?,
+            baseline: match &self.baseline {
+                Some((_, linker, _)) => Some(with_imports(linker)?),
+                None => None,
+            },
+            embedder: imports.names().into_iter().map(String::from).collect(),
+        });
+        linkers.insert(imports.key(), made.clone());
+        Ok(Some(made))
     }
 
     /// Compiles `bytes` (the component at `key`) with the optimising compiler on a thread of
@@ -303,24 +368,31 @@ impl WasmEngine {
     /// loads in this process.
     fn optimize_in_background(
         self: &Arc<Self>,
-        key: PathBuf,
+        key: (PathBuf, Vec<usize>),
         modified: Option<SystemTime>,
         bytes: Vec<u8>,
+        linker: Linker<GuestState>,
+        embedder: Vec<String>,
     ) {
         let wasm = self.clone();
-        let name = key.display().to_string();
+        let name = key.0.display().to_string();
         let thread = std::thread::Builder::new()
             .name("wasmlet-optimize".into())
             .spawn(move || {
                 super::lower_priority(19);
-                let optimized =
-                    match LoadedComponent::from_bytes(&wasm.engine, &wasm.linker, &bytes, &key) {
-                        Ok(optimized) => Arc::new(optimized),
-                        Err(error) => {
-                            tracing::warn!("{error:#}");
-                            return;
-                        }
-                    };
+                let optimized = match LoadedComponent::from_bytes(
+                    &wasm.engine,
+                    &linker,
+                    &bytes,
+                    &key.0,
+                    &embedder,
+                ) {
+                    Ok(optimized) => Arc::new(optimized),
+                    Err(error) => {
+                        tracing::warn!("{error:#}");
+                        return;
+                    }
+                };
                 if let Some(marker) = wasm.optimized_marker(&bytes) {
                     let _ = std::fs::create_dir_all(marker.parent().unwrap_or(Path::new(".")));
                     let _ = std::fs::write(&marker, b"");

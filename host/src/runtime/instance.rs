@@ -53,7 +53,7 @@ pub(crate) fn spawn_instance(
         Entry::Run => None,
         Entry::PostStart => Some(Event::PostStart),
         Entry::PreStop => Some(Event::PreStop),
-        Entry::Handle => None,
+        Entry::Handle | Entry::Call => None,
     };
     // The engine the component was compiled for (the optimised one, or the quick baseline).
     let engine = component.pre.engine().clone();
@@ -119,6 +119,15 @@ async fn run_instance(
                 error
             }
         })?;
+    if entry == Entry::Call {
+        let call = store
+            .data_mut()
+            .guest_call
+            .take()
+            .ok_or_else(|| wasmtime::format_err!("a call instance without a call"))?;
+        call(store, &instance).await?;
+        return Ok(InstanceEnd::Returned(Ok(())));
+    }
     let Some(export) = component.export(entry) else {
         return Err(wasmtime::format_err!(
             "the component does not export {entry:?}"
@@ -154,6 +163,7 @@ async fn run_instance(
             handle.call_async(&mut store, (request, respond)).await?;
             InstanceEnd::Returned(Ok(()))
         }
+        Entry::Call => unreachable!("called above"),
         Entry::PostStart | Entry::PreStop => {
             let hook = instance.get_typed_func::<(), (HookOutcome,)>(&mut store, export)?;
             match hook.call_async(&mut store, ()).await? {

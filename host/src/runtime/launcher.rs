@@ -9,6 +9,7 @@ use super::Runtime;
 use super::component::{Entry, LoadedComponent, LoadedContainer};
 use super::context::ContainerContext;
 use super::end::InstanceDone;
+use super::imports::EmbedderScope;
 use super::instance::spawn_instance;
 use super::kill::KillSwitch;
 use super::logs::LogTarget;
@@ -40,6 +41,8 @@ pub(crate) struct Launcher {
     pub tmp_dir: Option<PathBuf>,
     /// Where its instances' output goes.
     pub log_sink: LogSink,
+    /// The embedder's host interfaces its instances are linked with, and whose they are.
+    pub embedder: Arc<EmbedderScope>,
 }
 
 impl Launcher {
@@ -75,6 +78,8 @@ impl Launcher {
                 capture,
             ),
             http: None,
+            call: None,
+            embedder: Some(self.embedder.clone()),
         }
     }
 }

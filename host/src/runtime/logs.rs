@@ -33,6 +33,11 @@ const CAPTURED_LINES: usize = 20;
 const MAX_LINE: usize = 16 * 1024;
 
 impl LogTarget {
+    /// Which instance's output it is.
+    pub fn source(&self) -> LogSource {
+        self.source
+    }
+
     pub fn new(
         container: Arc<str>,
         source: LogSource,

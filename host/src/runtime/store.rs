@@ -14,6 +14,7 @@ use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::context::{ContainerContext, TerminationNotice, nanos};
+use super::imports::{EmbedderScope, EmbedderStates};
 use super::kill::KillState;
 use super::logs::LogTarget;
 use super::memory::MemoryLimiter;
@@ -36,8 +37,10 @@ impl std::fmt::Display for KilledTrap {
 
 impl std::error::Error for KilledTrap {}
 
-/// The data of one instance's `Store`.
-pub(crate) struct GuestState {
+/// The data of one instance's `Store`: wasmlet's own, and the embedder's
+/// ([`GuestState::embedder_data`]). A [`Call`](crate::Call) gets the store of a fresh instance
+/// holding it.
+pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) container: Arc<ContainerContext>,
@@ -50,6 +53,16 @@ pub(crate) struct GuestState {
     http_hooks: RefuseOutgoingRequests,
     /// The request a handler instance is to handle, until it is handed to the guest.
     pub(super) http_call: Option<HttpCall>,
+    /// What a call instance is to do, until it does it.
+    pub(super) guest_call: Option<GuestCall>,
+    /// The states of the embedder's host interfaces.
+    pub(super) embedder: EmbedderStates,
+}
+
+impl std::fmt::Debug for GuestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestState").finish_non_exhaustive()
+    }
 }
 
 impl WasiView for GuestState {
@@ -99,6 +112,18 @@ pub(crate) struct HttpCall {
     pub request: http::Request<wasmtime_wasi_http::p2::body::HyperIncomingBody>,
     pub respond: tokio::sync::oneshot::Sender<HandlerResponse>,
 }
+
+/// What a call instance does once instantiated: the embedder's calls into it, through its
+/// typed bindings (see [`Pod::call`](crate::Pod::call)). Its own result goes to its caller by
+/// other means; `Err` is the instance's end (a trap, or the embedder's error).
+pub(crate) type GuestCall = Box<
+    dyn for<'a> FnOnce(
+            &'a mut Store<GuestState>,
+            &'a wasmtime::component::Instance,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>
+        + Send,
+>;
 
 /// What a handler answered: its response (whose body it may still be writing), or an error code.
 pub(crate) type HandlerResponse = Result<
@@ -298,6 +323,10 @@ pub(crate) struct InstanceIo {
     /// The request, for an instance that handles one
     /// ([`Entry::Handle`](super::Entry::Handle)).
     pub http: Option<HttpCall>,
+    /// What to do, for a call instance ([`Entry::Call`](super::Entry::Call)).
+    pub call: Option<GuestCall>,
+    /// The container's embedder imports, whose states the instance makes when first used.
+    pub embedder: Option<Arc<EmbedderScope>>,
 }
 
 impl InstanceIo {
@@ -366,6 +395,8 @@ pub(super) fn new_store(
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: RefuseOutgoingRequests,
             http_call: io.http,
+            guest_call: io.call,
+            embedder: EmbedderStates::new(io.embedder, io.logs.source()),
         },
     );
     store.limiter(|state| &mut state.limiter);

@@ -31,7 +31,7 @@ impl Supervisor {
         let (handler, entry) = match source {
             LogSource::PostStart => (self.spec.post_start.clone(), Entry::PostStart),
             LogSource::PreStop => (self.spec.pre_stop.clone(), Entry::PreStop),
-            LogSource::Main | LogSource::Handler => unreachable!("not a hook"),
+            LogSource::Main | LogSource::Handler | LogSource::Call => unreachable!("not a hook"),
         };
         let host = &self.pod.host;
         let runtime = host.runtime.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::events::PodUpdate;
 use crate::lifecycle::shared::{PodShared, expand_references};
 use crate::manifest::ContainerSpec;
-use crate::runtime::{ContainerContext, Launcher, LoadedContainer, Mount};
+use crate::runtime::{ContainerContext, EmbedderScope, Launcher, LoadedContainer, Mount};
 
 /// What every instance of one run of the container of `spec` is made from: its components,
 /// its context, its command line and environment (resolved), its files, and its output to the
@@ -44,5 +44,11 @@ pub(super) fn launcher(
         mounts,
         tmp_dir,
         log_sink: Arc::new(move |line| sink.hub.publish(PodUpdate::Log(line))),
+        embedder: Arc::new(EmbedderScope {
+            imports: pod.imports.clone(),
+            pod: pod.spec.name.clone(),
+            namespace: pod.spec.namespace.clone(),
+            container: spec.name.clone(),
+        }),
     }
 }

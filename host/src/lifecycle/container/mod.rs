@@ -24,6 +24,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
 
 use crate::bindings::TerminationReason;
+use crate::calls::Calls;
 use crate::clock::{CancelOnDrop, after, sleep_until};
 use crate::events::{EventType, LogSource};
 use crate::http::Server;
@@ -50,6 +51,7 @@ pub const EXIT_TRAPPED: i32 = 134;
 struct Instances {
     switches: Arc<Mutex<Vec<KillSwitch>>>,
     server: Arc<Mutex<Option<Arc<Server>>>>,
+    calls: Arc<Mutex<Option<Arc<Calls>>>>,
 }
 
 impl Instances {
@@ -64,6 +66,9 @@ impl Instances {
         }
         if let Some(server) = self.server.lock().unwrap().as_ref() {
             server.kill_handlers();
+        }
+        if let Some(calls) = self.calls.lock().unwrap().as_ref() {
+            calls.kill_all();
         }
     }
 }
@@ -91,6 +96,8 @@ struct Supervisor {
     started_instant: Instant,
     /// Its HTTP server, if its component serves HTTP.
     server: Option<Arc<Server>>,
+    /// Its call gate: the embedder's calls into its exports ([`crate::Pod::call`]).
+    calls: Arc<Calls>,
     /// Its probes, from when it runs until it begins to stop.
     probes: Option<Probes>,
     /// Whether the probes were started (they run once per container run).
@@ -215,6 +222,15 @@ async fn run_once(
     ));
     let started_instant = pod.host.clock.now();
     let turn = pod.turns[index].subscribe();
+    let calls = Calls::new(launcher.clone(), loaded.main.clone(), {
+        // Weak: the pod holds the gate while the container runs.
+        let pod = Arc::downgrade(&pod);
+        Arc::new(move |kind, reason, container, message| {
+            if let Some(pod) = pod.upgrade() {
+                pod.event(kind, reason, container, message);
+            }
+        })
+    });
     let mut supervisor = Supervisor {
         pod,
         index,
@@ -232,6 +248,7 @@ async fn run_once(
         started_at,
         started_instant,
         server: None,
+        calls,
         probes: None,
         probes_started: false,
         running: false,
@@ -270,19 +287,23 @@ impl Supervisor {
             let io = self.io(LogSource::Main, self.argv(), false);
             self.spawn(self.loaded.main.clone(), Entry::Run, io)
         } else {
-            // A component that only serves HTTP: its "process" is the server, which ends
-            // when terminate has come and the requests in flight are done.
+            // A component that only serves HTTP or calls: its "process" is the server and the
+            // call gate, which end when terminate has come and what is in flight is done.
             let context = self.context.clone();
             let server = self.server.clone();
+            let calls = self.calls.clone();
             spawn_task(&self.pod.host.runtime, async move {
                 context.terminated().await;
                 if let Some(server) = server {
                     server.drained().await;
                 }
+                calls.drained().await;
                 InstanceEnd::Returned(Ok(()))
             })
         };
         self.instances.add(switch);
+        *self.instances.calls.lock().unwrap() = Some(self.calls.clone());
+        *self.pod.calls[self.index].lock().unwrap() = Some(self.calls.clone());
         self.started_at = self.pod.now_time();
         self.started_instant = self.pod.host.clock.now();
         self.pod.event(
@@ -315,12 +336,14 @@ impl Supervisor {
                 end = &mut main, if ended_draining.is_none() => {
                     let end = end.unwrap_or_else(|_| InstanceEnd::lost());
                     let terminating = self.stop == StopPhase::Terminating;
-                    match &self.server {
-                        Some(server) if terminating && server.busy() => ended_draining = Some(end),
-                        _ => break end,
+                    let serving = self.server.as_ref().is_some_and(|server| server.busy());
+                    if terminating && (serving || self.calls.busy()) {
+                        ended_draining = Some(end);
+                    } else {
+                        break end;
                     }
                 }
-                () = drained(&self.server), if ended_draining.is_some() => {
+                () = drained(&self.server, &self.calls), if ended_draining.is_some() => {
                     break ended_draining.take().expect("guarded by the condition");
                 }
                 report = Probes::next(&mut self.probes) => {
@@ -423,6 +446,17 @@ impl Supervisor {
             server.shut_down();
             self.pod.unregister_server(&server);
         }
+        {
+            let mut registered = self.pod.calls[self.index].lock().unwrap();
+            if registered
+                .as_ref()
+                .is_some_and(|calls| Arc::ptr_eq(calls, &self.calls))
+            {
+                *registered = None;
+            }
+        }
+        self.calls.drained().await;
+        self.calls.shut_down();
         self.finish(main_end)
     }
 
@@ -545,10 +579,14 @@ impl Supervisor {
         self.launcher.spawn(component, entry, io)
     }
 
-    /// postStart is done: the container is `Running`, and its probes begin.
+    /// postStart is done: the container is `Running`, its calls are admitted, and its probes
+    /// begin.
     fn mark_running(&mut self) {
         let started_at = self.started_at.clone();
         self.running = true;
+        if self.stop == StopPhase::Up {
+            self.calls.open();
+        }
         self.startup_passed = self.spec.startup_probe.is_none();
         let ready = self.ready();
         let started = self.startup_passed;
@@ -680,12 +718,12 @@ impl Supervisor {
     }
 }
 
-/// Resolves when the server's requests in flight are done; never, if there is no server.
-async fn drained(server: &Option<Arc<Server>>) {
-    match server {
-        Some(server) => server.drained().await,
-        None => std::future::pending().await,
+/// Resolves when the server's requests and the calls in flight are done.
+async fn drained(server: &Option<Arc<Server>>, calls: &Calls) {
+    if let Some(server) = server {
+        server.drained().await;
     }
+    calls.drained().await;
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ impl Supervisor {
                 humantime::format_duration(grace_period)
             ),
         );
+        // From the stop's beginning, the container takes no new call (those in flight drain).
+        self.calls.begin_drain(&message);
         self.stop_reason = Some((reason, message));
         if !in_turn {
             // Its own stop: no turn to wait for.
