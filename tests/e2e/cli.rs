@@ -456,7 +456,7 @@ fn test_passes_the_example_scenarios_and_fails_a_changed_trace() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("scenarios: 50 passed, 0 failed"),
+        stdout.contains("scenarios: 53 passed, 0 failed"),
         "{stdout}"
     );
 

@@ -275,7 +275,7 @@ fn malformed_scenarios_name_the_step_and_field() {
         ),
         (
             format!("{pod}steps:\n  - wait: {{ phase: Running }}\n    advance: 1s\n"),
-            "steps[0]: a step is exactly one of `wait`, `expect`, `advance`, `delete` or `note`; this one has wait and advance",
+            "steps[0]: a step is exactly one of `wait`, `expect`, `advance`, `delete`, `call` or `note`; this one has wait and advance",
         ),
         (
             format!("{pod}steps:\n  - expect: {{ phase: Runing }}\n"),
@@ -314,6 +314,22 @@ fn malformed_scenarios_name_the_step_and_field() {
             "steps[0].expect.notBefore: 2.000000s is after `by` (1.000000s)",
         ),
         (format!("{pod}steps:\n  - wait: {{ phase: Running }}\nextra: 1\n"), "unknown field `extra`"),
+        (
+            format!("{pod}steps:\n  - call: {{ export: run, error: Crashed }}\n"),
+            "steps[0].call.error: unknown call error `Crashed`; one of NoSuchContainer, NotRunning, Stopping, Killed, TimedOut, Failed, Exited",
+        ),
+        (
+            format!("{pod}steps:\n  - call: {{ export: run, returns: 'ok', error: Killed }}\n"),
+            "steps[0].call.error: give `returns`",
+        ),
+        (
+            format!("{pod}steps:\n  - call: {{ container: nope, export: run }}\n"),
+            "steps[0].call.container: pod `hello` has no container `nope`",
+        ),
+        (
+            format!("{pod}steps:\n  - call: {{ export: run, args: [[1]] }}\n"),
+            "steps[0].call.args[0]: expected a WAVE value written as a YAML string",
+        ),
     ];
     for (yaml, expected) in cases {
         let error = scenario_error(&yaml);

@@ -162,6 +162,8 @@ pub struct Simulation {
     /// Bumped whenever a pod reports anything (an event, a line, a status change).
     progress: watch::Sender<u64>,
     pods: Vec<Pod>,
+    /// How many calls were started ([`Simulation::call`]).
+    calls: u64,
     /// Absolute paths shown differently in the trace (so that it does not depend on where the
     /// checkout is).
     path_aliases: Vec<(String, String)>,
@@ -293,6 +295,7 @@ impl Simulation {
             statuses: Arc::new(Mutex::new(Vec::new())),
             progress: watch::Sender::new(0),
             pods: Vec::new(),
+            calls: 0,
             path_aliases: Vec::new(),
             paths_relative_to: None,
         })
@@ -364,6 +367,45 @@ impl Simulation {
         // not on the runtime's queue for other threads (which it reads only now and then).
         self.runtime.block_on(async { pod.delete(grace_period) });
         self.settle();
+    }
+
+    /// Starts a call of `export` of container `container` of `pod` with WAVE `args`, as
+    /// [`Pod::call_wave`] does, and returns at once: the call goes on beside what follows (a
+    /// delete, say). The trace says when it began, and when and how it ended; the returned
+    /// handle gives its result.
+    pub fn call(
+        &mut self,
+        pod: &Pod,
+        container: &str,
+        export: &str,
+        args: &[String],
+        options: crate::CallOptions,
+    ) -> tokio::task::JoinHandle<Result<Vec<String>, crate::CallError>> {
+        self.calls += 1;
+        let number = self.calls;
+        self.step(format!(
+            "call #{number}: {container} {export}({})",
+            args.join(", ")
+        ));
+        let trace = self.trace.clone();
+        let clock = self.clock.clone();
+        let (pod, container, export) = (pod.clone(), container.to_string(), export.to_string());
+        let args = args.to_vec();
+        let handle = self.runtime.spawn(async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let result = pod.call_wave(&container, &export, &args, options).await;
+            let outcome = match &result {
+                Ok(results) => format!("returned {}", results.join(", ")),
+                Err(error) => format!("failed: {error}"),
+            };
+            trace.lock().unwrap().push(TraceEntry {
+                at: clock.now().saturating_duration_since(clock.origin()),
+                what: TraceItem::Step(format!("call #{number} {outcome}")),
+            });
+            result
+        });
+        self.settle();
+        handle
     }
 
     /// Runs everything for `by` of virtual time.

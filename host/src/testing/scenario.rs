@@ -100,7 +100,47 @@ pub enum Step {
     },
     /// A line of its own in the trace.
     Note(String),
+    /// Start a call of a container's export ([`crate::Pod::call_wave`]) and go on: it runs
+    /// beside the steps that follow. How it ended is checked once the steps are done.
+    Call {
+        /// The container (default: the pod's only app container).
+        container: Option<String>,
+        /// `interface#function`, or a function of the component's own.
+        export: String,
+        /// Its arguments, in WAVE.
+        args: Vec<String>,
+        /// Its [`CallOptions::timeout`](crate::CallOptions::timeout).
+        timeout: Option<Duration>,
+        /// How it must end, if the scenario says.
+        expect: Option<CallExpectation>,
+    },
 }
+
+/// How a `call:` step's call must end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallExpectation {
+    /// It returns these results, in WAVE (compared without regard to spaces outside strings).
+    Returns(String),
+    /// It fails with this [`CallError::kind`](crate::CallError::kind).
+    Error(String),
+}
+
+/// The names a `call:` step's `error` may give.
+pub(crate) const CALL_ERRORS: &[&str] = &[
+    "NoSuchContainer",
+    "NotRunning",
+    "Stopping",
+    "Killed",
+    "TimedOut",
+    "Failed",
+    "Exited",
+];
+
+/// A `call:` step's call in flight: which step started it, and its result when it ends.
+type PendingCall = (
+    usize,
+    tokio::task::JoinHandle<Result<Vec<String>, crate::CallError>>,
+);
 
 /// When an `expect` must hold by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,10 +286,26 @@ impl Scenario {
         let mut failures = Vec::new();
         // The shortest grace period of the deletes so far (a shorter one counts from the first).
         let mut grace: Option<Duration> = None;
+        let mut calls: Vec<PendingCall> = Vec::new();
         for (index, step) in self.steps.iter().enumerate() {
             if let Step::Delete { grace_period } = step {
                 let this = grace_period.unwrap_or(grace_default);
                 grace = Some(grace.map_or(this, |grace| grace.min(this)));
+            }
+            if let Step::Call {
+                container,
+                export,
+                args,
+                timeout,
+                ..
+            } = step
+            {
+                let container = container.clone().unwrap_or_else(|| {
+                    (self.pod.containers.first()).map_or_else(String::new, |c| c.name.clone())
+                });
+                let options = crate::CallOptions { timeout: *timeout };
+                calls.push((index, sim.call(&pod, &container, export, args, options)));
+                continue;
             }
             if let Err(failure) = run_step(&mut sim, &pod, step) {
                 failures.push(format!(
@@ -260,6 +316,9 @@ impl Scenario {
                 break;
             }
         }
+        if failures.is_empty() {
+            failures.extend(check_calls(&mut sim, &self.steps, calls));
+        }
         if failures.is_empty() && !self.invariants.is_empty() {
             failures.extend(check_invariants(&mut sim, &pod, &self.invariants, grace));
         }
@@ -268,6 +327,86 @@ impl Scenario {
             failures,
         })
     }
+}
+
+/// Waits for the calls of `call:` steps to end (bounded in virtual time), then checks each
+/// against what its step expects; returns how they were not as expected.
+fn check_calls(sim: &mut Simulation, steps: &[Step], calls: Vec<PendingCall>) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (index, call) in calls {
+        let Step::Call { expect, .. } = &steps[index] else {
+            continue;
+        };
+        let deadline = sim.now().saturating_add(DEFAULT_WAIT_TIMEOUT);
+        let clock = sim.clock();
+        let until = crate::clock::after(clock.now(), DEFAULT_WAIT_TIMEOUT);
+        let ended = sim.block_on(async {
+            tokio::select! {
+                biased;
+                ended = call => Some(ended),
+                () = crate::clock::sleep_until(&clock, until) => None,
+            }
+        });
+        let describe = steps[index].describe();
+        let result = match ended {
+            Some(Ok(result)) => result,
+            Some(Err(_)) | None => {
+                failures.push(format!(
+                    "steps[{index}] ({describe}): the call did not end by {}",
+                    show_time(deadline)
+                ));
+                continue;
+            }
+        };
+        let unexpected = match (expect, &result) {
+            (None, _) => None,
+            (Some(CallExpectation::Returns(wanted)), Ok(results))
+                if without_spaces(wanted) == without_spaces(&results.join(", ")) =>
+            {
+                None
+            }
+            (Some(CallExpectation::Error(kind)), Err(error)) if error.kind() == kind => None,
+            (Some(expected), _) => Some(format!(
+                "expected it to {}, but it {}",
+                match expected {
+                    CallExpectation::Returns(wanted) => format!("return {wanted}"),
+                    CallExpectation::Error(kind) => format!("fail with {kind}"),
+                },
+                match &result {
+                    Ok(results) => format!("returned {}", results.join(", ")),
+                    Err(error) => format!("failed with {}: {error}", error.kind()),
+                }
+            )),
+        };
+        if let Some(unexpected) = unexpected {
+            failures.push(format!("steps[{index}] ({describe}): {unexpected}"));
+        }
+    }
+    failures
+}
+
+/// `text` without the spaces outside its string literals: WAVE values compared as values.
+fn without_spaces(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lets the pod end, then checks each invariant; returns how they were violated.
@@ -302,6 +441,7 @@ fn run_step(sim: &mut Simulation, pod: &Pod, step: &Step) -> Result<(), String> 
         Step::Advance(by) => sim.advance(*by),
         Step::Delete { grace_period } => sim.delete(pod, *grace_period),
         Step::Note(text) => sim.note(text.clone()),
+        Step::Call { .. } => unreachable!("started by the scenario's run"),
         Step::Wait { condition, timeout } => {
             let deadline = sim.now().saturating_add(*timeout);
             sim.run_until(
@@ -422,6 +562,7 @@ impl Step {
                 None => "delete".into(),
             },
             Step::Note(text) => format!("note {text:?}"),
+            Step::Call { export, args, .. } => format!("call {export}({})", args.join(", ")),
         }
     }
 }

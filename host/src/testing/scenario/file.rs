@@ -10,7 +10,10 @@ use serde::Deserialize;
 use super::duration::{DurationValue, parse_duration};
 use super::invariant::InvariantFile;
 use super::variation::{ExploreFile, FaultsFile};
-use super::{Condition, DEFAULT_WAIT_TIMEOUT, Deadline, Scenario, ScenarioError, Step};
+use super::{
+    CALL_ERRORS, CallExpectation, Condition, DEFAULT_WAIT_TIMEOUT, Deadline, Scenario,
+    ScenarioError, Step,
+};
 use crate::events::EventType;
 use crate::manifest::{PodSpec, display_path};
 use crate::testing::show_time;
@@ -93,7 +96,8 @@ impl Scenario {
         if raw.steps.is_empty() {
             return Err(error(
                 "steps",
-                "a scenario needs at least one step (wait, expect, advance, delete, note)".into(),
+                "a scenario needs at least one step (wait, expect, advance, delete, call, note)"
+                    .into(),
             ));
         }
         let mut steps = Vec::new();
@@ -104,13 +108,14 @@ impl Scenario {
             );
         }
         for (index, step) in steps.iter().enumerate() {
-            let (kind, condition) = match step {
-                Step::Wait { condition, .. } => ("wait", condition),
-                Step::Expect { condition, .. } => ("expect", condition),
+            let (kind, container) = match step {
+                Step::Wait { condition, .. } => ("wait", condition.container()),
+                Step::Expect { condition, .. } => ("expect", condition.container()),
+                Step::Call { container, .. } => ("call", container.as_deref()),
                 _ => continue,
             };
             let containers = || pod.init_containers.iter().chain(&pod.containers);
-            if let Some(container) = condition.container()
+            if let Some(container) = container
                 && !containers().any(|c| c.name == container)
             {
                 let names: Vec<_> = containers().map(|c| c.name.as_str()).collect();
@@ -211,6 +216,43 @@ struct StepFile {
     advance: Option<DurationValue>,
     delete: Option<DeleteFile>,
     note: Option<String>,
+    call: Option<CallFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CallFile {
+    container: Option<String>,
+    export: String,
+    #[serde(default)]
+    args: Vec<WaveValue>,
+    timeout: Option<DurationValue>,
+    returns: Option<WaveValue>,
+    error: Option<String>,
+}
+
+/// A WAVE value as YAML gives it: `'"text"'` is a string, `'[1, 2]'` a list, `42` a number,
+/// `true` a bool.
+struct WaveValue(String);
+
+impl<'de> Deserialize<'de> for WaveValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_yaml_ng::Value::deserialize(deserializer)? {
+            serde_yaml_ng::Value::String(text) => Ok(WaveValue(text)),
+            serde_yaml_ng::Value::Number(number) => Ok(WaveValue(number.to_string())),
+            serde_yaml_ng::Value::Bool(value) => Ok(WaveValue(value.to_string())),
+            _ => Err(serde::de::Error::custom(
+                "expected a WAVE value written as a YAML string (`'\"text\"'`, `'[1, 2]'`, \
+                 `'ok(\"x\")'`), a number or a bool",
+            )),
+        }
+    }
+}
+
+impl WaveValue {
+    fn into_wave(self) -> String {
+        self.0
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -253,6 +295,7 @@ impl StepFile {
             ("advance", self.advance.is_some()),
             ("delete", self.delete.is_some()),
             ("note", self.note.is_some()),
+            ("call", self.call.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -261,8 +304,8 @@ impl StepFile {
             return Err((
                 at.to_string(),
                 format!(
-                    "a step is exactly one of `wait`, `expect`, `advance`, `delete` or `note`; \
-                     this one has {}",
+                    "a step is exactly one of `wait`, `expect`, `advance`, `delete`, `call` or \
+                     `note`; this one has {}",
                     if given.is_empty() {
                         "none".to_string()
                     } else {
@@ -350,6 +393,45 @@ impl StepFile {
                 .transpose()
                 .map_err(|m| (field("delete.gracePeriod"), m))?;
             return Ok(Step::Delete { grace_period });
+        }
+        if let Some(call) = self.call {
+            let at = field("call");
+            let timeout = call
+                .timeout
+                .map(|timeout| timeout.parse())
+                .transpose()
+                .map_err(|m| (format!("{at}.timeout"), m))?;
+            let expect = match (call.returns, call.error) {
+                (Some(_), Some(_)) => {
+                    return Err((
+                        format!("{at}.error"),
+                        "give `returns` (what the call returns, in WAVE) or `error` (how it \
+                         fails), not both"
+                            .into(),
+                    ));
+                }
+                (Some(returns), None) => Some(CallExpectation::Returns(returns.into_wave())),
+                (None, Some(error)) => {
+                    if !CALL_ERRORS.contains(&error.as_str()) {
+                        return Err((
+                            format!("{at}.error"),
+                            format!(
+                                "unknown call error `{error}`; one of {}",
+                                CALL_ERRORS.join(", ")
+                            ),
+                        ));
+                    }
+                    Some(CallExpectation::Error(error))
+                }
+                (None, None) => None,
+            };
+            return Ok(Step::Call {
+                container: call.container,
+                export: call.export,
+                args: call.args.into_iter().map(WaveValue::into_wave).collect(),
+                timeout,
+                expect,
+            });
         }
         Ok(Step::Note(self.note.unwrap_or_default()))
     }
