@@ -2,12 +2,14 @@
 # Builds the Python and JavaScript example guests into components:
 #
 #   examples/python/{worker,web}/app.py -> target/components-py/{worker,web}.wasm
+#   examples/python/plugin/app.py       -> target/components-py/plugin.wasm
 #   examples/js/{worker,web}/app.js     -> target/components-js/{worker,web}.wasm
 #
 # The toolchains are installed at pinned versions under target/guest-toolchains/ (a venv for
 # componentize-py, an npm prefix for componentize-js and jco), never globally, and only once.
 # The worlds the guests target are examples/guest-wit/guests.wit, laid next to a copy of wit/ in
-# target/guest-wit/ so that each toolchain reads wasmlet's own contract.
+# target/guest-wit/ so that each toolchain reads wasmlet's own contract; the plugin targets the
+# plugin-host example's own WIT, examples/plugins/wit.
 #
 # A language whose toolchain is missing (no python3 with venv, no node/npm) is skipped with the
 # reason, and the script still exits 0; the e2e tests then skip that language too. Any other
@@ -61,6 +63,9 @@ build_python() {
         "$venv/bin/componentize-py" --quiet -d "$wit" -w "$app" componentize \
             -p "examples/python/$app" app -o "target/components-py/$app.wasm"
     done
+    echo "build-guests: python plugin -> target/components-py/plugin.wasm"
+    "$venv/bin/componentize-py" --quiet -d examples/plugins/wit -w plugin componentize \
+        -p examples/python/plugin app -o target/components-py/plugin.wasm
 }
 
 build_js() {
