@@ -316,3 +316,46 @@ async fn wait_for_log(log: &Log, prefix: &str) {
         .unwrap_or_else(|_| panic!("no log line {prefix:?}"))
         .expect("the log is kept");
 }
+
+#[tokio::test]
+async fn a_python_plugin_is_called_and_calls_its_host_back() {
+    let component = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/components-py/plugin.wasm");
+    if !component.is_file() {
+        println!("skipped: Python plugin not built (run scripts/build-guests.sh python)");
+        return;
+    }
+    let log = new_log();
+    let spec = wasmlet::PodSpec::component(&component)
+        .name("python-plugin")
+        .container_name("app")
+        .grace_period(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let pod = crate::support::host()
+        .start_pod_with(spec, plugin_imports("Hi", log.clone()))
+        .await
+        .expect("starting the Python plugin");
+    pod.wait_running().await;
+    assert_eq!(
+        on_message(&pod, "world", CallOptions::default()).await,
+        Ok(Ok("Hi, world!".to_string()))
+    );
+    assert_eq!(
+        on_message(&pod, "fail", CallOptions::default()).await,
+        Ok(Err("asked to fail".to_string()))
+    );
+    // A Python loop is killed at the deadline like any other.
+    let spinning = tokio::spawn({
+        let pod = pod.clone();
+        async move { on_message(&pod, "spin", CallOptions::default()).await }
+    });
+    wait_for_log(&log, "app: spinning").await;
+    pod.delete(None);
+    assert!(matches!(
+        spinning.await.unwrap(),
+        Err(CallError::Killed { .. })
+    ));
+    let status = finished(&pod).await;
+    assert_eq!(terminated(&status, 0).exit_code, 137);
+}
