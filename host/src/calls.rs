@@ -166,6 +166,8 @@ enum Admission {
     Open,
     /// The container is being stopped, for this reason.
     Stopping(String),
+    /// The container run is over.
+    Ended,
 }
 
 impl Calls {
@@ -200,7 +202,7 @@ impl Calls {
     pub fn begin_drain(&self, reason: &str) {
         let in_flight = {
             let mut state = self.state.lock().unwrap();
-            if matches!(state.admission, Admission::Stopping(_)) {
+            if matches!(state.admission, Admission::Stopping(_) | Admission::Ended) {
                 return;
             }
             state.admission = Admission::Stopping(reason.to_string());
@@ -249,6 +251,7 @@ impl Calls {
 
     /// The container run is over: every call has ended; say what the drain came to.
     pub fn shut_down(&self) {
+        self.state.lock().unwrap().admission = Admission::Ended;
         self.kill_all();
         let killed = self.state.lock().unwrap().killed_calls;
         if killed > 0 {
@@ -285,6 +288,12 @@ impl Calls {
                     return Err(CallError::Stopping {
                         container: self.name().to_string(),
                         reason: reason.clone(),
+                    });
+                }
+                Admission::Ended => {
+                    return Err(CallError::NotRunning {
+                        container: self.name().to_string(),
+                        state: "Terminated".into(),
                     });
                 }
             }
