@@ -19,7 +19,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use super::component::{Entry, LoadedComponent};
-use super::imports::Imports;
+use super::imports::{Imports, ImportsInUse};
 use super::release::MemoryReleaser;
 use super::store::{GuestState, add_to_linker};
 
@@ -61,12 +61,12 @@ pub(crate) struct WasmEngine {
     baseline: Option<(Engine, Linker<GuestState>, u64)>,
     /// Linkers with an embedder's host interfaces besides, by the interfaces' identity: the
     /// optimising engine's and the baseline one's.
-    embedder_linkers: Mutex<HashMap<Vec<usize>, Arc<Linkers>>>,
+    embedder_linkers: Mutex<HashMap<Vec<u64>, Arc<Linkers>>>,
     /// Where the compile cache is, which also notes the components whose optimised build it
     /// holds.
     compile_cache: Option<PathBuf>,
     /// By path and the embedder interfaces they were linked with.
-    components: Mutex<HashMap<(PathBuf, Vec<usize>), CachedComponent>>,
+    components: Mutex<HashMap<(PathBuf, Vec<u64>), CachedComponent>>,
     /// Optimised builds being compiled in the background.
     optimizing: Mutex<Vec<JoinHandle<()>>>,
     /// The bundled shell, compiled on first use.
@@ -79,6 +79,9 @@ struct Linkers {
     optimized: Linker<GuestState>,
     baseline: Option<Linker<GuestState>>,
     embedder: Vec<String>,
+    /// Whether the embedder still holds the interfaces: once it does not, no pod can ask for
+    /// these linkers again, and they and the components linked with them are dropped.
+    in_use: ImportsInUse,
 }
 
 /// How a component was compiled, for its `Pulled` event.
@@ -358,7 +361,15 @@ impl WasmEngine {
                 None => None,
             },
             embedder: imports.names().into_iter().map(String::from).collect(),
+            in_use: imports.watch(),
         });
+        // An embedder that makes `Imports` per pod leaves linkers behind as its pods end.
+        linkers.retain(|_, linkers| linkers.in_use.in_use());
+        let live: std::collections::HashSet<_> = linkers.keys().cloned().collect();
+        self.components
+            .lock()
+            .unwrap()
+            .retain(|(_, key), _| key.is_empty() || live.contains(key));
         linkers.insert(imports.key(), made.clone());
         Ok(Some(made))
     }
@@ -368,7 +379,7 @@ impl WasmEngine {
     /// loads in this process.
     fn optimize_in_background(
         self: &Arc<Self>,
-        key: (PathBuf, Vec<usize>),
+        key: (PathBuf, Vec<u64>),
         modified: Option<SystemTime>,
         bytes: Vec<u8>,
         linker: Linker<GuestState>,

@@ -56,6 +56,8 @@ pub struct Imports {
 }
 
 struct ImportSet {
+    /// Which set it is: unique in the process, never reused.
+    id: u64,
     /// What the set provides, as the embedder names it (for errors).
     name: String,
     add_to_linker: Box<AddToLinker>,
@@ -102,7 +104,9 @@ impl Imports {
         add_to_linker: impl Fn(&mut Linker<GuestState>) -> wasmtime::Result<()> + Send + Sync + 'static,
         make_state: impl Fn(&InstanceInfo) -> D + Send + Sync + 'static,
     ) -> Imports {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         self.sets.push(Arc::new(ImportSet {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name: name.into(),
             add_to_linker: Box::new(add_to_linker),
             state_type: TypeId::of::<D>(),
@@ -141,12 +145,24 @@ impl Imports {
         }
     }
 
-    /// An identity of the sets (which linker they make): equal for clones of one `Imports`.
-    pub(crate) fn key(&self) -> Vec<usize> {
-        self.sets
-            .iter()
-            .map(|set| Arc::as_ptr(set) as *const () as usize)
-            .collect()
+    /// An identity of the sets (which linker they make): equal for clones of one `Imports`,
+    /// never for another.
+    pub(crate) fn key(&self) -> Vec<u64> {
+        self.sets.iter().map(|set| set.id).collect()
+    }
+
+    /// A handle that tells whether these sets are still in use (held by a config or a pod).
+    pub(crate) fn watch(&self) -> ImportsInUse {
+        ImportsInUse(self.sets.iter().map(Arc::downgrade).collect())
+    }
+}
+
+/// Whether an [`Imports`]' sets are still held by anyone.
+pub(crate) struct ImportsInUse(Vec<std::sync::Weak<ImportSet>>);
+
+impl ImportsInUse {
+    pub fn in_use(&self) -> bool {
+        self.0.iter().all(|set| set.strong_count() > 0)
     }
 }
 
