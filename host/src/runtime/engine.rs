@@ -93,6 +93,11 @@ pub(crate) enum Compilation {
     Baseline,
 }
 
+/// Where in the compile cache wasmtime keeps compiled code.
+const WASMTIME_CACHE: &str = "wasmtime";
+/// Where in the compile cache wasmlet notes which components' optimised builds wasmtime holds.
+const OPTIMIZED_NOTES: &str = "optimized";
+
 /// wasmlet's bundled shell (`host/sh`), built by `build.rs`.
 const SHELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sh.wasm"));
 
@@ -195,7 +200,9 @@ fn engine_config(
         if let Some(directory) = compile_cache {
             let directory = std::path::absolute(directory).unwrap_or(directory.to_path_buf());
             let mut cache_config = wasmtime::CacheConfig::new();
-            cache_config.with_directory(&directory);
+            // wasmtime's cache worker deletes every file of its directory it does not know, so
+            // it gets a directory of its own, beside wasmlet's notes of optimised builds.
+            cache_config.with_directory(directory.join(WASMTIME_CACHE));
             // A cache that cannot be used costs a compilation, never a pod.
             match wasmtime::Cache::new(cache_config) {
                 Ok(cache) => {
@@ -436,7 +443,7 @@ impl WasmEngine {
         let mut hasher = std::hash::DefaultHasher::new();
         bytes.hash(&mut hasher);
         let hash = hasher.finish();
-        Some(directory.join("wasmlet-optimized").join(format!(
+        Some(directory.join(OPTIMIZED_NOTES).join(format!(
             "{hash:016x}-{}-wasmlet-{}",
             bytes.len(),
             env!("CARGO_PKG_VERSION")
