@@ -1,10 +1,13 @@
 //! Jobs on one host: pods of a Job's template started until `completions` of them have
 //! succeeded, at most `parallelism` at once, a failed one replaced after a back-off (10 s,
 //! 20 s, 40 s … up to 6 min, as the job controller's) until more than `backoffLimit` have
-//! failed; `activeDeadlineSeconds` ends it. Events as the job controller's: `SuccessfulCreate`,
-//! `Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`.
+//! failed; `activeDeadlineSeconds` ends it. An Indexed Job may count failures per index
+//! (`backoffLimitPerIndex`: an index that failed too often fails alone, and the job fails at its
+//! end, or at once past `maxFailedIndexes`), and may succeed early by its `successPolicy`.
+//! Events as the job controller's: `SuccessfulCreate`, `Completed`, `BackoffLimitExceeded`,
+//! `DeadlineExceeded`, `PodFailurePolicy`, `FailedIndexes`, `MaxFailedIndexesExceeded`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
@@ -117,6 +120,14 @@ impl Host {
             None => (0..job.parallelism).collect(),
         };
         let (mut succeeded, mut failed, mut number) = (0u32, 0u32, 0u32);
+        // Indexed jobs: the indexes that succeeded (for `successPolicy`), each index's failures
+        // and the indexes that failed for good (`backoffLimitPerIndex`).
+        let mut succeeded_indexes = BTreeSet::new();
+        let mut index_failures: HashMap<u32, u32> = HashMap::new();
+        let mut failed_indexes = BTreeSet::new();
+        // The success policy was met: the pods left are stopped, and their ends count for
+        // nothing (the Job controller's `SuccessCriteriaMet`).
+        let mut success_met = false;
         let mut active: JoinSet<(u32, Pod, PodStatus)> = JoinSet::new();
         let mut ready_at = clock.now();
         let mut stop = std::pin::pin!(stop);
@@ -134,6 +145,7 @@ impl Host {
             let work_queue_done = job.completions.is_none() && succeeded > 0;
             while outcome.is_none()
                 && !stopping
+                && !success_met
                 && !work_queue_done
                 && (active.len() as u32) < job.parallelism
                 && clock.now() >= ready_at
@@ -162,6 +174,7 @@ impl Host {
             if active.is_empty()
                 && (outcome.is_some()
                     || stopping
+                    || success_met
                     || todo.is_empty()
                     || (job.completions.is_none() && succeeded > 0))
             {
@@ -173,9 +186,20 @@ impl Host {
                 Some(ended) = active.join_next() => {
                     let Ok((index, pod, status)) = ended else { continue };
                     let pod_restarts = if on_failure { restarts(&status) } else { 0 };
-                    if status.phase.as_deref() == Some("Succeeded") {
+                    if success_met {
+                        // Stopped because the job already succeeded.
+                    } else if status.phase.as_deref() == Some("Succeeded") {
                         succeeded += 1;
                         failed += pod_restarts;
+                        succeeded_indexes.insert(index);
+                        // `matchSuccessPolicy` (pkg/controller/job/success_policy.go).
+                        if let Some(rule) =
+                            crate::manifest::match_success_policy(&job.success_policy, &succeeded_indexes)
+                        {
+                            tracing::debug!("job {}: success policy rule {rule} met", workload.name());
+                            success_met = true;
+                            self.stop_job_pods(workload);
+                        }
                     } else {
                         if !finished(&status) {
                             // Too many restarts under OnFailure: the pod is failed.
@@ -190,6 +214,25 @@ impl Host {
                             failed += pod_restarts.max(1);
                         }
                         if outcome.is_none() && !stopping {
+                            // With a limit per index, an index that failed once too often (or
+                            // by a `FailIndex` rule) fails alone and is not retried
+                            // (`getNewIndexFailureCounts`, pkg/controller/job/indexed_job_utils.go).
+                            let mut index_failed = false;
+                            let mut retries = failed;
+                            if let Some(limit) = job.backoff_limit_per_index
+                                && action != Some(FailureAction::Ignore)
+                            {
+                                let count = index_failures.entry(index).or_default();
+                                *count += pod_restarts.max(1);
+                                retries = *count;
+                                if action == Some(FailureAction::FailIndex) || *count > limit {
+                                    index_failed = true;
+                                    failed_indexes.insert(index);
+                                }
+                            }
+                            let too_many_indexes = job
+                                .max_failed_indexes
+                                .is_some_and(|max| failed_indexes.len() as u32 > max);
                             let failure = match (action, &matched) {
                                 (Some(FailureAction::FailJob), Some((_, message))) => {
                                     Some(("PodFailurePolicy", message.clone()))
@@ -199,13 +242,23 @@ impl Host {
                                     todo.push_back(index);
                                     None
                                 }
+                                _ if too_many_indexes => Some((
+                                    "MaxFailedIndexesExceeded",
+                                    "Job has exceeded the specified maximal number of failed \
+                                     indexes"
+                                        .to_string(),
+                                )),
                                 _ if failed > job.backoff_limit => Some((
                                     "BackoffLimitExceeded",
                                     "Job has reached the specified backoff limit".to_string(),
                                 )),
+                                // Failed for good: the other indexes go on.
+                                _ if index_failed => None,
                                 _ => {
                                     todo.push_back(index);
-                                    let shift = failed.saturating_sub(1).min(6);
+                                    // The back-off grows with the failures of the job, or of
+                                    // the index when they are counted per index.
+                                    let shift = retries.saturating_sub(1).min(6);
                                     let delay = Duration::from_secs(10 << shift).min(Duration::from_secs(360));
                                     ready_at = clock.now() + delay;
                                     None
@@ -219,7 +272,7 @@ impl Host {
                         }
                     }
                 }
-                () = &mut deadline, if outcome.is_none() && !stopping => {
+                () = &mut deadline, if outcome.is_none() && !stopping && !success_met => {
                     updates(event(
                         EventType::Warning,
                         "DeadlineExceeded",
@@ -239,7 +292,20 @@ impl Host {
                 failed,
             });
         }
-        if stopping && !todo.is_empty() {
+        // Every index ended, some of them failed: the job has failed indexes.
+        if !success_met && !failed_indexes.is_empty() && (!stopping || todo.is_empty()) {
+            updates(event(
+                EventType::Warning,
+                "FailedIndexes",
+                "Job has failed indexes".into(),
+            ));
+            return Ok(JobOutcome::Failed {
+                reason: "FailedIndexes".into(),
+                succeeded,
+                failed,
+            });
+        }
+        if stopping && !todo.is_empty() && !success_met {
             return Ok(JobOutcome::Stopped);
         }
         if stopping && job.completions.is_none() && succeeded == 0 {

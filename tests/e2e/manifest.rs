@@ -369,7 +369,7 @@ spec:
     - {name: cache, emptyDir: {medium: Memory}}
     - {name: cache, emptyDir: {}}
     - {name: settings, configMap: {name: app, defaultMode: 01000}}
-    - {name: missing, hostPath: {path: /no/such/dir}}
+    - {name: missing, hostPath: {path: /no/such/dir, type: Directory}}
     - {name: device, hostPath: {path: /dev/null, type: CharDevice}}
     - {name: nothing}
   containers:

@@ -556,6 +556,83 @@ fn a_pod_failure_policy_fails_or_ignores_by_exit_code() {
     );
 }
 
+/// Indexed Jobs whose index 0 succeeds and the others fail (`--exit $(JOB_COMPLETION_INDEX)`):
+/// a `successPolicy` ends the job at index 0's success, starting no other; with
+/// `backoffLimitPerIndex` a failing index fails alone and the job fails at its end
+/// (`FailedIndexes`), or at once past `maxFailedIndexes`; a `FailIndex` rule fails an index
+/// without retrying it.
+#[test]
+fn indexed_jobs_succeed_by_policy_and_fail_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = workspace().join("target/components/hello.wasm");
+    let job = |name: &str, spec: &str| {
+        let manifest = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  \
+                 completionMode: Indexed\n  completions: 3\n{spec}  template:\n    spec:\n      \
+                 restartPolicy: Never\n      containers:\n        - name: task\n          \
+                 image: {}\n          args: [\"--exit\", \"$(JOB_COMPLETION_INDEX)\"]\n",
+                component.display()
+            ),
+        )
+        .unwrap();
+        let out = wasmlet().arg("run").arg(&manifest).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stderr) = job(
+        "leader",
+        "  parallelism: 1\n  successPolicy:\n    rules: [{succeededIndexes: \"0\"}]\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Job completed"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Created pod: leader-").count(),
+        1,
+        "{stderr}"
+    );
+
+    let (code, stderr) = job("per-index", "  parallelism: 3\n  backoffLimitPerIndex: 0\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("FailedIndexes"), "{stderr}");
+    assert!(!stderr.contains("BackoffLimitExceeded"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Created pod: per-index-").count(),
+        3,
+        "no index is retried: {stderr}"
+    );
+
+    let (code, stderr) = job(
+        "bounded",
+        "  parallelism: 1\n  backoffLimitPerIndex: 0\n  maxFailedIndexes: 0\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("MaxFailedIndexesExceeded"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Created pod: bounded-").count(),
+        2,
+        "index 0 succeeded, index 1 failed the job: {stderr}"
+    );
+
+    let (code, stderr) = job(
+        "fail-index",
+        "  parallelism: 3\n  backoffLimitPerIndex: 5\n  podFailurePolicy:\n    rules:\n      \
+         - {action: FailIndex, onExitCodes: {operator: In, values: [1]}}\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("FailedIndexes"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Created pod: fail-index-").count(),
+        3,
+        "FailIndex retries nothing: {stderr}"
+    );
+}
+
 #[test]
 fn validate_reads_several_files_and_documents() {
     let out = wasmlet()

@@ -264,8 +264,12 @@ fn volume_specs<'v>(
             (Some(_), None) => VolumeSource::EmptyDir,
             (None, Some(host)) => {
                 let create = match host.type_.as_deref() {
-                    None | Some("") | Some("Directory") => false,
-                    Some("DirectoryOrCreate") => true,
+                    Some("Directory") => false,
+                    // No type: the kubelet checks nothing (`hostPathTypeChecker` is not run
+                    // for an empty type), and the container runtime makes a missing source as
+                    // a directory (the CRI plugin of containerd, `WithMounts`:
+                    // `os.MkdirAll(src, 0755)`; Docker did the same).
+                    None | Some("") | Some("DirectoryOrCreate") => true,
                     Some(other) => {
                         problem(
                             &format!("{at}.hostPath.type"),

@@ -17,6 +17,8 @@ pub enum FailureAction {
     Ignore,
     /// The failure counts toward `backoffLimit`, as without a policy.
     Count,
+    /// The pod's index fails at once and is not retried (`backoffLimitPerIndex` jobs only).
+    FailIndex,
 }
 
 /// One rule of `podFailurePolicy.rules`.
@@ -73,10 +75,12 @@ pub(crate) fn match_rules(
 }
 
 /// Reads `spec.podFailurePolicy` of a Job (given as its known spec) whose pods restart `Never`
-/// or not (`restart_never`), checked as the API server checks it (`validatePodFailurePolicy`).
+/// or not (`restart_never`), with a `backoffLimitPerIndex` or not (`per_index`), checked as the
+/// API server checks it (`validatePodFailurePolicy`).
 pub(super) fn parse(
     spec: &Value,
     restart_never: bool,
+    per_index: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<FailureRule> {
     let Some(policy) = spec.get("podFailurePolicy") else {
@@ -97,11 +101,12 @@ pub(super) fn parse(
             Some("FailJob") => FailureAction::FailJob,
             Some("Ignore") => FailureAction::Ignore,
             Some("Count") => FailureAction::Count,
+            Some("FailIndex") if per_index => FailureAction::FailIndex,
             Some("FailIndex") => {
                 problem(
                     format!("{at}.action"),
-                    "`FailIndex` needs `backoffLimitPerIndex`, which wasmlet does not support \
-                     yet; use FailJob, Ignore or Count"
+                    "`FailIndex` needs `backoffLimitPerIndex` (as Kubernetes requires); use \
+                     FailJob, Ignore or Count"
                         .into(),
                 );
                 continue;
@@ -110,7 +115,7 @@ pub(super) fn parse(
                 problem(
                     format!("{at}.action"),
                     format!(
-                        "{} is not an action: FailJob, Ignore or Count",
+                        "{} is not an action: FailJob, FailIndex, Ignore or Count",
                         other.map_or("nothing".to_string(), |a| format!("`{a}`"))
                     ),
                 );
@@ -210,7 +215,7 @@ mod tests {
     fn rules(yaml: &str) -> (Vec<FailureRule>, Vec<Problem>) {
         let spec: Value = serde_yaml_ng::from_str(yaml).unwrap();
         let mut problems = Vec::new();
-        (parse(&spec, true, &mut problems), problems)
+        (parse(&spec, true, false, &mut problems), problems)
     }
 
     #[test]

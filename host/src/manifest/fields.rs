@@ -267,6 +267,19 @@ pub(super) const IGNORED: &[(&str, &str)] = &[
         "spec.volumes[].emptyDir.medium",
         "an emptyDir is a directory on the host's disk",
     ),
+    (
+        "spec.containers[].volumeMounts[].mountPropagation",
+        "guests mount nothing, and see each volume's directory as the host has it",
+    ),
+    (
+        "spec.containers[].volumeMounts[].recursiveReadOnly",
+        "a read-only mount is read-only all the way down already: a guest reaches everything \
+         under it through the one read-only directory",
+    ),
+    (
+        "spec.resources.limits.pids",
+        "a component is not a process and starts none",
+    ),
 ];
 
 /// Fields with a message of their own instead of the generic "not supported".
@@ -344,10 +357,9 @@ pub(super) enum Treat {
     /// Run as Kubernetes runs it.
     Run,
     /// Accepted and ignored (listed in each pod's `IgnoredFields` event). Why is in the
-    /// comment beside it, and in docs/manifests.md.
+    /// comment beside it, and in docs/manifests.md. (A field of a workload's spec that is
+    /// known but in neither list is refused as not supported yet.)
     Ignore,
-    /// Refused, for this reason.
-    Refuse(&'static str),
 }
 
 /// The fields of the workloads' specs, by kind (`*`: every workload kind).
@@ -384,19 +396,7 @@ pub(super) const WORKLOAD_FIELDS: &[(&str, &str, Treat)] = &[
     ("Job", "podReplacementPolicy", Treat::Ignore), // a failed pod is replaced once it has ended
     ("Job", "managedBy", Treat::Ignore),      // wasmlet runs the job itself
     ("Job", "podFailurePolicy", Treat::Run),
-    (
-        "Job",
-        "successPolicy",
-        Treat::Refuse("not supported by wasmlet yet: a job succeeds with `completions` pods"),
-    ),
-    (
-        "Job",
-        "backoffLimitPerIndex",
-        Treat::Refuse("not supported by wasmlet yet: failures count toward `backoffLimit`"),
-    ),
-    (
-        "Job",
-        "maxFailedIndexes",
-        Treat::Refuse("not supported by wasmlet yet: failures count toward `backoffLimit`"),
-    ),
+    ("Job", "successPolicy", Treat::Run),
+    ("Job", "backoffLimitPerIndex", Treat::Run),
+    ("Job", "maxFailedIndexes", Treat::Run),
 ];

@@ -22,6 +22,7 @@ mod fields;
 mod objects;
 mod sources;
 mod spec;
+mod success_policy;
 mod values;
 mod yaml;
 
@@ -30,6 +31,8 @@ pub(crate) use failure_policy::match_rules;
 pub use failure_policy::{FailureAction, FailureRule};
 pub use objects::{JobSpec, Manifests, Workload, WorkloadKind};
 pub use spec::*;
+pub use success_policy::SuccessRule;
+pub(crate) use success_policy::match_success_policy;
 pub(crate) use values::lexically_normal;
 pub(crate) use yaml::display_path;
 pub use yaml::{ManifestError, Problem};

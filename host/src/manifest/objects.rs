@@ -99,6 +99,13 @@ pub struct JobSpec {
     pub active_deadline: Option<Duration>,
     /// `podFailurePolicy.rules`: how a failed pod's exit codes decide what its failure does.
     pub pod_failure_policy: Vec<super::FailureRule>,
+    /// `backoffLimitPerIndex` (Indexed jobs): an index whose pods failed more often than this
+    /// fails, and is not retried, while the other indexes go on.
+    pub backoff_limit_per_index: Option<u32>,
+    /// `maxFailedIndexes`: the job fails at once when more indexes than this have failed.
+    pub max_failed_indexes: Option<u32>,
+    /// `successPolicy.rules`: the job succeeds once one of them is satisfied.
+    pub success_policy: Vec<super::SuccessRule>,
 }
 
 impl Workload {
@@ -561,10 +568,6 @@ fn workload(
         match treat {
             Some(Treat::Run) => {}
             Some(Treat::Ignore) => ignored.push(path),
-            Some(Treat::Refuse(why)) => problems.push(Problem {
-                path,
-                message: why.into(),
-            }),
             None => problems.push(Problem {
                 path,
                 message: if known.get(key).is_some_and(|v| !v.is_null()) {
@@ -764,15 +767,55 @@ fn workload(
                     None
                 }
             };
+            // Checked as `validateJobSpec` does: per-index limits are for Indexed jobs.
+            let backoff_limit_per_index = integer("backoffLimitPerIndex")
+                .map(|_| count("backoffLimitPerIndex", 0, &mut problems));
+            let max_failed_indexes =
+                integer("maxFailedIndexes").map(|_| count("maxFailedIndexes", 0, &mut problems));
+            if backoff_limit_per_index.is_some() && !indexed {
+                problems.push(Problem {
+                    path: "spec.backoffLimitPerIndex".into(),
+                    message: "requires `completionMode: Indexed` (as Kubernetes requires)".into(),
+                });
+            }
+            if let Some(max) = max_failed_indexes {
+                if backoff_limit_per_index.is_none() {
+                    problems.push(Problem {
+                        path: "spec.maxFailedIndexes".into(),
+                        message: "requires `backoffLimitPerIndex` (as Kubernetes requires)".into(),
+                    });
+                } else if completions.is_some_and(|completions| max > completions) {
+                    problems.push(Problem {
+                        path: "spec.maxFailedIndexes".into(),
+                        message: format!(
+                            "{max} is more than `completions` ({})",
+                            completions.unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+            // With a limit per index, `backoffLimit` bounds the whole job only when given.
+            let backoff_limit = match (backoff_limit_per_index, integer("backoffLimit")) {
+                (Some(_), None) => u32::MAX,
+                _ => count("backoffLimit", 6, &mut problems),
+            };
             job = Some(JobSpec {
                 completions,
                 parallelism,
-                backoff_limit: count("backoffLimit", 6, &mut problems),
+                backoff_limit,
                 indexed,
                 active_deadline,
                 pod_failure_policy: super::failure_policy::parse(
                     &spec,
                     policy == RestartPolicy::Never,
+                    backoff_limit_per_index.is_some(),
+                    &mut problems,
+                ),
+                backoff_limit_per_index,
+                max_failed_indexes,
+                success_policy: super::success_policy::parse(
+                    &spec,
+                    completions.filter(|_| indexed),
                     &mut problems,
                 ),
             });
