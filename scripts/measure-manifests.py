@@ -46,7 +46,8 @@ def main():
             for index, document in enumerate(documents(path.read_text())):
                 if kind_of(document) not in WORKLOADS:
                     continue
-                document = re.sub(r"(\bimage\"?:\s*)\"?[^\s,\"]+\"?", rf'\1"{component}"', document)
+                # (Not an image volume's `image: {reference: …}`, which is a map.)
+                document = re.sub(r"(\bimage\"?:\s*)(?!\{)\"?[^\s,\"]+\"?", rf'\1"{component}"', document)
                 file = Path(scratch) / f"{path.stem}-{index}.yaml"
                 file.write_text(document)
                 out = subprocess.run([wasmlet, "validate", str(file)], capture_output=True, text=True)
