@@ -445,7 +445,11 @@ fn container_spec(
     for (index, mount) in container.volume_mounts.iter().flatten().enumerate() {
         let at = format!("{at}.volumeMounts[{index}]");
         let volume = volumes.iter().find(|volume| volume.name == mount.name);
-        if volume.is_none() {
+        // A volume that is declared but refused has its own problem already.
+        let declared = (context.pod.spec.iter())
+            .flat_map(|spec| spec.volumes.iter().flatten())
+            .any(|declared| declared.name == mount.name);
+        if volume.is_none() && !declared {
             problem(
                 format!("{at}.name"),
                 format!("no volume `{}` in spec.volumes", mount.name),

@@ -334,6 +334,20 @@ pub(super) const EXPLAINED: &[(&str, &str)] = &[
          from a Secret or a hostPath",
     ),
     (
+        "spec.volumes[].projected.sources[].podCertificate",
+        "not supported: there is no API server or signer to issue a pod certificate; mount one \
+         from a Secret or a hostPath",
+    ),
+    (
+        "spec.volumes[].image",
+        "not supported: wasmlet pulls no images or artifacts; put the files in a directory and \
+         mount it with hostPath",
+    ),
+    (
+        "spec.resourceClaims",
+        "not supported: a single host has no dynamically allocated devices",
+    ),
+    (
         "spec.securityContext.sysctls",
         "not supported: a guest has no kernel of its own to tune",
     ),
