@@ -320,6 +320,11 @@ pub(super) const EXPLAINED: &[(&str, &str)] = &[
         "not supported: a guest sees files, never block devices; use volumeMounts",
     ),
     (
+        "spec.volumes[].image",
+        "not supported: wasmlet pulls no images or artifacts; put the files in a directory and \
+         mount it with hostPath",
+    ),
+    (
         "spec.volumes[].*",
         "not supported: one host has no network or cloud storage; it mounts emptyDir, hostPath, \
          configMap, secret, downwardAPI, projected and persistentVolumeClaim volumes",
@@ -337,11 +342,6 @@ pub(super) const EXPLAINED: &[(&str, &str)] = &[
         "spec.volumes[].projected.sources[].podCertificate",
         "not supported: there is no API server or signer to issue a pod certificate; mount one \
          from a Secret or a hostPath",
-    ),
-    (
-        "spec.volumes[].image",
-        "not supported: wasmlet pulls no images or artifacts; put the files in a directory and \
-         mount it with hostPath",
     ),
     (
         "spec.resourceClaims",
