@@ -501,31 +501,36 @@ fn a_job_runs_to_completion_and_fails_at_its_backoff_limit() {
     );
 }
 
+/// Runs a Job named `name` with `spec` (indented lines of its spec beside the template) through
+/// `wasmlet run`, its one container `hello --exit EXIT` with restartPolicy Never, from a manifest
+/// in `dir`: the exit code and stderr.
+fn run_job(dir: &Path, name: &str, spec: &str, exit: &str) -> (Option<i32>, String) {
+    let component = workspace().join("target/components/hello.wasm");
+    let manifest = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  \
+             template:\n    spec:\n      restartPolicy: Never\n      containers:\n        \
+             - name: task\n          image: {}\n          args: [\"--exit\", \"{exit}\"]\n",
+            component.display()
+        ),
+    )
+    .unwrap();
+    let out = wasmlet().arg("run").arg(&manifest).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `podFailurePolicy` (a WASI command exits 0 or 1): a FailJob rule fails the Job at the first
 /// matching exit, however large `backoffLimit` is; an Ignore rule replaces the pod without counting it, so that a Job with
 /// `backoffLimit: 0` keeps trying until its deadline.
 #[test]
 fn a_pod_failure_policy_fails_or_ignores_by_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let component = workspace().join("target/components/hello.wasm");
-    let job = |name: &str, spec: &str| {
-        let manifest = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  \
-                 template:\n    spec:\n      restartPolicy: Never\n      containers:\n        \
-                 - name: task\n          image: {}\n          args: [\"--exit\", \"1\"]\n",
-                component.display()
-            ),
-        )
-        .unwrap();
-        let out = wasmlet().arg("run").arg(&manifest).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let job = |name: &str, spec: &str| run_job(dir.path(), name, spec, "1");
     let (code, stderr) = job(
         "fail-job",
         "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n      - action: FailJob\n        \
@@ -564,25 +569,9 @@ fn a_pod_failure_policy_fails_or_ignores_by_exit_code() {
 #[test]
 fn indexed_jobs_succeed_by_policy_and_fail_by_index() {
     let dir = tempfile::tempdir().unwrap();
-    let component = workspace().join("target/components/hello.wasm");
     let job = |name: &str, spec: &str| {
-        let manifest = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  \
-                 completionMode: Indexed\n  completions: 3\n{spec}  template:\n    spec:\n      \
-                 restartPolicy: Never\n      containers:\n        - name: task\n          \
-                 image: {}\n          args: [\"--exit\", \"$(JOB_COMPLETION_INDEX)\"]\n",
-                component.display()
-            ),
-        )
-        .unwrap();
-        let out = wasmlet().arg("run").arg(&manifest).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let spec = format!("  completionMode: Indexed\n  completions: 3\n{spec}");
+        run_job(dir.path(), name, &spec, "$(JOB_COMPLETION_INDEX)")
     };
 
     let (code, stderr) = job(
