@@ -63,6 +63,7 @@ mod lifecycle;
 mod manifest;
 mod runtime;
 mod signal;
+pub mod standalone;
 pub mod testing;
 
 pub use bindings::TerminationReason;

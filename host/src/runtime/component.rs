@@ -52,6 +52,18 @@ pub struct LoadedComponent {
     handler: Option<ComponentExportIndex>,
 }
 
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What it exports; the compiled code says nothing readable.
+        f.debug_struct("LoadedComponent")
+            .field("run", &self.run.is_some())
+            .field("post_start", &self.post_start.is_some())
+            .field("pre_stop", &self.pre_stop.is_some())
+            .field("handler", &self.handler.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LoadedComponent {
     /// Compiles a component given as bytes; `path` names it in errors.
     pub(crate) fn from_bytes(
