@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# End-to-end test of containerd-shim-wasmlet-v1 against a real containerd.
+#
+# Starts a private containerd (its own root, state, socket and config, which registers the
+# runtime_type io.containerd.wasmlet.v1 for the CRI plugin), builds two OCI image tars by hand,
+# imports them with `ctr image import`, and checks with `ctr run` / `ctr task kill`:
+#   1. the exit code wasmlet reports reaches ctr, and the guest's output the container's stdout
+#      and stderr: 0 for `hello.wasm`, 1 for `hello.wasm --exit 7` (WASI 0.2's `exit` carries
+#      only ok or err, so wasmlet reports 1, as it does in a pod), 134 for a trap (`faulty.wasm`),
+#      with wasmlet's message on stderr;
+#   2. the same from an OCI artifact whose component is an `application/wasm` layer (the shim
+#      framework hands the layer over; no file in the root filesystem); skipped before
+#      containerd 1.7, whose unpacker refuses an image whose layers are not all filesystem
+#      layers ("mismatched image rootfs and manifest layers") before any shim is involved;
+#   3. SIGTERM (`ctr task kill`) delivers terminate to a cooperative guest, which exits 0;
+#   4. SIGKILL (`ctr task kill -s KILL`) ends a guest spinning in wasm at once: exit 137;
+#   5. a second SIGTERM ends a guest that ignores terminate through wasmlet's kill switch:
+#      exit 137, with wasmlet's message on stderr.
+#
+# Needs root, containerd and ctr (Debian: `apt-get install -y containerd`), and builds the shim
+# (`cargo build -p containerd-shim-wasmlet`, which needs protoc) and the example components
+# (`cargo build -p wasmlet-examples`) unless SKIP_BUILD=1. Honours CARGO_TARGET_DIR.
+#
+# The images are built here rather than with runwasi's oci-tar-builder so that the test needs
+# no tool beyond coreutils and tar: an OCI image layout (oci-layout, index.json, blobs) with
+# plain JSON documents.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+target=${CARGO_TARGET_DIR:-$repo/target}
+started=$(date +%s)
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+[[ $(id -u) == 0 ]] || fail "needs root (containerd and the shim create namespaces and cgroups)"
+for tool in containerd ctr sha256sum tar; do
+    command -v "$tool" >/dev/null || fail "needs $tool (apt-get install -y containerd)"
+done
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    (cd "$repo" && cargo build -p containerd-shim-wasmlet -p wasmlet-examples)
+fi
+shim="$target/debug/containerd-shim-wasmlet-v1"
+components="$target/components"
+for file in "$shim" "$components/hello.wasm" "$components/faulty.wasm" "$components/cooperative.wasm" "$components/spinner.wasm"; do
+    [[ -e $file ]] || fail "missing $file"
+done
+
+work=$(mktemp -d /tmp/wasmlet-shim-test.XXXXXX)
+sock="$work/containerd.sock"
+ns="wasmlet-test-$$"
+containerd_pid=
+cleanup() {
+    set +e
+    if [[ -n $containerd_pid ]]; then
+        for id in $(ctr -a "$sock" -n "$ns" task ls -q 2>/dev/null); do
+            ctr -a "$sock" -n "$ns" task kill -s KILL "$id" >/dev/null 2>&1
+        done
+        sleep 0.5
+        for id in $(ctr -a "$sock" -n "$ns" task ls -q 2>/dev/null); do
+            ctr -a "$sock" -n "$ns" task delete -f "$id" >/dev/null 2>&1
+        done
+        for id in $(ctr -a "$sock" -n "$ns" container ls -q 2>/dev/null); do
+            ctr -a "$sock" -n "$ns" container delete "$id" >/dev/null 2>&1
+        done
+        kill "$containerd_pid" 2>/dev/null
+        wait "$containerd_pid" 2>/dev/null
+    fi
+    # The shim framework's container state (libcontainer's root for the namespace).
+    rm -rf "/run/containerd/wasmlet/$ns"
+    # Snapshots are mounts under the private root.
+    grep -o " $work/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    if [[ ${KEEP:-0} == 1 ]]; then
+        echo "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+# --- containerd ---------------------------------------------------------------------------
+mkdir -p "$work/bin"
+ln -s "$shim" "$work/bin/containerd-shim-wasmlet-v1"
+cat >"$work/config.toml" <<EOF
+version = 2
+root = "$work/root"
+state = "$work/state"
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$work/containerd-ttrpc.sock"
+
+# What a node needs for Kubernetes (docs/kubernetes.md); ctr names the runtime itself.
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmlet]
+  runtime_type = "io.containerd.wasmlet.v1"
+EOF
+# containerd finds the shim binary on its PATH by the runtime_type's name.
+PATH="$work/bin:$PATH" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
+containerd_pid=$!
+for _ in $(seq 100); do
+    ctr -a "$sock" version >/dev/null 2>&1 && break
+    kill -0 "$containerd_pid" 2>/dev/null || { cat "$work/containerd.log"; fail "containerd died"; }
+    sleep 0.1
+done
+ctr -a "$sock" version >/dev/null || fail "containerd did not answer on $sock"
+ctrn() { ctr -a "$sock" -n "$ns" "$@"; }
+
+# --- images -------------------------------------------------------------------------------
+case $(uname -m) in
+    x86_64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+    *) arch=$(uname -m) ;;
+esac
+
+# blob FILE MEDIA_TYPE: stores FILE in the layout's blobs, prints its descriptor.
+blob() {
+    local sha size
+    sha=$(sha256sum "$1" | cut -d' ' -f1)
+    size=$(stat -c %s "$1")
+    cp "$1" "$layout/blobs/sha256/$sha"
+    printf '{"mediaType":"%s","digest":"sha256:%s","size":%s}' "$2" "$sha" "$size"
+}
+
+# image NAME OUT.tar CONFIG_JSON LAYER_DESCRIPTOR...: an OCI layout tar of one image.
+image() {
+    local name=$1 out=$2 config=$3
+    shift 3
+    local layers
+    layers=$(IFS=,; echo "$*")
+    printf '%s' "$config" >"$layout/config.json"
+    local config_desc
+    config_desc=$(blob "$layout/config.json" application/vnd.oci.image.config.v1+json)
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":%s,"layers":[%s]}' \
+        "$config_desc" "$layers" >"$layout/manifest.json"
+    local manifest
+    manifest=$(blob "$layout/manifest.json" application/vnd.oci.image.manifest.v1+json)
+    printf '{"schemaVersion":2,"manifests":[%s]}' \
+        "${manifest%\}},\"annotations\":{\"io.containerd.image.name\":\"$name\",\"org.opencontainers.image.ref.name\":\"latest\"}}" \
+        >"$layout/index.json"
+    echo '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+    rm "$layout/config.json" "$layout/manifest.json"
+    tar -C "$layout" -cf "$out" oci-layout index.json blobs
+}
+
+# Image 1: a root filesystem holding the components; the command names the one to run.
+layout="$work/layout-files"
+mkdir -p "$layout/blobs/sha256" "$work/rootfs"
+cp "$components/hello.wasm" "$components/faulty.wasm" "$components/cooperative.wasm" "$components/spinner.wasm" "$work/rootfs/"
+tar -C "$work/rootfs" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
+layer_sha=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+files_image=docker.io/wasmlet/test-components:latest
+image "$files_image" "$work/files.tar" \
+    "{\"architecture\":\"$arch\",\"os\":\"linux\",\"config\":{\"Cmd\":[\"/hello.wasm\"],\"Env\":[\"GREETING=Hello\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$layer_sha\"]}}" \
+    "$(blob "$work/layer.tar" application/vnd.oci.image.layer.v1.tar)"
+
+# Image 2: an OCI artifact whose component is an application/wasm layer, with no root
+# filesystem layer at all (as runwasi's oci-tar-builder makes them).
+layout="$work/layout-wasm"
+mkdir -p "$layout/blobs/sha256"
+wasm_image=docker.io/wasmlet/test-hello-artifact:latest
+image "$wasm_image" "$work/wasm.tar" \
+    "{\"architecture\":\"$arch\",\"os\":\"linux\",\"config\":{\"Entrypoint\":[\"/hello.wasm\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}" \
+    "$(blob "$components/hello.wasm" application/wasm)"
+
+ctrn image import "$work/files.tar" >/dev/null || fail "importing $files_image"
+# containerd before 1.7 cannot unpack it: import it without, so that the refusal comes from
+# `ctr run` below, where the check decides whether to skip.
+ctrn image import --no-unpack "$work/wasm.tar" >/dev/null || fail "importing $wasm_image"
+
+run() { ctrn run --rm --runtime io.containerd.wasmlet.v1 "$@"; }
+
+passed=0
+skipped=0
+check() {
+    echo "ok: $*"
+    passed=$((passed + 1))
+}
+
+# --- 1. exit codes and output from a component file ---------------------------------------
+# expect_run CODE TEXT ARGS...: `ctr run --rm ARGS` exits with CODE and prints TEXT.
+expect_run() {
+    local want=$1 text=$2 out code
+    shift 2
+    set +e
+    out=$(run "$@" 2>&1)
+    code=$?
+    set -e
+    [[ $code == "$want" ]] || fail "ctr run $*: exited $code, not $want; output: $out"
+    [[ $out == *"$text"* ]] || fail "ctr run $*: no \"$text\" in output: $out"
+}
+expect_run 0 "Hi from a plain wasi:cli command!" --env GREETING=Hi "$files_image" hello /hello.wasm
+check "exit code 0 and stdout of /hello.wasm reach ctr"
+expect_run 1 "Hello from a plain wasi:cli command!" "$files_image" exit-code /hello.wasm --exit 7
+check "exit code 1 of /hello.wasm --exit 7 reaches ctr"
+expect_run 134 "wasmlet: Error: wasm trap:" --env FAULT=trap "$files_image" trap /faulty.wasm
+check "exit code 134 and wasmlet's message for a trap reach ctr"
+
+# --- 2. the same from an application/wasm layer --------------------------------------------
+containerd_version=$(containerd --version | awk '{print $3}' | sed 's/^v//; s/[~+-].*//')
+if [[ $(printf '%s\n' 1.7 "$containerd_version" | sort -V | head -1) == 1.7 ]]; then
+    expect_run 1 "Hello from a plain wasi:cli command!" "$wasm_image" artifact /hello.wasm --exit 7
+    check "exit code and output of the application/wasm layer reach ctr"
+else
+    echo "skip: an application/wasm layer needs containerd 1.7 or later (this is $containerd_version)"
+    skipped=$((skipped + 1))
+fi
+
+# --- 3. SIGTERM: a cooperative guest ends cleanly -------------------------------------------
+# run_detached ID CMD...: starts a task, its output in $work/ID.out.
+run_detached() {
+    local id=$1
+    shift
+    ctrn run --runtime io.containerd.wasmlet.v1 "$files_image" "$id" "$@" >"$work/$id.out" 2>&1 &
+}
+wait_for_output() {
+    local id=$1 text=$2
+    for _ in $(seq 300); do
+        grep -q "$text" "$work/$id.out" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$work/$id.out" >&2
+    fail "$id never printed: $text"
+}
+run_detached coop /cooperative.wasm
+wait_for_output coop "run: started"
+began=$(date +%s%N)
+ctrn task kill coop
+wait $! && code=0 || code=$?
+elapsed_ms=$((($(date +%s%N) - began) / 1000000))
+ctrn container delete coop >/dev/null 2>&1 || true
+[[ $code == 0 ]] || { cat "$work/coop.out"; fail "cooperative after SIGTERM: exit $code"; }
+grep -qF "terminate received (TerminationReason::PodDeleted)" "$work/coop.out" || { cat "$work/coop.out"; fail "cooperative did not see terminate"; }
+check "SIGTERM: cooperative.wasm saw terminate (pod-deleted) and exited 0 in ${elapsed_ms} ms"
+
+# --- 4. SIGKILL: a spinning guest ends at once -----------------------------------------------
+run_detached spin /spinner.wasm
+wait_for_output spin "spinner: spinning"
+began=$(date +%s%N)
+ctrn task kill -s KILL spin
+wait $! && code=0 || code=$?
+elapsed_ms=$((($(date +%s%N) - began) / 1000000))
+ctrn container delete spin >/dev/null 2>&1 || true
+[[ $code == 137 ]] || { cat "$work/spin.out"; fail "spinner after SIGKILL: exit $code"; }
+check "SIGKILL: spinner.wasm ended with 137 in ${elapsed_ms} ms"
+
+# --- 5. a second SIGTERM: the kill switch ---------------------------------------------------
+run_detached spin2 /spinner.wasm
+wait_for_output spin2 "spinner: spinning"
+ctrn task kill spin2
+sleep 0.5
+kill -0 $! 2>/dev/null || { cat "$work/spin2.out"; fail "spinner ended on the first SIGTERM"; }
+began=$(date +%s%N)
+ctrn task kill spin2
+wait $! && code=0 || code=$?
+elapsed_ms=$((($(date +%s%N) - began) / 1000000))
+ctrn container delete spin2 >/dev/null 2>&1 || true
+[[ $code == 137 ]] || { cat "$work/spin2.out"; fail "spinner after a second SIGTERM: exit $code"; }
+grep -q "wasmlet: Killed: killed" "$work/spin2.out" || { cat "$work/spin2.out"; fail "no kill message"; }
+check "second SIGTERM: the kill switch ended spinner.wasm with 137 in ${elapsed_ms} ms"
+
+echo "$passed passed, 0 failed, $skipped skipped"
+echo "took $(($(date +%s) - started)) s"
