@@ -302,7 +302,11 @@ fn exit_of(end: InstanceEnd, grace: Option<Duration>) -> StandaloneExit {
                     )
                 })
                 .unwrap_or_default();
-            (EXIT_KILLED, "Killed", Some(format!("killed{grace} {location}")))
+            (
+                EXIT_KILLED,
+                "Killed",
+                Some(format!("killed{grace} {location}")),
+            )
         }
     };
     StandaloneExit {

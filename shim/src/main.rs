@@ -77,7 +77,10 @@ impl Sandbox for WasmletSandbox {
             Source::Oci(_) => PathBuf::from(format!("{name} (the image's wasm layer)")),
         };
         if entrypoint.source.is_precompiled()? {
-            anyhow::bail!("`{}` is precompiled; wasmlet runs components", origin.display());
+            anyhow::bail!(
+                "`{}` is precompiled; wasmlet runs components",
+                origin.display()
+            );
         }
         let bytes = entrypoint.source.as_bytes()?;
         let standalone = Standalone::start(StandaloneConfig::default())?;
@@ -100,17 +103,17 @@ impl Sandbox for WasmletSandbox {
             working_dir: std::env::current_dir()
                 .ok()
                 .map(|dir| dir.to_string_lossy().into_owned()),
-            mounts: vec![StandaloneMount {
-                // The container's root filesystem, with the spec's mounts (volumes) mounted in
-                // it by libcontainer: the kernel enforces their read-only flags.
-                host_path: "/".into(),
-                guest_path: "/".into(),
-                read_only: false,
-            }],
+            mounts: container_mounts(),
             // The container's cgroup enforces the spec's memory limit.
             memory_limit: None,
             output: Arc::new(write_line),
         };
+        log::info!(
+            "running {:?} in {:?} with preopens {:?}",
+            command.args,
+            command.working_dir,
+            command.mounts
+        );
         let running = standalone.run(component, command)?;
         let control = running.control();
         let signals = async {
@@ -131,11 +134,84 @@ impl Sandbox for WasmletSandbox {
             () = signals => unreachable!("the signal loop never ends"),
         };
         if let Some(message) = &exit.message {
-            write_line(LogStream::Stderr, &format!("wasmlet: {}: {message}", exit.reason));
+            write_line(
+                LogStream::Stderr,
+                &format!("wasmlet: {}: {message}", exit.reason),
+            );
         }
         log::info!("guest ended: exit code {} ({})", exit.code, exit.reason);
         Ok(exit.code)
     }
+}
+
+/// What the guest sees: the container's root filesystem at `/`, and each mount in it (the
+/// spec's mounts, which are the Pod's volumes) at its own path, read-only when it is mounted
+/// read-only, so that the guest is refused a write with WASI's own error rather than the
+/// kernel's. The kernel's own file systems (`/proc`, `/sys`, `/dev`) are no preopens of their
+/// own: they are reachable under `/` as in any container.
+fn container_mounts() -> Vec<StandaloneMount> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts = Vec::new();
+    let mut root_read_only = false;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        let point = unescape_mount_point(point);
+        let read_only = options.split(',').any(|option| option == "ro");
+        if point == "/" {
+            root_read_only = read_only;
+            continue;
+        }
+        let kernel = ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|fs| point == *fs || point.starts_with(&format!("{fs}/")));
+        if kernel || !std::path::Path::new(&point).is_dir() {
+            continue;
+        }
+        // A mount listed again (mounted over) keeps the last flags.
+        mounts.retain(|mount: &StandaloneMount| mount.guest_path != point);
+        mounts.push(StandaloneMount {
+            host_path: point.clone().into(),
+            guest_path: point,
+            read_only,
+        });
+    }
+    mounts.insert(
+        0,
+        StandaloneMount {
+            host_path: "/".into(),
+            guest_path: "/".into(),
+            read_only: root_read_only,
+        },
+    );
+    mounts
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
+/// octal escapes.
+fn unescape_mount_point(escaped: &str) -> String {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let octal = bytes.get(index + 1..index + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[index], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                index += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// SIGTERM or SIGINT: terminate the first time, kill the next.
@@ -165,4 +241,16 @@ fn write_line(stream: LogStream, line: &str) {
 
 fn main() {
     WasmletShim::run(Config::default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mount_point;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape_mount_point("/data"), "/data");
+        assert_eq!(unescape_mount_point(r"/my\040data\134x"), r"/my data\x");
+        assert_eq!(unescape_mount_point(r"/odd\09"), r"/odd\09");
+    }
 }

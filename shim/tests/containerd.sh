@@ -8,17 +8,20 @@
 #      and stderr: 0 for `hello.wasm`, 1 for `hello.wasm --exit 7` (WASI 0.2's `exit` carries
 #      only ok or err, so wasmlet reports 1, as it does in a pod), 134 for a trap (`faulty.wasm`),
 #      with wasmlet's message on stderr;
-#   2. the same from an OCI artifact whose component is an `application/wasm` layer (the shim
-#      framework hands the layer over; no file in the root filesystem); skipped before
+#   2. a read-only bind mount is a read-only preopen at its path, and the spec's cwd the guest's
+#      working directory;
+#   3. the same as 1 from an OCI artifact whose component is an `application/wasm` layer (the
+#      shim framework hands the layer over; no file in the root filesystem); skipped before
 #      containerd 1.7, whose unpacker refuses an image whose layers are not all filesystem
 #      layers ("mismatched image rootfs and manifest layers") before any shim is involved;
-#   3. SIGTERM (`ctr task kill`) delivers terminate to a cooperative guest, which exits 0;
-#   4. SIGKILL (`ctr task kill -s KILL`) ends a guest spinning in wasm at once: exit 137;
-#   5. a second SIGTERM ends a guest that ignores terminate through wasmlet's kill switch:
+#   4. SIGTERM (`ctr task kill`) delivers terminate to a cooperative guest, which exits 0;
+#   5. SIGKILL (`ctr task kill -s KILL`) ends a guest spinning in wasm at once: exit 137;
+#   6. a second SIGTERM ends a guest that ignores terminate through wasmlet's kill switch:
 #      exit 137, with wasmlet's message on stderr.
 #
 # Needs root, containerd and ctr (Debian: `apt-get install -y containerd`), and builds the shim
-# (`cargo build -p containerd-shim-wasmlet`, which needs protoc) and the example components
+# (`cargo build -p containerd-shim-wasmlet`, which needs protoc and libseccomp: Debian's
+# protobuf-compiler and libseccomp-dev) and the example components
 # (`cargo build -p wasmlet-examples`) unless SKIP_BUILD=1. Honours CARGO_TARGET_DIR.
 #
 # The images are built here rather than with runwasi's oci-tar-builder so that the test needs
@@ -201,7 +204,24 @@ check "exit code 1 of /hello.wasm --exit 7 reaches ctr"
 expect_run 134 "wasmlet: Error: wasm trap:" --env FAULT=trap "$files_image" trap /faulty.wasm
 check "exit code 134 and wasmlet's message for a trap reach ctr"
 
-# --- 2. the same from an application/wasm layer --------------------------------------------
+# --- 2. mounts and the working directory ------------------------------------------------------
+mkdir -p "$work/volume"
+echo "from the host" >"$work/volume/note"
+out=$(run --mount "type=bind,src=$work/volume,dst=/data,options=rbind:ro" \
+    "$files_image" mounts /hello.wasm --read /data/note --write /data/new text 2>&1) ||
+    fail "hello.wasm with a volume: $out"
+[[ $out == *"read /data/note: from the host"* ]] || fail "the volume's file was not read: $out"
+[[ $out == *"write /data/new failed"* && ! -e $work/volume/new ]] ||
+    fail "a read-only volume was written: $out"
+# A plain Rust command starts in / whatever WASI says (docs/manifests.md); the SDK's guests
+# enter the initial working directory.
+out=$(run --mount "type=bind,src=$work/volume,dst=/data,options=rbind:ro" --cwd /data \
+    --env SHOW_PWD=1 --env WORK_MS=10 "$files_image" cwd /cooperative.wasm 2>&1) ||
+    fail "cooperative.wasm with a working directory: $out"
+[[ $out == *"run: working directory /data"* ]] || fail "the working directory is not the spec's cwd: $out"
+check "a read-only bind mount is readable, not writable, and the spec's cwd is the guest's"
+
+# --- 3. the same from an application/wasm layer --------------------------------------------
 containerd_version=$(containerd --version | awk '{print $3}' | sed 's/^v//; s/[~+-].*//')
 if [[ $(printf '%s\n' 1.7 "$containerd_version" | sort -V | head -1) == 1.7 ]]; then
     expect_run 1 "Hello from a plain wasi:cli command!" "$wasm_image" artifact /hello.wasm --exit 7
@@ -211,7 +231,7 @@ else
     skipped=$((skipped + 1))
 fi
 
-# --- 3. SIGTERM: a cooperative guest ends cleanly -------------------------------------------
+# --- 4. SIGTERM: a cooperative guest ends cleanly -------------------------------------------
 # run_detached ID CMD...: starts a task, its output in $work/ID.out.
 run_detached() {
     local id=$1
@@ -238,7 +258,7 @@ ctrn container delete coop >/dev/null 2>&1 || true
 grep -qF "terminate received (TerminationReason::PodDeleted)" "$work/coop.out" || { cat "$work/coop.out"; fail "cooperative did not see terminate"; }
 check "SIGTERM: cooperative.wasm saw terminate (pod-deleted) and exited 0 in ${elapsed_ms} ms"
 
-# --- 4. SIGKILL: a spinning guest ends at once -----------------------------------------------
+# --- 5. SIGKILL: a spinning guest ends at once -----------------------------------------------
 run_detached spin /spinner.wasm
 wait_for_output spin "spinner: spinning"
 began=$(date +%s%N)
@@ -249,7 +269,7 @@ ctrn container delete spin >/dev/null 2>&1 || true
 [[ $code == 137 ]] || { cat "$work/spin.out"; fail "spinner after SIGKILL: exit $code"; }
 check "SIGKILL: spinner.wasm ended with 137 in ${elapsed_ms} ms"
 
-# --- 5. a second SIGTERM: the kill switch ---------------------------------------------------
+# --- 6. a second SIGTERM: the kill switch ---------------------------------------------------
 run_detached spin2 /spinner.wasm
 wait_for_output spin2 "spinner: spinning"
 ctrn task kill spin2
