@@ -64,6 +64,10 @@ pub struct StandaloneMount {
     pub read_only: bool,
 }
 
+/// Where the lines a guest writes go: called with each line, without its newline, as it is
+/// written.
+pub type OutputSink = Arc<dyn Fn(LogStream, &str) + Send + Sync>;
+
 /// What the main process of a container is given.
 pub struct StandaloneCommand {
     /// The container's name (its output lines carry it).
@@ -78,8 +82,8 @@ pub struct StandaloneCommand {
     pub mounts: Vec<StandaloneMount>,
     /// The container's memory limit in bytes, enforced by wasmlet across its instances.
     pub memory_limit: Option<u64>,
-    /// Where each line the guest writes goes, without its newline.
-    pub output: Arc<dyn Fn(LogStream, &str) + Send + Sync>,
+    /// Where each line the guest writes goes.
+    pub output: OutputSink,
 }
 
 impl std::fmt::Debug for StandaloneCommand {
