@@ -17,7 +17,10 @@
 #   4. SIGTERM (`ctr task kill`) delivers terminate to a cooperative guest, which exits 0;
 #   5. SIGKILL (`ctr task kill -s KILL`) ends a guest spinning in wasm at once: exit 137;
 #   6. a second SIGTERM ends a guest that ignores terminate through wasmlet's kill switch:
-#      exit 137, with wasmlet's message on stderr.
+#      exit 137, with wasmlet's message on stderr;
+#   7. a Linux container (a static busybox, as a pod's pause container is a static binary) runs
+#      natively under the same runtime: its exit code reaches ctr. Skipped without Debian's
+#      busybox-static.
 #
 # Needs root, containerd and ctr (Debian: `apt-get install -y containerd`), and builds the shim
 # (`cargo build -p containerd-shim-wasmlet`, which needs protoc and libseccomp: Debian's
@@ -155,6 +158,11 @@ image() {
 layout="$work/layout-files"
 mkdir -p "$layout/blobs/sha256" "$work/rootfs"
 cp "$components/hello.wasm" "$components/faulty.wasm" "$components/cooperative.wasm" "$components/spinner.wasm" "$work/rootfs/"
+busybox=
+if [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1; then
+    busybox=/bin/busybox
+    cp "$busybox" "$work/rootfs/busybox"
+fi
 tar -C "$work/rootfs" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
 layer_sha=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
 files_image=docker.io/wasmlet/test-components:latest
@@ -283,6 +291,15 @@ ctrn container delete spin2 >/dev/null 2>&1 || true
 [[ $code == 137 ]] || { cat "$work/spin2.out"; fail "spinner after a second SIGTERM: exit $code"; }
 grep -q "wasmlet: Killed: killed" "$work/spin2.out" || { cat "$work/spin2.out"; fail "no kill message"; }
 check "second SIGTERM: the kill switch ended spinner.wasm with 137 in ${elapsed_ms} ms"
+
+# --- 7. a Linux container through the same shim ---------------------------------------------
+if [[ -n $busybox ]]; then
+    expect_run 3 "native linux" "$files_image" native /busybox sh -c 'echo native linux; exit 3'
+    check "a Linux container (static busybox) runs natively under the shim: exit code 3"
+else
+    echo "skip: no static /bin/busybox (apt-get install -y busybox-static) for a Linux container"
+    skipped=$((skipped + 1))
+fi
 
 echo "$passed passed, 0 failed, $skipped skipped"
 echo "took $(($(date +%s) - started)) s"
