@@ -15,5 +15,6 @@ mod manifest;
 mod plugins;
 mod preemption;
 mod sandbox;
+mod standalone;
 mod support;
 mod workloads;
