@@ -23,9 +23,10 @@
 #      busybox-static.
 #
 # Needs root, containerd and ctr (Debian: `apt-get install -y containerd`), and builds the shim
-# (`cargo build -p containerd-shim-wasmlet`, which needs protoc and libseccomp: Debian's
+# (`cargo build` in shim/, its own workspace, which needs protoc and libseccomp: Debian's
 # protobuf-compiler and libseccomp-dev) and the example components
-# (`cargo build -p wasmlet-examples`) unless SKIP_BUILD=1. Honours CARGO_TARGET_DIR.
+# (`cargo build -p wasmlet-examples` at the root) unless SKIP_BUILD=1. Honours CARGO_TARGET_DIR
+# for the shim (without it, shim/target); the components are always in target/components.
 #
 # The images are built here rather than with runwasi's oci-tar-builder so that the test needs
 # no tool beyond coreutils and tar: an OCI image layout (oci-layout, index.json, blobs) with
@@ -34,7 +35,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-target=${CARGO_TARGET_DIR:-$repo/target}
+shim_target=${CARGO_TARGET_DIR:-$repo/shim/target}
 started=$(date +%s)
 
 fail() {
@@ -48,10 +49,11 @@ for tool in containerd ctr sha256sum tar; do
 done
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    (cd "$repo" && cargo build -p containerd-shim-wasmlet -p wasmlet-examples)
+    (cd "$repo/shim" && cargo build)
+    (cd "$repo" && cargo build -p wasmlet-examples)
 fi
-shim="$target/debug/containerd-shim-wasmlet-v1"
-components="$target/components"
+shim="$shim_target/debug/containerd-shim-wasmlet-v1"
+components="$repo/target/components"
 for file in "$shim" "$components/hello.wasm" "$components/faulty.wasm" "$components/cooperative.wasm" "$components/spinner.wasm"; do
     [[ -e $file ]] || fail "missing $file"
 done
