@@ -8,7 +8,6 @@
 //! The same guarantees as the HTTP drain ([`crate::http`]), with events of the same names:
 //! `Draining`, `Drained`, and `KilledCalls`.
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use wasmtime::component::Instance;
 
 use crate::events::{EventType, LogSource, short_duration};
 use crate::runtime::{
-    Entry, GuestCall, GuestState, InstanceEnd, KillSwitch, Launcher, LoadedComponent,
+    Entry, GuestCall, GuestState, InstanceEnd, InstanceGroup, Launcher, LoadedComponent,
 };
 use crate::signal::Watched;
 
@@ -137,21 +136,17 @@ pub(crate) struct Calls {
     component: Arc<LoadedComponent>,
     events: EventSink,
     state: Mutex<GateState>,
-    /// Calls in flight (`Watched` wakes waiters in order, which deterministic mode needs).
+    /// Calls in flight, from their admission (`Watched` wakes waiters in order, which
+    /// deterministic mode needs).
     in_flight: Watched<usize>,
+    /// The calls' instances: each killed alone by its timeout or its caller, all with the
+    /// container.
+    instances: InstanceGroup,
 }
 
 #[derive(Default)]
 struct GateState {
     admission: Admission,
-    next_id: u64,
-    /// Kill switches of the calls running, but for those killed already (in order: a kill of
-    /// them all is the same every run, which deterministic mode needs).
-    running: BTreeMap<u64, KillSwitch>,
-    /// Calls killed alone (their timeout, or their caller gave up), until their end is counted.
-    killed_alone: HashSet<u64>,
-    /// The container was killed: a call spawned as it came is killed at once.
-    killed: bool,
     /// When the drain began and how many calls were in flight then.
     drain_began: Option<(Instant, usize)>,
     /// Calls killed with the container.
@@ -182,6 +177,7 @@ impl Calls {
             events,
             state: Mutex::new(GateState::default()),
             in_flight: Watched::new(0),
+            instances: InstanceGroup::default(),
         })
     }
 
@@ -239,14 +235,7 @@ impl Calls {
 
     /// Kills every call still running (the container is being killed).
     pub fn kill_all(&self) {
-        let running: Vec<_> = {
-            let mut state = self.state.lock().unwrap();
-            state.killed = true;
-            std::mem::take(&mut state.running).into_iter().collect()
-        };
-        for (_, switch) in running {
-            switch.kill();
-        }
+        self.instances.kill_all();
     }
 
     /// The container run is over: every call has ended; say what the drain came to.
@@ -274,8 +263,8 @@ impl Calls {
         call: GuestCall,
         options: CallOptions,
     ) -> Result<(), CallError> {
-        let id = {
-            let mut state = self.state.lock().unwrap();
+        {
+            let state = self.state.lock().unwrap();
             match &state.admission {
                 Admission::Open => {}
                 Admission::Starting => {
@@ -297,28 +286,18 @@ impl Calls {
                     });
                 }
             }
-            let id = state.next_id;
-            state.next_id += 1;
             // Counted under the lock, so that a drain beginning now counts it.
             self.in_flight.send_if_modified(|count| {
                 *count += 1;
                 true
             });
-            id
-        };
+        }
         let mut io = self
             .launcher
             .io(LogSource::Call, self.launcher.argv(), false);
         io.call = Some(call);
         let (switch, done) = self.launcher.spawn(self.component.clone(), Entry::Call, io);
-        {
-            let mut state = self.state.lock().unwrap();
-            if state.killed {
-                switch.kill();
-            } else {
-                state.running.insert(id, switch);
-            }
-        }
+        let id = self.instances.add(switch);
         // The instance's end is counted even if the caller gives up on it.
         let (end_sender, end) = tokio::sync::oneshot::channel();
         let calls = self.clone();
@@ -347,7 +326,7 @@ impl Calls {
                 (end, killed, false)
             }
             () = timed_out => {
-                self.kill(id);
+                self.instances.kill_one(id);
                 let (end, killed) = end.await.unwrap_or_else(|_| (InstanceEnd::lost(), false));
                 (end, killed, true)
             }
@@ -375,30 +354,14 @@ impl Calls {
         }
     }
 
-    /// Kills call `id` alone (its timeout, or its caller gave up).
-    fn kill(&self, id: u64) {
-        let switch = {
-            let mut state = self.state.lock().unwrap();
-            let switch = state.running.remove(&id);
-            if switch.is_some() {
-                state.killed_alone.insert(id);
-            }
-            switch
-        };
-        if let Some(switch) = switch {
-            switch.kill();
-        }
-    }
-
     /// Counts the end of call `id`; says whether the container's kill ended it.
     fn ended(&self, id: u64, end: &InstanceEnd) -> bool {
         let (killed_with_container, drained) = {
+            let member = self.instances.ended(id);
             let mut state = self.state.lock().unwrap();
-            let alone = state.killed_alone.remove(&id);
-            let registered = state.running.remove(&id).is_some();
             // Killed, and not by its own timeout or caller: by the container's kill.
             let killed_with_container =
-                matches!(end, InstanceEnd::Killed { .. }) && !alone && !registered;
+                matches!(end, InstanceEnd::Killed { .. }) && !member.killed_alone;
             if killed_with_container {
                 state.killed_calls += 1;
             }
@@ -451,7 +414,7 @@ struct KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            self.calls.kill(self.id);
+            self.calls.instances.kill_one(self.id);
         }
     }
 }

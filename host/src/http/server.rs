@@ -2,7 +2,6 @@
 //! request, the readiness gate, and the drain on terminate. What it needs of the pod comes as a
 //! [`Serving`].
 
-use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -23,7 +22,8 @@ use wasmtime_wasi_http::p2::body::HyperIncomingBody;
 use crate::clock::sleep;
 use crate::events::{EventType, LogSource};
 use crate::runtime::{
-    Entry, HandlerResponse, HttpCall, InstanceEnd, KillSwitch, Launcher, LoadedComponent,
+    Entry, HandlerResponse, HttpCall, InstanceEnd, InstanceGroup, KillSwitch, Launcher,
+    LoadedComponent,
 };
 use crate::signal::Watched;
 
@@ -62,10 +62,9 @@ pub(crate) struct Server {
     /// Cancelled when the container run is over: connections still open (a client that does
     /// not read its response) are dropped.
     closed: CancellationToken,
-    handlers: Mutex<Handlers>,
-    /// How many handler instances are running. (`Watched` wakes waiters in order, which
-    /// deterministic mode needs.)
-    handlers_running: Watched<usize>,
+    /// The handler instances: each killed alone when its request is abandoned, all with the
+    /// container.
+    handlers: InstanceGroup,
     in_flight: Watched<usize>,
     /// Where it listens (empty in deterministic mode).
     pub addresses: Vec<SocketAddr>,
@@ -77,21 +76,6 @@ pub(crate) struct Server {
     pub failed: AtomicU64,
     /// Requests whose handler was killed (at the end of the grace period, or with the container).
     pub killed: AtomicU64,
-}
-
-#[derive(Default)]
-struct Handlers {
-    next_id: u64,
-    /// Handlers whose end has been counted.
-    ended: usize,
-    /// Kill switches of the handlers not killed yet.
-    running: HashMap<u64, KillSwitch>,
-    /// Handlers killed because their request was abandoned, until their end is counted: their
-    /// kill is not the container's, and their clients are gone.
-    abandoned: HashSet<u64>,
-    /// The container was killed: a handler that starts now is killed at once (it may have been
-    /// spawned just as the kill came).
-    killed: bool,
 }
 
 impl Server {
@@ -122,8 +106,7 @@ impl Server {
             component,
             draining: CancellationToken::new(),
             closed: CancellationToken::new(),
-            handlers: Mutex::new(Handlers::default()),
-            handlers_running: Watched::new(0),
+            handlers: InstanceGroup::default(),
             in_flight: Watched::new(0),
             addresses: listeners
                 .iter()
@@ -347,45 +330,19 @@ impl Server {
     }
 
     fn add_handler(&self, switch: KillSwitch) -> u64 {
-        let mut handlers = self.handlers.lock().unwrap();
-        let id = handlers.next_id;
-        handlers.next_id += 1;
-        if handlers.killed {
-            switch.kill();
-        } else {
-            handlers.running.insert(id, switch);
-        }
-        self.handlers_running
-            .send_replace(handlers.next_id as usize - handlers.ended);
-        id
+        self.handlers.add(switch)
     }
 
     /// Kills the handler `id` if it is still running: its request was abandoned.
     fn abandon(&self, id: u64) {
-        let switch = {
-            let mut handlers = self.handlers.lock().unwrap();
-            let switch = handlers.running.remove(&id);
-            if switch.is_some() {
-                handlers.abandoned.insert(id);
-            }
-            switch
-        };
-        if let Some(switch) = switch {
-            switch.kill();
-        }
+        self.handlers.kill_one(id);
     }
 
     /// Counts how a handler ended.
     fn handler_ended(&self, id: u64, end: &InstanceEnd) {
-        let abandoned = {
-            let mut handlers = self.handlers.lock().unwrap();
-            handlers.running.remove(&id);
-            handlers.ended += 1;
-            self.handlers_running
-                .send_replace(handlers.next_id as usize - handlers.ended);
-            // Given up on before the container's kill: not one of the requests it cut short.
-            handlers.abandoned.remove(&id) && !handlers.killed
-        };
+        let ended = self.handlers.ended(id);
+        // Given up on before the container's kill: not one of the requests it cut short.
+        let abandoned = ended.killed_alone && !ended.group_killed;
         match end {
             // Nobody was waiting for its answer any more.
             InstanceEnd::Killed { .. } if abandoned => {}
@@ -414,14 +371,7 @@ impl Server {
 
     /// Kills every handler still running (the container is being killed).
     pub fn kill_handlers(&self) {
-        let running: Vec<_> = {
-            let mut handlers = self.handlers.lock().unwrap();
-            handlers.killed = true;
-            handlers.running.drain().map(|(_, switch)| switch).collect()
-        };
-        for switch in running {
-            switch.kill();
-        }
+        self.handlers.kill_all();
     }
 
     /// Terminate: stop accepting connections and let the requests in flight finish.
@@ -457,8 +407,7 @@ impl Server {
 
     /// Resolves when every handler instance has ended and been counted.
     pub async fn handlers_ended(&self) {
-        let mut running = self.handlers_running.subscribe();
-        let _ = running.wait_for(|count| *count == 0).await;
+        self.handlers.all_ended().await;
     }
 
     /// Whether the drain has begun: the listeners are closed.
