@@ -20,18 +20,11 @@ use wasmlet::wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmlet::wasmtime::{Config, Engine, Store};
 use wasmlet::{CallOptions, Host, HostConfig, Imports, PodSpec};
 use wasmlet_examples::components;
+use wasmlet_examples::plugins::{Plugin, PluginPre, example};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod common;
 use common::{percentile, show};
-
-wasmlet::wasmtime::component::bindgen!({
-    path: "../examples/plugins/wit",
-    world: "plugin",
-    wasmtime_crate: wasmlet::wasmtime,
-    imports: { default: async },
-    exports: { default: async },
-});
 
 /// The host side of `example:plugins/host`, for both wasmlet's plugin and the peers'.
 struct PluginHost;

@@ -8,16 +8,9 @@ use std::time::{Duration, Instant};
 
 use wasmlet::wasmtime::component::HasSelf;
 use wasmlet::{CallError, CallOptions, Host, HostConfig, Imports, Pod};
+use wasmlet_examples::plugins::{Plugin, example};
 
 use crate::support::{events, finished, history, reasons, single, terminated};
-
-wasmlet::wasmtime::component::bindgen!({
-    path: "../examples/plugins/wit",
-    world: "plugin",
-    wasmtime_crate: wasmlet::wasmtime,
-    imports: { default: async },
-    exports: { default: async },
-});
 
 /// The plugins' log lines, as their host gets them.
 type Log = Arc<tokio::sync::watch::Sender<Vec<String>>>;

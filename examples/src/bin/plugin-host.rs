@@ -16,14 +16,7 @@ use std::time::{Duration, Instant};
 use wasmlet::wasmtime::component::HasSelf;
 use wasmlet::{CallError, CallOptions, Host, HostConfig, Imports, Pod, PodSpec, PodUpdate};
 use wasmlet_examples::components;
-
-wasmlet::wasmtime::component::bindgen!({
-    path: "plugins/wit",
-    world: "plugin",
-    wasmtime_crate: wasmlet::wasmtime,
-    imports: { default: async },
-    exports: { default: async },
-});
+use wasmlet_examples::plugins::{Plugin, example};
 
 /// What the host keeps for one plugin instance: whose it is, and the host's settings.
 struct PluginHost {
