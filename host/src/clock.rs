@@ -256,7 +256,21 @@ fn compact(
 pub struct VirtualClock {
     origin: Instant,
     wall_origin: SystemTime,
+    /// A step of the wall clock, injected (`wasmlet test`'s faults).
+    wall_jump: Mutex<Option<ClockJump>>,
     state: Mutex<VirtualState>,
+}
+
+/// A step of the wall clock: at `at` of the run's time, the wall clock moves by `by`, forward or
+/// back (as NTP steps a node's clock); the monotonic clock goes on as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockJump {
+    /// When, from the start of the run.
+    pub at: Duration,
+    /// How far.
+    pub by: Duration,
+    /// Whether it steps back rather than forward.
+    pub back: bool,
 }
 
 #[derive(Default)]
@@ -273,8 +287,14 @@ impl VirtualClock {
         Arc::new(VirtualClock {
             origin: Instant::now(),
             wall_origin,
+            wall_jump: Mutex::new(None),
             state: Mutex::new(VirtualState::default()),
         })
+    }
+
+    /// Makes the wall clock step as `jump` says (the monotonic clock goes on as before).
+    pub fn set_wall_jump(&self, jump: Option<ClockJump>) {
+        *self.wall_jump.lock().unwrap() = jump;
     }
 
     /// Virtual time since the clock was made.
@@ -355,7 +375,15 @@ impl Clock for VirtualClock {
     }
 
     fn wall_time(&self) -> SystemTime {
-        self.wall_origin + self.lock().elapsed
+        let elapsed = self.lock().elapsed;
+        let wall = self.wall_origin + elapsed;
+        match *self.wall_jump.lock().unwrap() {
+            Some(jump) if elapsed >= jump.at && jump.back => {
+                wall.checked_sub(jump.by).unwrap_or(SystemTime::UNIX_EPOCH)
+            }
+            Some(jump) if elapsed >= jump.at => wall + jump.by,
+            _ => wall,
+        }
     }
 
     fn call_at(&self, at: Instant, action: TimerAction) -> TimerId {

@@ -117,18 +117,18 @@ impl Host {
     }
 
     /// A host in deterministic mode: guests run on `runtime` (the caller's single thread) with
-    /// fuel-based time slices, and everything keeps time on the virtual clock; hooks are
-    /// delivered with `hook_faults`.
+    /// fuel-based time slices, and everything keeps time on the virtual clock; `faults` are
+    /// injected at the host's boundary.
     pub(crate) fn deterministic(
         wasm: Arc<WasmEngine>,
         runtime: tokio::runtime::Handle,
         config: HostConfig,
         guests: DeterministicGuests,
-        hook_faults: crate::lifecycle::faults::HookFaults,
+        faults: crate::lifecycle::faults::Faults,
     ) -> Host {
         let runtime = Runtime::deterministic(wasm, runtime, guests);
         Host {
-            inner: Arc::new(Node::deterministic(runtime, config, hook_faults)),
+            inner: Arc::new(Node::deterministic(runtime, config, faults)),
             pods: Default::default(),
         }
     }

@@ -396,3 +396,302 @@ explore:
         "{error}"
     );
 }
+
+/// A scenario that runs `hello` with `args` on a claim volume `data` at `/data`, with
+/// `faults` and the rest of the file in `rest`.
+fn hello_scenario(dir: &Path, name: &str, args: &[&str], rest: &str) -> PathBuf {
+    let yaml = format!(
+        r#"name: {name}
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: writer }}
+  spec:
+    restartPolicy: Never
+    volumes:
+      - name: data
+        persistentVolumeClaim: {{ claimName: files }}
+    containers:
+      - name: app
+        image: {hello}
+        args: {args:?}
+        volumeMounts: [{{ name: data, mountPath: /data }}]
+{rest}"#,
+        hello = components::HELLO
+    );
+    write_scenario(dir, &format!("{name}.yaml"), &yaml)
+}
+
+#[test]
+fn write_faults_land_on_the_volume_named_and_on_the_write_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--write",
+        "/data/one",
+        "first",
+        "--write",
+        "/data/two",
+        "second",
+        "--write",
+        "/data/three",
+        "third",
+        "--write",
+        "/tmp/four",
+        "fourth",
+    ];
+    let run = |name: &str, faults: &str| {
+        let rest = format!("steps:\n  - wait: {{ phase: Succeeded }}\n{faults}");
+        let scenario = Scenario::from_file(hello_scenario(dir.path(), name, &args, &rest)).unwrap();
+        let outcome = scenario.run(RunOptions::default()).unwrap();
+        assert!(
+            outcome.passed(),
+            "{:?}\n{}",
+            outcome.failures,
+            outcome.trace
+        );
+        outcome.trace
+    };
+    // A full disk from the second write: the first file is written, the next two are not; the
+    // container's /tmp is not on the volume, so its write goes through.
+    let trace = run(
+        "full",
+        "faults:\n  volumes:\n    data: { at: 2, fault: diskFull }\n",
+    );
+    // (wasi-libc's `write` reports any failure of a file's stream as EIO, whatever the host
+    // said: on a disk really full, a Rust guest sees the same.)
+    assert!(trace.contains("wrote /data/one"), "{trace}");
+    assert!(
+        trace.contains("write /data/two failed: I/O error"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("write /data/three failed: I/O error"),
+        "{trace}"
+    );
+    assert!(trace.contains("wrote /tmp/four"), "{trace}");
+    // An I/O error hits one write only.
+    let trace = run(
+        "io",
+        "faults:\n  volumes:\n    data: { at: 2, fault: ioError }\n",
+    );
+    assert!(trace.contains("wrote /data/one"), "{trace}");
+    assert!(
+        trace.contains("write /data/two failed: I/O error"),
+        "{trace}"
+    );
+    assert!(trace.contains("wrote /data/three"), "{trace}");
+    // A short write: one `write` call writes one byte and says so; std's `write_all` writes
+    // the rest itself, so its file is whole.
+    let rest = "steps:\n  - wait: { phase: Succeeded }\nfaults:\n  volumes:\n    data: { at: 1, fault: shortWrite }\n";
+    let args = [
+        "--write-once",
+        "/data/one",
+        "first",
+        "--write",
+        "/data/two",
+        "second",
+        "--read",
+        "/data/two",
+        "--write-once",
+        "/data/three",
+        "third",
+    ];
+    let path = hello_scenario(dir.path(), "short", &args, rest);
+    let outcome = Scenario::from_file(path)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+    assert!(
+        outcome.trace.contains("wrote 1 of 5 bytes to /data/one"),
+        "{}",
+        outcome.trace
+    );
+    assert!(
+        outcome.trace.contains("read /data/two: second"),
+        "{}",
+        outcome.trace
+    );
+    assert!(
+        outcome.trace.contains("wrote 5 of 5 bytes to /data/three"),
+        "{}",
+        outcome.trace
+    );
+}
+
+#[test]
+fn explored_write_faults_find_the_checkpointer_that_saves_in_place() {
+    let buggy = Scenario::from_file(explore_dir().join("checkpointer-disk.yaml")).unwrap();
+    assert!(buggy.run(RunOptions::default()).unwrap().passed());
+    let failure = buggy
+        .explore(options(200))
+        .unwrap()
+        .failure
+        .expect("a failed write tears the checkpoint saved in place");
+    assert_eq!(
+        failure.shrunk.faults.volumes.len(),
+        1,
+        "{:?}",
+        failure.shrunk
+    );
+    assert!(
+        failure
+            .reproduction
+            .contains("volumes:\n    data:\n      at: ")
+    );
+    let alone =
+        Scenario::from_yaml(&failure.reproduction, &explore_dir().join("repro.yaml")).unwrap();
+    assert!(!alone.run(RunOptions::default()).unwrap().passed());
+    let fixed = Scenario::from_file(explore_dir().join("checkpointer-disk-fixed.yaml")).unwrap();
+    let report = fixed.explore(options(200)).unwrap();
+    assert!(
+        report.failure.is_none(),
+        "{:#?}",
+        report.failure.map(|f| (f.seed, f.failures))
+    );
+}
+
+#[test]
+fn lost_probe_checks_fail_the_probe_and_restart_the_container_at_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |name: &str, faults: &str, expect: &str| {
+        let yaml = format!(
+            r#"name: {name}
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{ name: probed }}
+  spec:
+    containers:
+      - name: app
+        image: {cooperative}
+        livenessProbe:
+          exec: {{ command: [sh, -c, "true"] }}
+          periodSeconds: 1
+          failureThreshold: 3
+faults:
+  livenessProbe: {faults}
+steps:
+  - wait: {{ phase: Running }}
+  - advance: 10s
+  - expect: {expect}
+"#,
+            cooperative = components::COOPERATIVE
+        );
+        Scenario::from_file(write_scenario(dir.path(), &format!("{name}.yaml"), &yaml)).unwrap()
+    };
+    // Checks 2 to 4 lost: the third failure in a row is the threshold.
+    let outcome = scenario(
+        "restarted",
+        "{ from: 2, failures: 3 }",
+        "{ container: app, restartCount: 1 }",
+    )
+    .run(RunOptions::default())
+    .unwrap();
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+    assert_eq!(
+        outcome
+            .trace
+            .matches("Liveness probe failed: the check was lost")
+            .count(),
+        3,
+        "{}",
+        outcome.trace
+    );
+    // Two lost checks are under the threshold: the container keeps running.
+    let outcome = scenario(
+        "kept",
+        "{ from: 2, failures: 2 }",
+        "{ container: app, restartCount: 0 }",
+    )
+    .run(RunOptions::default())
+    .unwrap();
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+}
+
+#[test]
+fn a_wall_clock_step_is_seen_by_the_guest_and_not_by_its_monotonic_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest =
+        "steps:\n  - wait: { phase: Succeeded }\nfaults:\n  wallClock: { at: 1s, jump: -1h }\n";
+    let path = hello_scenario(
+        dir.path(),
+        "clock",
+        &["--clock", "--sleep", "2", "--clock"],
+        rest,
+    );
+    let outcome = Scenario::from_file(path)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+    // The run starts at 2026-01-01T00:00:00Z: 1767225600000 ms since 1970. Two seconds later
+    // the wall clock reads an hour less, while the monotonic clock says two seconds passed.
+    let clocks: Vec<(u64, u64)> = outcome
+        .trace
+        .lines()
+        .filter_map(|line| line.split("clock: ").nth(1))
+        .map(|rest| {
+            let numbers: Vec<u64> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            // `clock: MS ms since 1970, running for US µs`
+            (numbers[0], numbers[2])
+        })
+        .collect();
+    assert_eq!(clocks.len(), 2, "{}", outcome.trace);
+    assert_eq!(clocks[0].0 / 1000, 1_767_225_600);
+    assert_eq!(clocks[1].0 / 1000, 1_767_225_602 - 3600);
+    assert!(clocks[1].1 >= 2_000_000, "{clocks:?}");
+}
+
+#[test]
+fn explored_faults_are_drawn_from_the_seed_and_written_as_plain_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = "steps:\n  - wait: { phase: Succeeded }\nexplore:\n  writeFaults: { volumes: [data], faults: [diskFull, ioError], at: [1, 3] }\n  wallClock: { at: [0s, 2s], jump: [-1h, 1h] }\n";
+    let path = hello_scenario(dir.path(), "drawn", &["--write", "/data/x", "y"], rest);
+    let scenario = Scenario::from_file(path).unwrap();
+    let spec = scenario.explore.clone().unwrap();
+    let mut volumes = 0;
+    let mut clocks = 0;
+    for seed in 0..200 {
+        let variation = spec.draw(seed);
+        assert_eq!(variation, spec.draw(seed));
+        for (volume, fault) in &variation.faults.volumes {
+            assert_eq!(volume, "data");
+            assert!((1..=3).contains(&fault.at));
+            volumes += 1;
+        }
+        if let Some(jump) = variation.faults.wall_clock {
+            assert!(jump.at <= Duration::from_secs(2) && jump.by <= Duration::from_secs(3600));
+            clocks += 1;
+            // Written in, the variation is a plain scenario with the same faults.
+            let plain = scenario.with_variation(&variation).unwrap();
+            assert!(plain.explore.is_none());
+            assert_eq!(plain.faults, variation.faults);
+        }
+    }
+    assert!((60..140).contains(&volumes), "{volumes}");
+    assert!((60..140).contains(&clocks), "{clocks}");
+}

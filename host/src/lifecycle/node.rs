@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::HostConfig;
-use crate::lifecycle::faults::HookFaults;
+use crate::lifecycle::faults::Faults;
 use crate::runtime::Runtime;
 
 /// What the pods of one host share.
@@ -23,8 +23,8 @@ pub(crate) struct Node {
     /// The secret that marks the kubelet's own HTTP requests (hooks and probes), so that they
     /// pass a container's readiness gate.
     pub kubelet_token: String,
-    /// How hooks are delivered: as usual, or with the faults deterministic mode injects.
-    pub hook_faults: HookFaults,
+    /// The faults deterministic mode injects at the host's boundary (none on a real host).
+    pub faults: Faults,
 }
 
 impl Node {
@@ -38,16 +38,12 @@ impl Node {
             config,
             pods_started: Default::default(),
             kubelet_token: random_token(),
-            hook_faults: HookFaults::default(),
+            faults: Faults::default(),
         }
     }
 
     /// The node of a host in deterministic mode.
-    pub fn deterministic(
-        runtime: Arc<Runtime>,
-        config: HostConfig,
-        hook_faults: HookFaults,
-    ) -> Node {
+    pub fn deterministic(runtime: Arc<Runtime>, config: HostConfig, faults: Faults) -> Node {
         Node {
             clock: runtime.clock.clone(),
             runtime,
@@ -59,7 +55,7 @@ impl Node {
             pods_started: Default::default(),
             // Never on the wire in deterministic mode (requests stay in-process).
             kubelet_token: "simulation".into(),
-            hook_faults,
+            faults,
         }
     }
 

@@ -126,14 +126,23 @@ impl Worker {
         let mut ready = None;
         loop {
             let began = clock.now();
-            match check(
-                &self.pod,
-                &self.launcher,
-                &self.probe.action,
-                self.probe.timeout,
-            )
-            .await
+            let fault = self.pod.host.faults.probe(self.kind);
+            let result = if !fault.is_none()
+                && fault.fails(self.pod.next_probe_check(&self.launcher.name, self.kind))
             {
+                // An injected fault (deterministic mode): the check is lost on the way, as a
+                // kubelet's request to a container can be; the container is not asked.
+                Err("the check was lost (a fault the scenario injected)".to_string())
+            } else {
+                check(
+                    &self.pod,
+                    &self.launcher,
+                    &self.probe.action,
+                    self.probe.timeout,
+                )
+                .await
+            };
+            match result {
                 Ok(()) => {
                     successes += 1;
                     failures = 0;

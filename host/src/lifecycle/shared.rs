@@ -107,6 +107,9 @@ pub(crate) struct PodShared {
     pub(crate) imports: crate::runtime::Imports,
     /// Each slot's call gate while the container runs ([`crate::Pod::call`]).
     pub(crate) calls: Vec<std::sync::Mutex<Option<Arc<crate::calls::Calls>>>>,
+    /// The checks each container's probes made so far, over the pod's life, by container name
+    /// and probe: what an injected probe fault counts ([`crate::lifecycle::faults::ProbeFault`]).
+    probe_checks: std::sync::Mutex<HashMap<(String, crate::manifest::ProbeKind), u32>>,
 }
 
 /// What is observed of a pod's containers, for the pod runner to act on.
@@ -194,10 +197,24 @@ impl PodShared {
             address,
             cpu_quota,
             cpu_used: (0..slots).map(|_| Default::default()).collect(),
+            probe_checks: Default::default(),
             memory,
             imports,
             calls: (0..slots).map(|_| Default::default()).collect(),
         })
+    }
+
+    /// The number (from 1, over the pod's life) of the check `container`'s `kind` probe makes
+    /// now.
+    pub(crate) fn next_probe_check(
+        &self,
+        container: &str,
+        kind: crate::manifest::ProbeKind,
+    ) -> u32 {
+        let mut checks = self.probe_checks.lock().unwrap();
+        let count = checks.entry((container.to_string(), kind)).or_default();
+        *count += 1;
+        *count
     }
 
     /// Hands the pod to `runner` and lets it act on the pod as it starts.

@@ -139,7 +139,7 @@ pub enum ProbeAction {
 }
 
 /// Which probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
     /// `startupProbe`: holds the other two back until it succeeds.
     Startup,

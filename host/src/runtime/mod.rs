@@ -44,6 +44,7 @@ mod release;
 mod scheduling;
 mod store;
 mod vcpu;
+mod write_faults;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -73,6 +74,8 @@ pub(crate) use mount::Mount;
 pub(crate) use scheduling::{DeterministicGuests, Scheduling};
 pub use store::GuestState;
 pub(crate) use store::{GuestCall, HandlerResponse, HttpCall, InstanceIo};
+pub(crate) use write_faults::VolumeWrites;
+pub use write_faults::{WriteFault, WriteFaultKind};
 
 use crate::clock::{Clock, SystemClock};
 use release::MemoryReleaser;

@@ -4,12 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::write_faults::VolumeWrites;
+
 /// A directory of the host a container sees at `guest_path`.
 #[derive(Debug, Clone)]
 pub(crate) struct Mount {
     pub host_path: PathBuf,
     pub guest_path: String,
     pub read_only: bool,
+    /// The fault writes to its files meet, if any (deterministic mode).
+    pub write_faults: Option<Arc<VolumeWrites>>,
     /// The open directory `host_path` names (`/proc/self/fd/N`), kept open while the mount is.
     _held: Option<Arc<std::os::fd::OwnedFd>>,
 }
@@ -21,7 +25,16 @@ impl Mount {
             host_path,
             guest_path,
             read_only,
+            write_faults: None,
             _held: None,
+        }
+    }
+
+    /// The same, its writes meeting `faults`.
+    pub fn with_write_faults(self, faults: Option<Arc<VolumeWrites>>) -> Mount {
+        Mount {
+            write_faults: faults,
+            ..self
         }
     }
 
@@ -42,6 +55,7 @@ impl Mount {
             host_path: path,
             guest_path,
             read_only,
+            write_faults: None,
             _held: Some(Arc::new(dir)),
         })
     }

@@ -20,6 +20,7 @@ use super::logs::LogTarget;
 use super::memory::MemoryLimiter;
 use super::mount::Mount;
 use super::vcpu::{PollingGuard, UNLIMITED_FUEL, VirtualCpu};
+use super::write_faults::WriteFaults;
 use crate::bindings::{Event, Termination, control};
 use crate::clock::{Clock, after, sleep_until};
 use crate::events::LogStream;
@@ -42,7 +43,7 @@ impl std::error::Error for KilledTrap {}
 /// holding it.
 pub struct GuestState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(super) container: Arc<ContainerContext>,
     pub(super) kill: Arc<KillState>,
     pub(super) event: Option<Event>,
@@ -57,6 +58,8 @@ pub struct GuestState {
     pub(super) guest_call: Option<GuestCall>,
     /// The states of the embedder's host interfaces.
     pub(super) embedder: EmbedderStates,
+    /// The faults its writes to volumes meet (deterministic mode's; none on a real host).
+    pub(super) write_faults: WriteFaults,
 }
 
 impl std::fmt::Debug for GuestState {
@@ -291,6 +294,8 @@ pub(crate) fn add_to_linker(
         |state| state,
     )?;
     linker.allow_shadowing(false);
+    // And the writes to files, to inject write faults (deterministic mode).
+    super::write_faults::add_to_linker(linker)?;
     control::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
     crate::bindings::wasmlet::lifecycle::types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
         linker,
@@ -397,6 +402,9 @@ pub(super) fn new_store(
             http_call: io.http,
             guest_call: io.call,
             embedder: EmbedderStates::new(io.embedder, io.logs.source()),
+            write_faults: WriteFaults::new(io.mounts.iter().filter_map(|mount| {
+                Some((mount.host_path.as_path(), mount.write_faults.clone()?))
+            })),
         },
     );
     store.limiter(|state| &mut state.limiter);

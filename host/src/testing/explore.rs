@@ -1,6 +1,7 @@
 //! Exploration (`wasmlet test --explore N`): a scenario run N times, each run with the
 //! variation its seed draws from the scenario's `explore:` block (the moment of the delete, its
-//! grace period, a second delete, hook faults, the guests' randomness), its steps and
+//! grace period, a second delete, hook faults, lost probe checks, write faults on volumes, a
+//! wall-clock step, the guests' randomness), its steps and
 //! invariants checked after every run.
 //!
 //! Runs are independent simulations, spread over worker threads (each runs its simulations on

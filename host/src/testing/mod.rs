@@ -14,8 +14,9 @@
 //! queues behind whatever the timers due by then woke; a container's `run` instance starts
 //! before its postStart hook; containers start, and react to a delete, in manifest order.
 //! Guest randomness is seeded from [`SimulationConfig::seed`] (each instance gets its own stream,
-//! by creation order), and guests' clocks read virtual time. Hooks may be delivered with
-//! injected faults ([`SimulationConfig::hook_faults`]: late, or twice).
+//! by creation order), and guests' clocks read virtual time. Faults may be injected at the
+//! host's boundary ([`SimulationConfig::faults`]): hooks late or twice, probe checks lost,
+//! writes to a volume failed or short, a full disk, a wall clock that steps.
 //!
 //! On top of it: [`Scenario`]s, the YAML files `wasmlet test` runs (steps, invariants, faults),
 //! and their exploration ([`Scenario::explore`]): one scenario run many ways, each drawn from a
@@ -59,7 +60,9 @@ use crate::runtime::{DeterministicGuests, Interruption, WasmEngine};
 
 mod explore;
 mod scenario;
-pub use crate::lifecycle::faults::{HookFault, HookFaults};
+pub use crate::lifecycle::faults::{
+    ClockJump, Faults, HookFault, ProbeFault, WriteFault, WriteFaultKind,
+};
 pub use explore::{ExploreOptions, ExploreReport, Failure as ExploreFailure};
 pub use scenario::{
     Condition, Deadline, ExploreSpec, Hook, Invariant, Outcome, RunOptions, Scenario,
@@ -83,8 +86,9 @@ pub struct SimulationConfig {
     /// Grace-period defaults and the like, as for a real host. (Its `time_slice` and
     /// `guest_threads` do not apply: guests run on the simulation's one thread, sliced by fuel.)
     pub host: HostConfig,
-    /// Faults injected into hook delivery (a hook delivered late, or twice). Default: none.
-    pub hook_faults: HookFaults,
+    /// Faults injected at the host's boundary: a hook delivered late or twice, probe checks
+    /// that fail, writes to a volume that fail, a wall clock that steps. Default: none.
+    pub faults: Faults,
 }
 
 impl Default for SimulationConfig {
@@ -95,7 +99,7 @@ impl Default for SimulationConfig {
             time_slice: Duration::from_millis(1),
             wall_origin: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
             host: HostConfig::default(),
-            hook_faults: HookFaults::default(),
+            faults: Faults::default(),
         }
     }
 }
@@ -266,6 +270,7 @@ impl Simulation {
             .build()
             .context("starting the simulation's runtime")?;
         let clock = VirtualClock::new(config.wall_origin);
+        clock.set_wall_jump(config.faults.wall_clock);
         let guests = DeterministicGuests::new(
             clock.clone(),
             config.fuel_per_slice(),
@@ -277,7 +282,7 @@ impl Simulation {
             runtime.handle().clone(),
             config.host.clone(),
             guests,
-            config.hook_faults,
+            config.faults.clone(),
         );
         let driver = Arc::new(Driver {
             hold: AtomicBool::new(false),

@@ -16,7 +16,7 @@
 //!
 //! Its trace is compared with the golden trace beside it (`NAME.trace` for `NAME.yaml`).
 //!
-//! A scenario may also inject hook faults (`faults:`), state `invariants:` checked once the pod
+//! A scenario may also inject faults (`faults:`), state `invariants:` checked once the pod
 //! has ended, and declare what `wasmlet test --explore` varies (`explore:`, see [`variation`]).
 
 mod duration;
@@ -34,7 +34,7 @@ use k8s_openapi::api::core::v1::PodStatus;
 
 use super::{Simulation, SimulationConfig, TraceEntry, TraceItem, WaitError, show_time};
 use crate::events::{Event, EventType, LogLine};
-use crate::lifecycle::faults::HookFaults;
+use crate::lifecycle::faults::Faults;
 use crate::lifecycle::pod::Pod;
 use crate::manifest::PodSpec;
 pub use invariant::Invariant;
@@ -60,8 +60,8 @@ pub struct Scenario {
     pub pod: PodSpec,
     /// What it does, in order.
     pub steps: Vec<Step>,
-    /// Faults injected into hook delivery (`faults:`).
-    pub hook_faults: HookFaults,
+    /// Faults injected at the host's boundary (`faults:`).
+    pub faults: Faults,
     /// What must hold once the pod has ended, in every run.
     pub invariants: Vec<Invariant>,
     /// What `--explore` varies (`explore:`), if it declares anything.
@@ -251,7 +251,7 @@ impl Scenario {
             seed: options.seed.or(self.seed).unwrap_or(defaults.seed),
             nanos_per_fuel: self.nanos_per_fuel.unwrap_or(defaults.nanos_per_fuel),
             time_slice: self.time_slice.unwrap_or(defaults.time_slice),
-            hook_faults: self.hook_faults,
+            faults: self.faults.clone(),
             ..defaults
         }
     }

@@ -5,7 +5,8 @@
 //! that code; `--random` prints a number drawn from the host's randomness (`wasi:random`);
 //! `--clock` prints the wall-clock time and how long the program has run; `--env NAME` prints
 //! that environment variable; `--pwd` prints the working directory; `--write PATH TEXT` writes a
-//! file and `--read PATH` prints one (each says what failed, if it did); `--work ROUNDS` runs a
+//! file (`--write-once PATH TEXT` with one `write` call, and says how much it wrote) and `--read
+//! PATH` prints one (each says what failed, if it did); `--work ROUNDS` runs a
 //! CPU-bound loop that never calls the host and prints how long it took (the benchmark's
 //! measure of preemption cost). Everything else is printed.
 
@@ -38,6 +39,16 @@ fn main() {
                 let text = args.next().unwrap_or_default();
                 match std::fs::write(&path, &text) {
                     Ok(()) => println!("wrote {path}"),
+                    Err(error) => println!("write {path} failed: {error}"),
+                }
+            }
+            // One `write` call, as a program that does not loop on short writes makes.
+            "--write-once" => {
+                use std::io::Write as _;
+                let path = args.next().unwrap_or_default();
+                let text = args.next().unwrap_or_default();
+                match std::fs::File::create(&path).and_then(|mut file| file.write(text.as_bytes())) {
+                    Ok(written) => println!("wrote {written} of {} bytes to {path}", text.len()),
                     Err(error) => println!("write {path} failed: {error}"),
                 }
             }

@@ -114,8 +114,8 @@ impl Supervisor {
             None => return None,
         };
         let fault = match source {
-            LogSource::PostStart => host.hook_faults.post_start,
-            _ => host.hook_faults.pre_stop,
+            LogSource::PostStart => host.faults.post_start,
+            _ => host.faults.pre_stop,
         };
         let (switch, end) = if fault.is_none() {
             deliver()

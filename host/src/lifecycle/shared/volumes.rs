@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use super::PodShared;
 use crate::lifecycle::node::Node;
 use crate::manifest::{FileContent, PodField, PodSpec, VolumeSource};
-use crate::runtime::Mount;
+use crate::runtime::{Mount, VolumeWrites};
 
 /// A pod volume on the host: its directory, and for an `emptyDir` the temporary directory
 /// that is removed with it.
 pub(crate) struct PodVolume {
     name: String,
     path: PathBuf,
+    /// The fault writes to its files meet, counted over the pod's life (deterministic mode).
+    write_faults: Option<std::sync::Arc<VolumeWrites>>,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -116,6 +118,7 @@ impl PodVolume {
             volumes.push(PodVolume {
                 name: volume.name.clone(),
                 path,
+                write_faults: node.faults.volume(&volume.name).map(VolumeWrites::new),
                 _temporary: temporary,
             });
         }
@@ -137,13 +140,14 @@ impl PodShared {
                 .find(|v| v.name == mount.volume)
                 .ok_or_else(|| format!("volume `{}` is gone", mount.volume))?;
             let guest_path = mount.mount_path.clone();
-            mounts.push(match &mount.sub_path {
+            let host_mount = match &mount.sub_path {
                 None => Mount::new(volume.path.clone(), guest_path, mount.read_only),
                 Some(sub) => Mount::beneath(&volume.path, sub, guest_path, mount.read_only)
                     .map_err(|why| {
                         format!("subPath `{sub}` of volume `{}`: {why}", mount.volume)
                     })?,
-            });
+            };
+            mounts.push(host_mount.with_write_faults(volume.write_faults.clone()));
         }
         Ok(mounts)
     }

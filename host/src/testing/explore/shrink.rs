@@ -1,5 +1,6 @@
 //! Shrinking a failing variation ([`shrink`]) to the smallest that still fails: fewer faults
-//! first (no second delete, no hook delivered twice or late, the scenario's own guest seed),
+//! first (no second delete, no hook delivered twice or late, the scenario's own guest seed, no
+//! wall-clock step, no lost probe checks, no write fault),
 //! then each moment and grace period moved toward its plainest value (the delete as early as
 //! its range allows, the grace period as long as it allows, a hook's delay as short) by
 //! bisection, then rounded to whole seconds or milliseconds (toward that value first) where
@@ -8,6 +9,7 @@
 use std::time::Duration;
 
 use super::super::scenario::{ExploreSpec, Hook, Variation};
+use crate::manifest::ProbeKind;
 use crate::testing::scenario::variation::{MICROSECOND, MILLISECOND};
 
 /// One duration of a variation that shrinking moves.
@@ -86,6 +88,9 @@ const DIMENSIONS: [Dimension; 6] = [
     Dimension::Delay(Hook::PreStop),
 ];
 
+/// A fault taken out of a variation.
+type Removal = Box<dyn Fn(&mut Variation)>;
+
 /// The smallest variation found that still fails, starting from `failing` (which does);
 /// `fails` runs a candidate.
 pub(super) fn shrink(
@@ -105,14 +110,30 @@ pub(super) fn shrink(
         anyhow::Ok(failed)
     };
     // Fewer faults.
-    let removals: [fn(&mut Variation); 6] = [
-        |v| v.second_delete = None,
-        |v| v.faults.post_start.twice = false,
-        |v| v.faults.pre_stop.twice = false,
-        |v| v.faults.post_start.delay = Duration::ZERO,
-        |v| v.faults.pre_stop.delay = Duration::ZERO,
-        |v| v.seed = None,
+    let mut removals: Vec<Removal> = vec![
+        Box::new(|v| v.second_delete = None),
+        Box::new(|v| v.faults.post_start.twice = false),
+        Box::new(|v| v.faults.pre_stop.twice = false),
+        Box::new(|v| v.faults.post_start.delay = Duration::ZERO),
+        Box::new(|v| v.faults.pre_stop.delay = Duration::ZERO),
+        Box::new(|v| v.seed = None),
+        Box::new(|v| v.faults.wall_clock = None),
     ];
+    for kind in [
+        ProbeKind::Startup,
+        ProbeKind::Liveness,
+        ProbeKind::Readiness,
+    ] {
+        removals.push(Box::new(move |v| {
+            *v.faults.probe_mut(kind) = Default::default();
+        }));
+    }
+    for (volume, _) in &current.faults.volumes {
+        let volume = volume.clone();
+        removals.push(Box::new(move |v| {
+            v.faults.volumes.retain(|(name, _)| *name != volume);
+        }));
+    }
     for remove in removals {
         let mut candidate = current.clone();
         remove(&mut candidate);
@@ -244,7 +265,7 @@ mod tests {
         let drawn = Variation {
             delete_after: Some(Duration::from_micros(7_654_321)),
             grace_period: Some(Duration::from_millis(4_321)),
-            faults: crate::testing::HookFaults {
+            faults: crate::testing::Faults {
                 pre_stop: crate::testing::HookFault {
                     twice: true,
                     delay: Duration::ZERO,

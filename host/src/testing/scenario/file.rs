@@ -145,11 +145,18 @@ impl Scenario {
                 ));
             }
         }
-        let hook_faults = raw
+        let faults = raw
             .faults
             .unwrap_or_default()
             .parse()
             .map_err(|(field, message)| error(&field, message))?;
+        let volumes: Vec<String> = pod.volumes.iter().map(|v| v.name.clone()).collect();
+        if let Some((volume, _)) = faults.volumes.iter().find(|(v, _)| !volumes.contains(v)) {
+            return Err(error(
+                &format!("faults.volumes.{volume}"),
+                super::variation::no_such_volume(volume, &volumes),
+            ));
+        }
         let mut invariants = Vec::new();
         for (index, invariant) in raw.invariants.into_iter().enumerate() {
             invariants.push(
@@ -161,7 +168,7 @@ impl Scenario {
         let has_delete = steps.iter().any(|step| matches!(step, Step::Delete { .. }));
         let explore = raw
             .explore
-            .map(|explore| explore.parse(has_delete))
+            .map(|explore| explore.parse(has_delete, &volumes))
             .transpose()
             .map_err(|(field, message)| error(&field, message))?;
         let name = raw.name.unwrap_or_else(|| {
@@ -177,7 +184,7 @@ impl Scenario {
             time_slice,
             pod,
             steps,
-            hook_faults,
+            faults,
             invariants,
             explore,
             document,

@@ -1,5 +1,5 @@
 //! What `wasmlet test --explore` may vary in a scenario — its `explore:` block
-//! ([`ExploreSpec`]) and its fixed `faults:` ([`HookFaults`]) — and one run's draw of it
+//! ([`ExploreSpec`]) and its fixed `faults:` ([`Faults`]) — and one run's draw of it
 //! ([`Variation`]), which is written into the scenario's document as fixed values: the same
 //! document is what the run runs and what a reproduction file holds.
 
@@ -8,8 +8,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::duration::{DurationValue, write_duration};
-use crate::lifecycle::faults::{HookFault, HookFaults};
+use super::duration::{DurationValue, parse_duration, write_duration};
+use crate::lifecycle::faults::{
+    ClockJump, Faults, HookFault, ProbeFault, WriteFault, WriteFaultKind,
+};
+use crate::manifest::ProbeKind;
 
 /// A closed range of durations a dimension is drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +40,75 @@ impl Hook {
         }
     }
 
-    fn fault(self, faults: &mut HookFaults) -> &mut HookFault {
+    fn fault(self, faults: &Faults) -> HookFault {
+        match self {
+            Hook::PostStart => faults.post_start,
+            Hook::PreStop => faults.pre_stop,
+        }
+    }
+
+    fn fault_mut(self, faults: &mut Faults) -> &mut HookFault {
         match self {
             Hook::PostStart => &mut faults.post_start,
             Hook::PreStop => &mut faults.pre_stop,
         }
     }
+}
+
+/// The probes, in the order runs draw their faults.
+const PROBE_KINDS: [ProbeKind; 3] = [
+    ProbeKind::Startup,
+    ProbeKind::Liveness,
+    ProbeKind::Readiness,
+];
+
+/// The `faults:` key of the probes of `kind`.
+fn probe_key(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Startup => "startupProbe",
+        ProbeKind::Liveness => "livenessProbe",
+        ProbeKind::Readiness => "readinessProbe",
+    }
+}
+
+/// An inclusive range of counts a dimension is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// The least value.
+    pub min: u64,
+    /// The greatest value.
+    pub max: u64,
+}
+
+/// Probe checks lost: which probes, from which check, how many in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeFailures {
+    /// The probes whose checks may be lost.
+    pub probes: Vec<ProbeKind>,
+    /// The first lost check (1 is the first check).
+    pub from: Counts,
+    /// How many checks in a row are lost.
+    pub failures: Counts,
+}
+
+/// Faults on the writes to volumes: which volumes, which faults, on which write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFaults {
+    /// The volumes (by name) whose writes may meet a fault.
+    pub volumes: Vec<String>,
+    /// The faults drawn from.
+    pub kinds: Vec<WriteFaultKind>,
+    /// The write (from 1, over the pod's life) the fault lands on.
+    pub at: Counts,
+}
+
+/// A step of the wall clock: when, and how far (negative: back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockJumps {
+    /// When, from the start of the run.
+    pub at: Span,
+    /// How far, in nanoseconds; negative steps back.
+    pub jump: (i128, i128),
 }
 
 /// The `explore:` block: each dimension a run draws, none unless declared.
@@ -61,6 +127,12 @@ pub struct ExploreSpec {
     pub slow_hooks: Option<(Vec<Hook>, Span)>,
     /// Whether each run draws the guests' randomness seed too.
     pub randomness: bool,
+    /// Probe checks lost, in half the runs for each probe.
+    pub probe_failures: Option<ProbeFailures>,
+    /// A fault on the writes to a volume, in half the runs for each volume.
+    pub write_faults: Option<WriteFaults>,
+    /// A step of the wall clock, in half the runs (to the millisecond).
+    pub wall_clock: Option<ClockJumps>,
 }
 
 /// One run's values of the dimensions of an [`ExploreSpec`]; `None` leaves the scenario as
@@ -73,8 +145,8 @@ pub struct Variation {
     pub grace_period: Option<Duration>,
     /// A second delete: how long after the first, and its grace period.
     pub second_delete: Option<(Duration, Duration)>,
-    /// Hook faults on top of the scenario's own.
-    pub faults: HookFaults,
+    /// Faults on top of the scenario's own.
+    pub faults: Faults,
     /// The guests' randomness seed.
     pub seed: Option<u64>,
 }
@@ -103,12 +175,20 @@ impl Draw {
     /// A value of `span` in whole `unit`s above its minimum.
     fn within(&mut self, span: Span, unit: Duration) -> Duration {
         let steps = (span.max.saturating_sub(span.min).as_nanos() / unit.as_nanos()) as u64;
-        let step = if steps == 0 {
-            0
-        } else {
-            self.next() % (steps + 1)
-        };
-        span.min + unit * u32::try_from(step).unwrap_or(u32::MAX)
+        span.min + unit * u32::try_from(self.below(steps)).unwrap_or(u32::MAX)
+    }
+
+    /// A value of `counts`.
+    fn count(&mut self, counts: Counts) -> u64 {
+        counts.min + self.below(counts.max.saturating_sub(counts.min))
+    }
+
+    /// A value from 0 to `max`.
+    fn below(&mut self, max: u64) -> u64 {
+        match max.checked_add(1) {
+            Some(0) | None => self.next(),
+            Some(bound) => self.next() % bound,
+        }
     }
 }
 
@@ -120,26 +200,67 @@ impl ExploreSpec {
     pub fn draw(&self, seed: u64) -> Variation {
         let mut draw = Draw::new(seed);
         // The dimensions draw in a fixed order, from the seed alone: the same block and seed
-        // draw the same variation on every machine, whichever worker runs it.
+        // draw the same variation on every machine, whichever worker runs it. (A dimension
+        // added later draws after the others, so that older seeds keep their values.)
         let delete_after = draw.within(self.delete_after.unwrap_or(ZERO_SPAN), MICROSECOND);
         let grace_period = draw.within(self.grace_period.unwrap_or(ZERO_SPAN), MILLISECOND);
         let second = draw.coin();
         let (after, grace) = self.second_delete.unwrap_or((ZERO_SPAN, ZERO_SPAN));
         let second_after = draw.within(after, MICROSECOND);
         let second_grace = draw.within(grace, MILLISECOND);
-        let mut faults = HookFaults::default();
+        let mut faults = Faults::default();
         for hook in [Hook::PostStart, Hook::PreStop] {
             let twice = draw.coin();
             let slow = draw.coin();
             let (slow_hooks, span) = self.slow_hooks.clone().unwrap_or((Vec::new(), ZERO_SPAN));
             let delay = draw.within(span, MILLISECOND);
-            let fault = hook.fault(&mut faults);
+            let fault = hook.fault_mut(&mut faults);
             fault.twice = twice && self.hooks_twice.contains(&hook);
             if slow && slow_hooks.contains(&hook) {
                 fault.delay = delay;
             }
         }
         let guest_seed = draw.next();
+        for kind in PROBE_KINDS {
+            let lost = draw.coin();
+            let Some(spec) = &self.probe_failures else {
+                continue;
+            };
+            let from = draw.count(spec.from);
+            let failures = draw.count(spec.failures);
+            if lost && spec.probes.contains(&kind) {
+                *faults.probe_mut(kind) = ProbeFault {
+                    from: u32::try_from(from).unwrap_or(u32::MAX),
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                };
+            }
+        }
+        if let Some(spec) = &self.write_faults {
+            for volume in &spec.volumes {
+                let faulty = draw.coin();
+                let kind = spec.kinds[draw.below(spec.kinds.len() as u64 - 1) as usize];
+                let at = draw.count(spec.at);
+                if faulty {
+                    faults
+                        .volumes
+                        .push((volume.clone(), WriteFault { at, kind }));
+                }
+            }
+        }
+        if let Some(spec) = &self.wall_clock {
+            let steps = draw.coin();
+            let at = draw.within(spec.at, MILLISECOND);
+            let (min, max) = spec.jump;
+            let millis = ((max - min) / 1_000_000).max(0) as u64;
+            let jump = min + i128::from(draw.below(millis)) * 1_000_000;
+            if steps {
+                faults.wall_clock = Some(ClockJump {
+                    at,
+                    by: Duration::from_nanos(jump.unsigned_abs().min(u64::MAX as u128) as u64),
+                    back: jump < 0,
+                });
+            }
+        }
         Variation {
             delete_after: self.delete_after.map(|_| delete_after),
             grace_period: self.grace_period.map(|_| grace_period),
@@ -173,20 +294,7 @@ impl Variation {
                 write_duration(grace)
             ));
         }
-        for hook in [Hook::PostStart, Hook::PreStop] {
-            let mut faults = self.faults;
-            let fault = *hook.fault(&mut faults);
-            if fault.twice {
-                parts.push(format!("{} delivered twice", hook.key()));
-            }
-            if !fault.delay.is_zero() {
-                parts.push(format!(
-                    "{} delivered {} late",
-                    hook.key(),
-                    write_duration(fault.delay)
-                ));
-            }
-        }
+        parts.extend(describe_faults(&self.faults));
         if let Some(seed) = self.seed {
             parts.push(format!("guest seed {seed}"));
         }
@@ -209,7 +317,7 @@ impl Variation {
         if let Some(seed) = self.seed {
             top.insert("seed".into(), seed.into());
         }
-        let faults = merge_faults(top.get("faults"), self.faults);
+        let faults = merge_faults(top.get("faults"), &self.faults);
         if faults != Value::Null {
             top.insert("faults".into(), faults);
         }
@@ -245,29 +353,78 @@ impl Variation {
     }
 }
 
+/// Each of `faults` in words.
+fn describe_faults(faults: &Faults) -> Vec<String> {
+    let mut parts = Vec::new();
+    for hook in [Hook::PostStart, Hook::PreStop] {
+        let fault = hook.fault(faults);
+        if fault.twice {
+            parts.push(format!("{} delivered twice", hook.key()));
+        }
+        if !fault.delay.is_zero() {
+            parts.push(format!(
+                "{} delivered {} late",
+                hook.key(),
+                write_duration(fault.delay)
+            ));
+        }
+    }
+    for kind in PROBE_KINDS {
+        let fault = faults.probe(kind);
+        if fault.is_none() {
+            continue;
+        }
+        let last = fault.from.saturating_add(fault.failures - 1);
+        parts.push(if fault.failures == 1 {
+            format!("{} probe check {} lost", kind.name(), fault.from)
+        } else {
+            format!("{} probe checks {}-{last} lost", kind.name(), fault.from)
+        });
+    }
+    for (volume, fault) in &faults.volumes {
+        parts.push(match fault.kind {
+            WriteFaultKind::DiskFull => {
+                format!("volume {volume} full from write {}", fault.at)
+            }
+            WriteFaultKind::IoError => {
+                format!("write {} to volume {volume} fails (I/O error)", fault.at)
+            }
+            WriteFaultKind::ShortWrite => format!("write {} to volume {volume} short", fault.at),
+        });
+    }
+    if let Some(jump) = faults.wall_clock {
+        parts.push(format!(
+            "wall clock steps {} {} at {}",
+            if jump.back { "back" } else { "forward" },
+            write_duration(jump.by),
+            write_duration(jump.at)
+        ));
+    }
+    parts
+}
+
 fn single(key: &str, value: Value) -> Value {
     let mut mapping = Mapping::new();
     mapping.insert(key.into(), value);
     Value::Mapping(mapping)
 }
 
-/// The `faults:` mapping of `written` (the scenario's own) with `drawn` added on top.
-fn merge_faults(written: Option<&Value>, drawn: HookFaults) -> Value {
-    let mut faults = written
+fn mapping_of(value: Option<&Value>) -> Mapping {
+    value
         .and_then(Value::as_mapping)
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The `faults:` mapping of `written` (the scenario's own) with `drawn` added on top.
+fn merge_faults(written: Option<&Value>, drawn: &Faults) -> Value {
+    let mut faults = mapping_of(written);
     for hook in [Hook::PostStart, Hook::PreStop] {
-        let mut drawn = drawn;
-        let fault = *hook.fault(&mut drawn);
+        let fault = hook.fault(drawn);
         if fault.is_none() {
             continue;
         }
-        let mut entry = faults
-            .get(hook.key())
-            .and_then(Value::as_mapping)
-            .cloned()
-            .unwrap_or_default();
+        let mut entry = mapping_of(faults.get(hook.key()));
         if fault.twice {
             entry.insert("twice".into(), true.into());
         }
@@ -275,6 +432,36 @@ fn merge_faults(written: Option<&Value>, drawn: HookFaults) -> Value {
             entry.insert("delay".into(), write_duration(fault.delay).into());
         }
         faults.insert(hook.key().into(), Value::Mapping(entry));
+    }
+    for kind in PROBE_KINDS {
+        let fault = drawn.probe(kind);
+        if fault.is_none() {
+            continue;
+        }
+        let mut entry = Mapping::new();
+        entry.insert("from".into(), fault.from.into());
+        entry.insert("failures".into(), fault.failures.into());
+        faults.insert(probe_key(kind).into(), Value::Mapping(entry));
+    }
+    if !drawn.volumes.is_empty() {
+        let mut volumes = mapping_of(faults.get("volumes"));
+        for (volume, fault) in &drawn.volumes {
+            let mut entry = Mapping::new();
+            entry.insert("at".into(), fault.at.into());
+            entry.insert("fault".into(), fault.kind.key().into());
+            volumes.insert(volume.as_str().into(), Value::Mapping(entry));
+        }
+        faults.insert("volumes".into(), Value::Mapping(volumes));
+    }
+    if let Some(jump) = drawn.wall_clock {
+        let mut entry = Mapping::new();
+        entry.insert("at".into(), write_duration(jump.at).into());
+        let by = write_duration(jump.by);
+        entry.insert(
+            "jump".into(),
+            if jump.back { format!("-{by}") } else { by }.into(),
+        );
+        faults.insert("wallClock".into(), Value::Mapping(entry));
     }
     if faults.is_empty() {
         Value::Null
@@ -291,6 +478,12 @@ type FieldError = (String, String);
 pub(super) struct FaultsFile {
     post_start: Option<HookFaultFile>,
     pre_stop: Option<HookFaultFile>,
+    startup_probe: Option<ProbeFaultFile>,
+    liveness_probe: Option<ProbeFaultFile>,
+    readiness_probe: Option<ProbeFaultFile>,
+    #[serde(default)]
+    volumes: std::collections::BTreeMap<String, WriteFaultFile>,
+    wall_clock: Option<WallClockFile>,
 }
 
 #[derive(Deserialize)]
@@ -301,21 +494,145 @@ struct HookFaultFile {
     delay: Option<DurationValue>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProbeFaultFile {
+    from: u32,
+    #[serde(default = "one")]
+    failures: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WriteFaultFile {
+    at: u64,
+    fault: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WallClockFile {
+    at: DurationValue,
+    jump: SignedDurationValue,
+}
+
+/// A duration that may be negative: `-1h`, `30s`, or a number of seconds.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum SignedDurationValue {
+    Seconds(i64),
+    Text(String),
+}
+
+impl SignedDurationValue {
+    /// In nanoseconds; negative for a step back.
+    fn parse(&self) -> Result<i128, String> {
+        match self {
+            SignedDurationValue::Seconds(seconds) => Ok(i128::from(*seconds) * 1_000_000_000),
+            SignedDurationValue::Text(text) => {
+                let text = text.trim();
+                let (sign, magnitude) = match text.strip_prefix('-') {
+                    Some(rest) => (-1, rest),
+                    None => (1, text.strip_prefix('+').unwrap_or(text)),
+                };
+                Ok(sign * parse_duration(magnitude)?.as_nanos() as i128)
+            }
+        }
+    }
+}
+
+/// Why a fault cannot name `volume`, the pod's volumes being `volumes`.
+pub(super) fn no_such_volume(volume: &str, volumes: &[String]) -> String {
+    format!(
+        "the pod has no volume `{volume}`; its volumes: {}",
+        if volumes.is_empty() {
+            "none".to_string()
+        } else {
+            volumes.join(", ")
+        }
+    )
+}
+
+fn write_fault_kind(name: &str, at: &str) -> Result<WriteFaultKind, FieldError> {
+    WriteFaultKind::from_key(name).ok_or_else(|| {
+        (
+            at.to_string(),
+            format!(
+                "unknown write fault `{name}`; one of {}",
+                WriteFaultKind::ALL.map(WriteFaultKind::key).join(", ")
+            ),
+        )
+    })
+}
+
 impl FaultsFile {
-    pub(super) fn parse(self) -> Result<HookFaults, FieldError> {
-        let mut faults = HookFaults::default();
+    pub(super) fn parse(self) -> Result<Faults, FieldError> {
+        let mut faults = Faults::default();
         for (hook, written) in [
             (Hook::PostStart, self.post_start),
             (Hook::PreStop, self.pre_stop),
         ] {
             let Some(written) = written else { continue };
-            let fault = hook.fault(&mut faults);
+            let fault = hook.fault_mut(&mut faults);
             fault.twice = written.twice;
             if let Some(delay) = written.delay {
                 fault.delay = delay
                     .parse()
                     .map_err(|m| (format!("faults.{}.delay", hook.key()), m))?;
             }
+        }
+        for (kind, written) in [
+            (ProbeKind::Startup, self.startup_probe),
+            (ProbeKind::Liveness, self.liveness_probe),
+            (ProbeKind::Readiness, self.readiness_probe),
+        ] {
+            let Some(written) = written else { continue };
+            if written.from == 0 {
+                return Err((
+                    format!("faults.{}.from", probe_key(kind)),
+                    "checks count from 1 (the probe's first check)".into(),
+                ));
+            }
+            *faults.probe_mut(kind) = ProbeFault {
+                from: written.from,
+                failures: written.failures,
+            };
+        }
+        for (volume, written) in self.volumes {
+            let at = format!("faults.volumes.{volume}");
+            if written.at == 0 {
+                return Err((
+                    format!("{at}.at"),
+                    "writes count from 1 (the volume's first write)".into(),
+                ));
+            }
+            let kind = write_fault_kind(&written.fault, &format!("{at}.fault"))?;
+            faults.volumes.push((
+                volume,
+                WriteFault {
+                    at: written.at,
+                    kind,
+                },
+            ));
+        }
+        if let Some(clock) = self.wall_clock {
+            let at = clock
+                .at
+                .parse()
+                .map_err(|m| ("faults.wallClock.at".to_string(), m))?;
+            let jump = clock
+                .jump
+                .parse()
+                .map_err(|m| ("faults.wallClock.jump".to_string(), m))?;
+            faults.wall_clock = Some(ClockJump {
+                at,
+                by: Duration::from_nanos(jump.unsigned_abs().min(u64::MAX as u128) as u64),
+                back: jump < 0,
+            });
         }
         Ok(faults)
     }
@@ -332,6 +649,9 @@ pub(super) struct ExploreFile {
     slow_hooks: Option<SlowHooksFile>,
     #[serde(default)]
     randomness: bool,
+    probe_failures: Option<ProbeFailuresFile>,
+    write_faults: Option<WriteFaultsFile>,
+    wall_clock: Option<WallClockSpanFile>,
 }
 
 #[derive(Deserialize)]
@@ -355,15 +675,45 @@ struct SlowHooksFile {
     delay: Vec<DurationValue>,
 }
 
-fn span(values: &[DurationValue], at: &str) -> Result<Span, FieldError> {
-    let parse = |value: &DurationValue| value.parse().map_err(|m| (at.to_string(), m));
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProbeFailuresFile {
+    probes: Vec<String>,
+    from: Vec<u64>,
+    failures: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WriteFaultsFile {
+    volumes: Vec<String>,
+    faults: Vec<String>,
+    at: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WallClockSpanFile {
+    at: Vec<DurationValue>,
+    jump: Vec<SignedDurationValue>,
+}
+
+/// A `[MIN, MAX]` (or `[VALUE]`) of `values`, as `parse` reads each.
+fn range<T: Copy + PartialOrd, V>(
+    values: &[V],
+    at: &str,
+    parse: impl Fn(&V) -> Result<T, String>,
+    show: impl Fn(T) -> String,
+    example: &str,
+) -> Result<(T, T), FieldError> {
+    let parse = |value: &V| parse(value).map_err(|m| (at.to_string(), m));
     let (min, max) = match values {
         [value] => (parse(value)?, parse(value)?),
         [min, max] => (parse(min)?, parse(max)?),
         _ => {
             return Err((
                 at.to_string(),
-                "a range is `[MIN, MAX]` (durations, like `[0s, 10s]`), or `[VALUE]`".into(),
+                format!("a range is `[MIN, MAX]` ({example}), or `[VALUE]`"),
             ));
         }
     };
@@ -372,12 +722,37 @@ fn span(values: &[DurationValue], at: &str) -> Result<Span, FieldError> {
             at.to_string(),
             format!(
                 "the range is empty: {} is more than {}",
-                write_duration(min),
-                write_duration(max)
+                show(min),
+                show(max)
             ),
         ));
     }
+    Ok((min, max))
+}
+
+fn span(values: &[DurationValue], at: &str) -> Result<Span, FieldError> {
+    let (min, max) = range(
+        values,
+        at,
+        DurationValue::parse,
+        write_duration,
+        "durations, like `[0s, 10s]`",
+    )?;
     Ok(Span { min, max })
+}
+
+fn counts(values: &[u64], at: &str, least: u64) -> Result<Counts, FieldError> {
+    let (min, max) = range(
+        values,
+        at,
+        |value| Ok(*value),
+        |value| value.to_string(),
+        "numbers, like `[1, 10]`",
+    )?;
+    if min < least {
+        return Err((at.to_string(), format!("counts from {least}, not {min}")));
+    }
+    Ok(Counts { min, max })
 }
 
 fn hooks(names: &[String], at: &str) -> Result<Vec<Hook>, FieldError> {
@@ -395,9 +770,32 @@ fn hooks(names: &[String], at: &str) -> Result<Vec<Hook>, FieldError> {
         .collect()
 }
 
+fn probe_kinds(names: &[String], at: &str) -> Result<Vec<ProbeKind>, FieldError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            PROBE_KINDS
+                .into_iter()
+                .find(|kind| kind.name() == name)
+                .ok_or_else(|| {
+                    (
+                        format!("{at}[{index}]"),
+                        format!("unknown probe `{name}`; startup, liveness or readiness"),
+                    )
+                })
+        })
+        .collect()
+}
+
 impl ExploreFile {
-    /// The spec; `has_delete` says whether the scenario has a `delete` step to vary.
-    pub(super) fn parse(self, has_delete: bool) -> Result<ExploreSpec, FieldError> {
+    /// The spec; `has_delete` says whether the scenario has a `delete` step to vary,
+    /// `volumes` names the pod's volumes.
+    pub(super) fn parse(
+        self,
+        has_delete: bool,
+        volumes: &[String],
+    ) -> Result<ExploreSpec, FieldError> {
         let mut spec = ExploreSpec {
             randomness: self.randomness,
             hooks_twice: hooks(&self.hooks_twice, "explore.hooksTwice")?,
@@ -437,11 +835,64 @@ impl ExploreFile {
                 span(&slow.delay, "explore.slowHooks.delay")?,
             ));
         }
+        if let Some(probes) = self.probe_failures {
+            spec.probe_failures = Some(ProbeFailures {
+                probes: probe_kinds(&probes.probes, "explore.probeFailures.probes")?,
+                from: counts(&probes.from, "explore.probeFailures.from", 1)?,
+                failures: counts(&probes.failures, "explore.probeFailures.failures", 1)?,
+            });
+        }
+        if let Some(writes) = self.write_faults {
+            for (index, volume) in writes.volumes.iter().enumerate() {
+                if !volumes.contains(volume) {
+                    return Err((
+                        format!("explore.writeFaults.volumes[{index}]"),
+                        no_such_volume(volume, volumes),
+                    ));
+                }
+            }
+            let kinds = writes
+                .faults
+                .iter()
+                .enumerate()
+                .map(|(index, name)| {
+                    write_fault_kind(name, &format!("explore.writeFaults.faults[{index}]"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if kinds.is_empty() {
+                return Err((
+                    "explore.writeFaults.faults".into(),
+                    format!(
+                        "names no fault: list some of {}",
+                        WriteFaultKind::ALL.map(WriteFaultKind::key).join(", ")
+                    ),
+                ));
+            }
+            spec.write_faults = Some(WriteFaults {
+                volumes: writes.volumes,
+                kinds,
+                at: counts(&writes.at, "explore.writeFaults.at", 1)?,
+            });
+        }
+        if let Some(clock) = self.wall_clock {
+            let jump = range(
+                &clock.jump,
+                "explore.wallClock.jump",
+                SignedDurationValue::parse,
+                |nanos| format!("{nanos} ns"),
+                "durations, negative to step back, like `[-1h, 1h]`",
+            )?;
+            spec.wall_clock = Some(ClockJumps {
+                at: span(&clock.at, "explore.wallClock.at")?,
+                jump,
+            });
+        }
         if spec == ExploreSpec::default() {
             return Err((
                 "explore".into(),
                 "declares nothing to vary: give `delete` (`after`, `gracePeriod`), \
-                 `secondDelete`, `hooksTwice`, `slowHooks` or `randomness`"
+                 `secondDelete`, `hooksTwice`, `slowHooks`, `randomness`, `probeFailures`, \
+                 `writeFaults` or `wallClock`"
                     .into(),
             ));
         }
@@ -476,6 +927,7 @@ mod tests {
             hooks_twice: vec![Hook::PreStop],
             slow_hooks: None,
             randomness: false,
+            ..ExploreSpec::default()
         }
     }
 
@@ -518,12 +970,12 @@ mod tests {
             delete_after: Some(Duration::from_micros(1_250_017)),
             grace_period: Some(Duration::from_secs(4)),
             second_delete: Some((Duration::from_millis(300), Duration::ZERO)),
-            faults: HookFaults {
+            faults: Faults {
                 pre_stop: HookFault {
                     twice: true,
                     delay: Duration::from_millis(20),
                 },
-                ..HookFaults::default()
+                ..Faults::default()
             },
             seed: Some(9),
         };
