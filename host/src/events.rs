@@ -168,12 +168,26 @@ struct HubInner {
     events: Vec<(u64, Event)>,
     logs: std::collections::VecDeque<(u64, LogLine)>,
     log_bytes: usize,
-    /// `None` once the pod has ended: watchers then see the end of the stream.
-    live: Option<broadcast::Sender<PodUpdate>>,
+    /// The channel to live watchers.
+    live: Live,
     /// Called with every update as it is published, in order (deterministic mode records its
     /// trace this way: nothing can lag or be skipped).
     taps: Vec<Tap>,
 }
+
+/// The channel of a pod's live updates. Its buffer (room for [`LIVE_UPDATES`] updates, some
+/// hundreds of kilobytes) exists only while someone watches: most pods of a busy host have
+/// no watcher most of the time, and an idle pod should cost little more than its instance.
+enum Live {
+    /// Nobody watches live (yet, or any more).
+    Unwatched,
+    Watched(broadcast::Sender<PodUpdate>),
+    /// The pod has ended: watchers see the end of the stream.
+    Ended,
+}
+
+/// How far a live watcher may fall behind before it skips the oldest updates.
+const LIVE_UPDATES: usize = 4096;
 
 /// A function that sees every update of a pod as it is published.
 pub(crate) type Tap = Box<dyn Fn(&PodUpdate) + Send + Sync>;
@@ -194,7 +208,7 @@ impl UpdateHub {
                 events: Vec::new(),
                 logs: std::collections::VecDeque::new(),
                 log_bytes: 0,
-                live: Some(broadcast::Sender::new(4096)),
+                live: Live::Unwatched,
                 taps: Vec::new(),
             }),
         }
@@ -215,9 +229,13 @@ impl UpdateHub {
         for tap in &inner.taps {
             tap(&update);
         }
-        if let Some(live) = &inner.live {
-            // No receiver is fine: nobody is watching live.
-            let _ = live.send(update.clone());
+        if let Live::Watched(live) = &inner.live {
+            if live.receiver_count() == 0 {
+                // The last watcher went away: so does the buffer.
+                inner.live = Live::Unwatched;
+            } else {
+                let _ = live.send(update.clone());
+            }
         }
         let order = inner.next;
         inner.next += 1;
@@ -247,7 +265,7 @@ impl UpdateHub {
 
     /// Ends the stream: watchers get `None` after the last update.
     pub fn close(&self) {
-        self.inner.lock().unwrap().live = None;
+        self.inner.lock().unwrap().live = Live::Ended;
     }
 
     /// Calls `tap` with the history so far, then with every update as it is published.
@@ -260,10 +278,19 @@ impl UpdateHub {
     }
 
     pub fn watch(&self) -> Watch {
-        let inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock().unwrap();
+        let live = match &inner.live {
+            Live::Ended => None,
+            Live::Watched(live) => Some(live.subscribe()),
+            Live::Unwatched => {
+                let (live, receiver) = broadcast::channel(LIVE_UPDATES);
+                inner.live = Live::Watched(live);
+                Some(receiver)
+            }
+        };
         Watch {
             replay: Self::history(&inner),
-            live: inner.live.as_ref().map(broadcast::Sender::subscribe),
+            live,
             clock: self.clock.clone(),
             started: self.started,
         }
