@@ -494,18 +494,26 @@ impl EpochTicker {
             .spawn({
                 let ticker = ticker.clone();
                 move || loop {
-                    {
-                        let mut state = ticker.state.lock().unwrap();
-                        while state.live_instances == 0 && !state.stopped {
-                            state = ticker.wake.wait(state).unwrap();
-                        }
+                    let mut state = ticker.state.lock().unwrap();
+                    while state.live_instances == 0 && !state.stopped {
+                        state = ticker.wake.wait(state).unwrap();
+                    }
+                    // Real time: a time slice is a share of this machine's CPU, whatever
+                    // the host's clock says. Waited on the condition variable rather than
+                    // slept, so that stopping the host does not wait out the slice.
+                    let end = std::time::Instant::now() + slice;
+                    loop {
                         if state.stopped {
                             return;
                         }
+                        // Real time, as above.
+                        let left = end.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        state = ticker.wake.wait_timeout(state, left).unwrap().0;
                     }
-                    // Real time: a time slice is a share of this machine's CPU, whatever
-                    // the host's clock says.
-                    std::thread::sleep(slice);
+                    drop(state);
                     for engine in &engines {
                         engine.increment_epoch();
                     }
