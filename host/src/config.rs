@@ -36,10 +36,12 @@ pub struct HostConfig {
     /// settings (wasmtime's cache), so that a second `wasmlet run` skips compiling. Default:
     /// `$XDG_CACHE_HOME/wasmlet`, else `~/.cache/wasmlet`. `None` compiles every time.
     pub compile_cache: Option<PathBuf>,
-    /// Instances from wasmtime's pooling allocator instead of on demand: slots reserved up front,
-    /// reused without asking the kernel. It pays where instances come and go fast — HTTP
-    /// handlers: 1.15× the requests/s in the HTTP benchmark — and caps how many instances run
-    /// at once and how large each memory grows. Default `None`.
+    /// Instances from wasmtime's pooling allocator: slots reserved up front and reused without
+    /// asking the kernel, which pays wherever instances come and go (HTTP handlers, hooks,
+    /// probes, plugin calls: each gets a fresh instance). What does not fit the pool — more
+    /// instances at once than it has slots, a memory limit above a slot's — is allocated on
+    /// demand, so the pool never refuses an instance. Default: sized for this machine
+    /// ([`InstancePool::for_this_machine`]); `None` allocates every instance on demand.
     pub instance_pool: Option<InstancePool>,
     /// Where `persistentVolumeClaim` volumes live, as a local-path provisioner keeps them: claim
     /// `NAME` of namespace `NS` is the directory `DATA_DIR/claims/NS/NAME`, made on first use
@@ -71,7 +73,7 @@ impl Default for HostConfig {
             node_name: None,
             http_address: std::net::Ipv4Addr::LOCALHOST.into(),
             compile_cache: default_compile_cache(),
-            instance_pool: None,
+            instance_pool: Some(InstancePool::for_this_machine()),
             data_dir: default_data_dir(),
             quick_first_start: Some(2 << 20),
             imports: Imports::new(),

@@ -228,19 +228,6 @@ impl Host {
             spec.name,
             spec.missing.join("; ")
         );
-        if let Some(pool) = self.inner.config.instance_pool {
-            for container in spec.init_containers.iter().chain(&spec.containers) {
-                if let Some(limit) = container.memory_limit() {
-                    anyhow::ensure!(
-                        limit <= pool.max_memory,
-                        "container `{}`: its memory limit ({limit} bytes) is above what one \
-                         instance of this host's instance pool may have ({} bytes)",
-                        container.name,
-                        pool.max_memory
-                    );
-                }
-            }
-        }
         let loaded = if self.inner.runtime.scheduling.loads_off_thread() {
             let host = self.clone();
             let spec_for_load = spec.clone();

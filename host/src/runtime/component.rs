@@ -50,6 +50,17 @@ pub struct LoadedComponent {
     post_start: Option<ComponentExportIndex>,
     pre_stop: Option<ComponentExportIndex>,
     handler: Option<ComponentExportIndex>,
+    /// For a component compiled for the instance pool's engine: how to compile it for the
+    /// engine that allocates on demand, for an instance that does not fit the pool
+    /// ([`WasmEngine::place`](super::engine::WasmEngine::place)), and that build once made.
+    pub(crate) on_demand: Option<OnDemandTwin>,
+}
+
+/// The build of a pooled component for the engine that allocates on demand: made when an
+/// instance of it first does not fit the pool, then kept.
+pub(crate) struct OnDemandTwin {
+    pub(crate) made: std::sync::OnceLock<std::sync::Arc<LoadedComponent>>,
+    pub(crate) make: Box<dyn Fn() -> anyhow::Result<LoadedComponent> + Send + Sync>,
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -203,6 +214,7 @@ impl LoadedComponent {
                 .filter(|_| has_pre_stop),
             handler: export_of("wasi:http/incoming-handler@0.2.", "handle"),
             pre,
+            on_demand: None,
         })
     }
 

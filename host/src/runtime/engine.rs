@@ -18,30 +18,89 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
-use super::component::{Entry, LoadedComponent};
+use super::component::{Entry, LoadedComponent, OnDemandTwin};
 use super::imports::{Imports, ImportsInUse};
 use super::release::MemoryReleaser;
 use super::store::{GuestState, add_to_linker};
 
-/// The slots of the pooling allocator ([`HostConfig::instance_pool`](crate::HostConfig::instance_pool)).
+/// The slots of the pooling allocator ([`HostConfig::instance_pool`](crate::HostConfig::instance_pool)):
+/// instances taken from slots reserved up front and reused without asking the kernel. What
+/// does not fit — more instances alive at once than there are slots, a container whose memory
+/// limit is above a slot's, a component larger than a slot — is allocated on demand instead,
+/// as without a pool: a pool never refuses an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstancePool {
-    /// Instances alive at once (main, hooks, handlers and exec commands together); one more
-    /// fails to start, as a trap naming the limit.
+    /// Instances from the pool alive at once (main, hooks, handlers and exec commands
+    /// together); the ones beyond are allocated on demand.
     pub instances: u32,
-    /// The most memory one instance may have; a container whose memory limit is larger is
-    /// refused when its pod starts.
+    /// The most memory one pooled instance may have; a container whose memory limit is larger,
+    /// or that has none, gets its instances on demand when this is under 4 GiB (the most a
+    /// 32-bit memory can have).
     pub max_memory: u64,
 }
 
+/// The most memory a 32-bit linear memory can have.
+const FOUR_GIB: u64 = 1 << 32;
+
 impl Default for InstancePool {
+    /// The pool a host gets unless told otherwise: [`InstancePool::for_this_machine`].
     fn default() -> Self {
-        InstancePool {
-            instances: 1000,
-            max_memory: 1 << 30,
-        }
+        InstancePool::for_this_machine()
     }
 }
+
+impl InstancePool {
+    /// A pool of `instances` slots whose memories may have the full 4 GiB.
+    pub fn with_slots(instances: u32) -> InstancePool {
+        InstancePool {
+            instances,
+            max_memory: FOUR_GIB,
+        }
+    }
+
+    /// A pool sized for this machine: a slot per 16 MiB of its memory, from 64 to 1000 slots.
+    /// A slot reserves address space (4 GiB and a guard region for each of its memories, which
+    /// is what lets compiled code skip bounds checks), not memory: an idle slot holds no
+    /// resident pages. The cap keeps the fiber stacks, which the pool maps (with a guard page
+    /// each) when the host starts, to a few milliseconds of start-up.
+    pub fn for_this_machine() -> InstancePool {
+        let memory = rustix::system::sysinfo();
+        let bytes = u64::from(memory.mem_unit).max(1) * memory.totalram as u64;
+        let slots = (bytes / (16 << 20)).clamp(64, 1000);
+        InstancePool::with_slots(u32::try_from(slots).unwrap_or(1000))
+    }
+}
+
+impl InstancePool {
+    /// The pool for a host that runs `pods` and nothing else (the `wasmlet run` command): one
+    /// when some container makes instances again and again — it serves HTTP (each request is
+    /// an instance) or has probes (each check may be one) — with 64 slots for each such
+    /// container, at most what [`InstancePool::for_this_machine`] gives; else none, since
+    /// setting a pool up costs a few milliseconds of start-up that a pod making one instance
+    /// per container never earns back.
+    pub fn for_pods<'a>(
+        pods: impl IntoIterator<Item = &'a crate::PodSpec>,
+    ) -> Option<InstancePool> {
+        let churning = pods
+            .into_iter()
+            .flat_map(|pod| pod.init_containers.iter().chain(&pod.containers))
+            .filter(|container| !container.ports.is_empty() || container.probes().next().is_some())
+            .count();
+        let machine = InstancePool::for_this_machine();
+        (churning > 0).then(|| InstancePool {
+            instances: u32::try_from(churning * 64)
+                .unwrap_or(u32::MAX)
+                .min(machine.instances),
+            ..machine
+        })
+    }
+}
+
+/// Memories and tables one pooled instance may define; a component with more is allocated on
+/// demand. (A Rust, Python or JavaScript guest has one memory and a few tables.)
+const POOLED_MEMORIES_PER_INSTANCE: u32 = 2;
+const POOLED_TABLES_PER_INSTANCE: u32 = 8;
+const POOLED_CORE_INSTANCES_PER_INSTANCE: u32 = 32;
 
 /// How running wasm is interrupted: by the epoch ticker (real time), or after a fixed amount of
 /// fuel (deterministic mode).
@@ -53,9 +112,13 @@ pub(crate) enum Interruption {
 
 /// The engine, the linker and the compiled components: what hosts of one kind can share.
 pub(crate) struct WasmEngine {
+    /// The optimising compiler's engine: it takes instances from the pool, if there is one.
     pub engine: Engine,
     /// The linker of what wasmlet provides (WASI, `wasi:http`, `wasmlet:lifecycle/control`).
     pub linker: Linker<GuestState>,
+    /// With an instance pool: its slots, and the engine that allocates on demand what does
+    /// not fit them (its linker made on first use).
+    pool: Option<Pool>,
     /// The baseline compiler's engine, for a large component's first start (real time only),
     /// and the size from which it is used.
     baseline: Option<(Engine, Linker<GuestState>, u64)>,
@@ -73,11 +136,32 @@ pub(crate) struct WasmEngine {
     shell: std::sync::OnceLock<Arc<LoadedComponent>>,
 }
 
+/// The instance pool: the slots wasmlet hands out, and the engine for the instances that do not
+/// fit ([`WasmEngine::place`]).
+struct Pool {
+    config: InstancePool,
+    /// Slots not handed out.
+    free: Arc<std::sync::atomic::AtomicU32>,
+    on_demand: Engine,
+    on_demand_linker: std::sync::OnceLock<Linker<GuestState>>,
+}
+
+/// A slot of the instance pool, handed back when dropped (after the instance's store).
+pub(crate) struct PoolSlot(Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// The linkers a component is checked and instantiated with: the optimising engine's, and the
 /// baseline engine's if there is one; and what they provide beside wasmlet's own, for errors.
 struct Linkers {
     optimized: Linker<GuestState>,
     baseline: Option<Linker<GuestState>>,
+    /// The on-demand engine's, with an instance pool.
+    on_demand: Option<Linker<GuestState>>,
     embedder: Vec<String>,
     /// Whether the embedder still holds the interfaces: once it does not, no pod can ask for
     /// these linkers again, and they and the components linked with them are dropped.
@@ -128,6 +212,22 @@ impl WasmEngine {
         .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker)?;
+        let pool = match instance_pool {
+            Some(config) => Some(Pool {
+                config,
+                free: Arc::new(std::sync::atomic::AtomicU32::new(config.instances)),
+                on_demand: Engine::new(&engine_config(
+                    interruption,
+                    compile_cache,
+                    None,
+                    wasmtime::Strategy::Cranelift,
+                ))
+                .map_err(anyhow::Error::from)
+                .context("creating the wasmtime engine for instances beyond the pool")?,
+                on_demand_linker: std::sync::OnceLock::new(),
+            }),
+            None => None,
+        };
         // Deterministic mode counts fuel, which must not depend on the compiler: no baseline.
         let baseline = match (interruption, quick_first_start) {
             (Interruption::Fuel, _) | (_, None) => None,
@@ -150,6 +250,7 @@ impl WasmEngine {
         Ok(Arc::new(WasmEngine {
             engine,
             linker,
+            pool,
             baseline,
             embedder_linkers: Mutex::new(HashMap::new()),
             compile_cache: compile_cache
@@ -160,11 +261,55 @@ impl WasmEngine {
         }))
     }
 
-    /// The engines instances may run on: the optimising one, and the baseline one if any.
+    /// The engines instances may run on: the optimising one, the baseline one and the one
+    /// beyond the instance pool, if any.
     pub fn engines(&self) -> Vec<Engine> {
         std::iter::once(self.engine.clone())
             .chain(self.baseline.as_ref().map(|(engine, ..)| engine.clone()))
+            .chain(self.pool.as_ref().map(|pool| pool.on_demand.clone()))
             .collect()
+    }
+
+    /// Where an instance of `component` for a container whose memory limit is `memory_limit`
+    /// goes: a slot of the instance pool if the component was compiled for it, a slot is free
+    /// and the limit fits one; else on demand, on the component's build for the on-demand
+    /// engine (compiled on first need). An error says why that build could not be made.
+    pub fn place(
+        &self,
+        component: &Arc<LoadedComponent>,
+        memory_limit: Option<u64>,
+    ) -> anyhow::Result<(Arc<LoadedComponent>, Option<PoolSlot>)> {
+        let (Some(pool), Some(twin)) = (&self.pool, &component.on_demand) else {
+            return Ok((component.clone(), None));
+        };
+        use std::sync::atomic::Ordering;
+        let fits = pool.config.max_memory >= FOUR_GIB
+            || memory_limit.is_some_and(|limit| limit <= pool.config.max_memory);
+        if fits
+            && pool
+                .free
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                    free.checked_sub(1)
+                })
+                .is_ok()
+        {
+            return Ok((component.clone(), Some(PoolSlot(pool.free.clone()))));
+        }
+        if let Some(made) = twin.made.get() {
+            return Ok((made.clone(), None));
+        }
+        let made = Arc::new((twin.make)()?);
+        Ok((twin.made.get_or_init(|| made).clone(), None))
+    }
+
+    /// The on-demand engine's linker with wasmlet's own interfaces (made on first use).
+    fn on_demand_linker(pool: &Pool) -> anyhow::Result<Linker<GuestState>> {
+        if let Some(linker) = pool.on_demand_linker.get() {
+            return Ok(linker.clone());
+        }
+        let mut linker = Linker::new(&pool.on_demand);
+        add_to_linker(&mut linker)?;
+        Ok(pool.on_demand_linker.get_or_init(|| linker).clone())
     }
 
     /// Optimised builds still being compiled in the background.
@@ -228,13 +373,20 @@ fn engine_config(
         engine_config.memory_init_cow(false);
         if let Some(pool) = instance_pool {
             let mut config = wasmtime::PoolingAllocationConfig::new();
-            // A component of a Rust guest has one memory and a few core instances and tables.
+            // Every slot can hold a whole instance (wasmlet counts the slots it hands out, so
+            // no total below runs out before the instances do); a component that needs more
+            // than a slot fails to compile for this engine and is allocated on demand.
+            let slots = pool.instances;
             config
-                .total_component_instances(pool.instances)
-                .total_core_instances(pool.instances.saturating_mul(4))
-                .total_memories(pool.instances)
-                .total_tables(pool.instances.saturating_mul(4))
-                .total_stacks(pool.instances)
+                .total_component_instances(slots)
+                .total_core_instances(slots.saturating_mul(POOLED_CORE_INSTANCES_PER_INSTANCE))
+                .max_core_instances_per_component(POOLED_CORE_INSTANCES_PER_INSTANCE)
+                .total_memories(slots.saturating_mul(POOLED_MEMORIES_PER_INSTANCE))
+                .max_memories_per_component(POOLED_MEMORIES_PER_INSTANCE)
+                .total_tables(slots.saturating_mul(POOLED_TABLES_PER_INSTANCE))
+                .max_tables_per_component(POOLED_TABLES_PER_INSTANCE)
+                .total_stacks(slots)
+                .total_gc_heaps(slots)
                 .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX));
             engine_config
                 .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(config));
@@ -301,7 +453,14 @@ impl WasmEngine {
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
         let optimized = |bytes: &[u8]| {
-            LoadedComponent::from_bytes(&self.engine, optimized_linker, bytes, path, embedder)
+            self.optimized(
+                bytes,
+                optimized_linker,
+                linkers.as_ref(),
+                path,
+                embedder,
+                modified,
+            )
         };
         let (component, compilation) = match (&self.baseline, baseline_linker) {
             (Some((engine, _, from)), Some(linker))
@@ -341,9 +500,82 @@ impl WasmEngine {
         if compilation == Compilation::Baseline {
             let linker = optimized_linker.clone();
             let embedder = embedder.to_vec();
-            self.optimize_in_background(key, modified, bytes, linker, embedder);
+            self.optimize_in_background(key, modified, bytes, linker, linkers, embedder);
         }
         Ok((component, compilation))
+    }
+
+    /// Compiles `bytes` (the component at `path`, last modified at `modified`) with the
+    /// optimising compiler, linked by `linker` (`linkers`: the embedder's set it is from). With
+    /// an instance pool it is compiled for the pool's engine, its build for the on-demand engine
+    /// made when an instance first does not fit ([`WasmEngine::place`]); a component that does
+    /// not fit a slot (more memories or tables, larger instances) is compiled for the on-demand
+    /// engine alone.
+    fn optimized(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        linker: &Linker<GuestState>,
+        linkers: Option<&Arc<Linkers>>,
+        path: &Path,
+        embedder: &[String],
+        modified: Option<SystemTime>,
+    ) -> anyhow::Result<LoadedComponent> {
+        if self.pool.is_none() {
+            return LoadedComponent::from_bytes(&self.engine, linker, bytes, path, embedder);
+        }
+        let on_demand_linker = {
+            let wasm = Arc::downgrade(self);
+            let linkers = linkers.cloned();
+            move || -> anyhow::Result<(Engine, Linker<GuestState>)> {
+                let wasm = wasm.upgrade().context("the host's engine is gone")?;
+                let pool = wasm
+                    .pool
+                    .as_ref()
+                    .context("the host has no instance pool")?;
+                let linker = match linkers.as_ref().and_then(|l| l.on_demand.clone()) {
+                    Some(linker) => linker,
+                    None => Self::on_demand_linker(pool)?,
+                };
+                Ok((pool.on_demand.clone(), linker))
+            }
+        };
+        match LoadedComponent::from_bytes(&self.engine, linker, bytes, path, embedder) {
+            Ok(mut pooled) => {
+                let (path, embedder, len) = (path.to_path_buf(), embedder.to_vec(), bytes.len());
+                let make = move || {
+                    // Compiled again (from the compile cache, if there is one) rather than kept
+                    // as bytes: most components never need it.
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading component `{}`", path.display()))?;
+                    let now = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                    anyhow::ensure!(
+                        bytes.len() == len && now == modified,
+                        "component `{}` changed since it was loaded; an instance beyond the \
+                         instance pool needs it as it was (start the pod again)",
+                        path.display()
+                    );
+                    let (engine, linker) = on_demand_linker()?;
+                    LoadedComponent::from_bytes(&engine, &linker, &bytes, &path, &embedder)
+                };
+                pooled.on_demand = Some(OnDemandTwin {
+                    made: std::sync::OnceLock::new(),
+                    make: Box::new(make),
+                });
+                Ok(pooled)
+            }
+            Err(pool_error) => {
+                // Too large for a slot, or not a component wasmtime can compile at all: the
+                // on-demand engine's error is the one that says which.
+                let (engine, linker) = on_demand_linker()?;
+                let component =
+                    LoadedComponent::from_bytes(&engine, &linker, bytes, path, embedder)?;
+                tracing::debug!(
+                    "component `{}` is not taken from the instance pool: {pool_error:#}",
+                    path.display()
+                );
+                Ok(component)
+            }
+        }
     }
 
     /// The linkers with `imports` besides wasmlet's own, made once for each set; `None` for no
@@ -365,6 +597,10 @@ impl WasmEngine {
             optimized: with_imports(&self.linker)?,
             baseline: match &self.baseline {
                 Some((_, linker, _)) => Some(with_imports(linker)?),
+                None => None,
+            },
+            on_demand: match &self.pool {
+                Some(pool) => Some(with_imports(&Self::on_demand_linker(pool)?)?),
                 None => None,
             },
             embedder: imports.names().into_iter().map(String::from).collect(),
@@ -390,6 +626,7 @@ impl WasmEngine {
         modified: Option<SystemTime>,
         bytes: Vec<u8>,
         linker: Linker<GuestState>,
+        linkers: Option<Arc<Linkers>>,
         embedder: Vec<String>,
     ) {
         let wasm = self.clone();
@@ -398,12 +635,13 @@ impl WasmEngine {
             .name("wasmlet-optimize".into())
             .spawn(move || {
                 super::lower_priority(19);
-                let optimized = match LoadedComponent::from_bytes(
-                    &wasm.engine,
-                    &linker,
+                let optimized = match wasm.optimized(
                     &bytes,
+                    &linker,
+                    linkers.as_ref(),
                     &key.0,
                     &embedder,
+                    modified,
                 ) {
                     Ok(optimized) => Arc::new(optimized),
                     Err(error) => {

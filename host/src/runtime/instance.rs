@@ -42,6 +42,12 @@ pub(crate) fn spawn_instance(
     io: InstanceIo,
 ) -> (KillSwitch, InstanceDone) {
     let InstanceScheduling { cpu, seed } = runtime.scheduling.new_instance();
+    // A slot of the instance pool, or on demand beyond it.
+    let (component, slot, placement_error) =
+        match runtime.wasm.place(&component, container.memory.limit()) {
+            Ok((placed, slot)) => (placed, slot, None),
+            Err(error) => (component, None, Some(error)),
+        };
     let kill = KillState::new(
         runtime,
         component.pre.engine().clone(),
@@ -62,7 +68,12 @@ pub(crate) fn spawn_instance(
     let instance_kill = kill.clone();
     let future = async move {
         let _alive = alive;
+        // Handed back after the store, which is dropped first (declared later).
+        let _slot = slot;
         let kill = instance_kill;
+        if let Some(error) = placement_error {
+            return classify_error(wasmtime::format_err!("{error:#}"), &kill, false);
+        }
         // Whether this instance (not another of the container) was refused memory.
         let refused = Arc::new(AtomicBool::new(false));
         let limiter = MemoryLimiter {

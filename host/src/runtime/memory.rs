@@ -15,6 +15,11 @@ pub(crate) struct MemoryBudget {
 }
 
 impl MemoryBudget {
+    /// The container's own limit, if it has one.
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
     pub fn new(limit: Option<u64>, pod: Option<Arc<MemoryBudget>>) -> Self {
         MemoryBudget {
             limit,

@@ -50,10 +50,10 @@ pub struct RunCommand {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     port: Vec<u16>,
 
-    /// Take instances from a pool of this many slots (wasmtime's pooling allocator, each memory
-    /// at most 1 GiB) instead of allocating each on demand: faster where instances come and go
-    /// fast, such as HTTP handlers.
-    #[arg(long, value_name = "SLOTS", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Take instances from a pool of this many slots (wasmtime's pooling allocator); the ones
+    /// beyond are allocated on demand. 0 allocates every instance on demand. Default: a pool
+    /// when a container serves HTTP or has probes (64 slots for each), else none.
+    #[arg(long, value_name = "SLOTS")]
     instance_pool: Option<u32>,
 
     /// Where `persistentVolumeClaim` volumes keep their data, one directory per claim
@@ -121,16 +121,19 @@ impl RunCommand {
         // gracefully", not the default action.
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let specs: Vec<PodSpec> = workloads.iter().flat_map(Planned::specs).collect();
+        let defaults = HostConfig::default();
         let host = Host::new(HostConfig {
             http_address: self.address,
-            instance_pool: self.instance_pool.map(|instances| wasmlet::InstancePool {
-                instances,
-                ..Default::default()
-            }),
-            data_dir: self.data_dir.clone().or(HostConfig::default().data_dir),
-            ..HostConfig::default()
+            instance_pool: match self.instance_pool {
+                Some(0) => None,
+                Some(slots) => Some(wasmlet::InstancePool::with_slots(slots)),
+                None => wasmlet::InstancePool::for_pods(&specs),
+            },
+            data_dir: self.data_dir.clone().or(defaults.data_dir.clone()),
+            ..defaults
         })?;
-        let table = EventTable::for_specs(workloads.iter().flat_map(|planned| planned.specs()));
+        let table = EventTable::for_specs(specs.into_iter());
         // Pods are started here, or by the task of an ordered StatefulSet or a Job; each
         // started one comes through `started` (whether it is a Job's: its job decides).
         let (started, mut started_pods) = tokio::sync::mpsc::unbounded_channel::<(Pod, bool)>();
