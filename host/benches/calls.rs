@@ -24,7 +24,7 @@ use wasmlet_examples::plugins::{Plugin, PluginPre, example};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod common;
-use common::{percentile, show};
+use common::{cpu_time, percentile, show};
 
 /// The host side of `example:plugins/host`, for both wasmlet's plugin and the peers'.
 struct PluginHost;
@@ -90,12 +90,6 @@ fn args() -> Args {
 struct Round {
     latencies: Vec<Duration>,
     cpu_per_call: Duration,
-}
-
-/// This process's user + system CPU time so far (`CLOCK_PROCESS_CPUTIME_ID`).
-fn cpu_time() -> Duration {
-    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
 /// Makes `$calls` calls, each `$call` (an expression that may `.await`), one at a time: a

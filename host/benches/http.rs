@@ -179,24 +179,25 @@ async fn main() {
     let duration = Duration::from_secs(args.seconds);
     let mut rows: Vec<(String, Load)> = Vec::new();
 
-    // wasmlet, allocating instances on demand (the default) and from the pooling allocator.
+    // wasmlet as it runs by default (instances from its pool), and allocating every instance
+    // on demand, to tell that difference apart.
     let host = Host::new(HostConfig::default()).expect("creating the host");
     rows.push((
         "wasmlet".into(),
         serve_and_load(&host, &args, duration).await,
     ));
-    let pooled = Host::new(HostConfig {
-        instance_pool: Some(wasmlet::InstancePool::default()),
+    let on_demand = Host::new(HostConfig {
+        instance_pool: None,
         ..HostConfig::default()
     })
-    .expect("creating the pooled host");
+    .expect("creating the host without a pool");
     rows.push((
-        "wasmlet, pooling allocator".into(),
-        serve_and_load(&pooled, &args, duration).await,
+        "wasmlet, on-demand allocator".into(),
+        serve_and_load(&on_demand, &args, duration).await,
     ));
 
     // wasmtime serve, same component: as it runs by default (with the pooling allocator), and
-    // with the on-demand allocator wasmlet uses, to tell that difference apart.
+    // with the on-demand allocator.
     let peer = wasmtime_serve();
     if let Some(wasmtime) = &peer {
         for (name, options) in [

@@ -14,9 +14,11 @@
 //! - terminate: delete → `Completed` for `cooperative` (preStop instance, terminate, clean exit).
 //! - density: `--idle-pods` pods of `stubborn` (asleep in a host call) started and held at once:
 //!   the host's RSS per pod, the time to start them all and to kill them all.
-//! - preemption cost: `hello --work` (a loop that never calls the host) timed by the guest itself,
-//!   under wasmlet (epoch checks, a yield every time slice, 100 s of CPU-bound neighbours absent)
-//!   against a plain wasmtime engine without epoch interruption.
+//! - preemption cost: `hello --work` (a loop that never calls the host) under wasmlet (epoch
+//!   checks, a yield every time slice) against a plain wasmtime engine without epoch
+//!   interruption, in interleaved pairs (`--work-pairs`, 5 by default; `--preemption-only` for
+//!   nothing else): the process's CPU time for each run, which a noisy machine's steal does not
+//!   inflate, and the loop's wall time as the guest measured it.
 //! - CPU limits: a `spinner` limited to 250m, 500m and 1 core beside unlimited spinners uses that
 //!   share of a core (its CPU time over the wall time, `--cpu-seconds`, 10 by default); two
 //!   spinners requesting 1:3 split one saturated guest thread 1:3.
@@ -29,7 +31,7 @@ use wasmlet::{Host, HostConfig, Pod, PodSpec, PodUpdate};
 use wasmlet_examples::components;
 
 mod common;
-use common::{percentile, show};
+use common::{cpu_time, median_and_range, percentile, show};
 
 struct Args {
     kills: usize,
@@ -37,6 +39,10 @@ struct Args {
     neighbours: usize,
     idle_pods: usize,
     cpu_seconds: u64,
+    /// Pairs of preemption-cost runs.
+    work_pairs: usize,
+    /// Only the preemption cost.
+    preemption_only: bool,
 }
 
 fn args() -> Args {
@@ -46,6 +52,8 @@ fn args() -> Args {
         neighbours: 100,
         idle_pods: 10_000,
         cpu_seconds: 10,
+        work_pairs: 5,
+        preemption_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,6 +64,8 @@ fn args() -> Args {
             "--neighbours" => args.neighbours = value(),
             "--idle-pods" => args.idle_pods = value(),
             "--cpu-seconds" => args.cpu_seconds = value() as u64,
+            "--work-pairs" => args.work_pairs = value(),
+            "--preemption-only" => args.preemption_only = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -233,8 +243,17 @@ fn work_time(output: &str) -> Duration {
 
 const WORK_ROUNDS: &str = "400000000";
 
+/// One run of `hello --work`: the loop's time as the guest measured it (wall time), and the
+/// CPU time this process spent on the whole run (instance, guest, and every host thread).
+#[derive(Clone, Copy)]
+struct WorkRun {
+    guest_wall: Duration,
+    cpu: Duration,
+}
+
 /// `hello --work` under wasmlet: epoch checks and a yield every time slice.
-async fn work_under_wasmlet(host: &Host) -> Duration {
+async fn work_under_wasmlet(host: &Host) -> WorkRun {
+    let cpu = cpu_time();
     let spec = PodSpec::for_component(components::HELLO, vec!["--work".into(), WORK_ROUNDS.into()]);
     let pod = host.start_pod(spec).await.expect("starting hello");
     let mut updates = pod.watch();
@@ -245,11 +264,17 @@ async fn work_under_wasmlet(host: &Host) -> Duration {
             output.push('\n');
         }
     }
-    work_time(&output)
+    WorkRun {
+        guest_wall: work_time(&output),
+        cpu: cpu_time() - cpu,
+    }
 }
 
-/// `hello --work` in a plain wasmtime engine: no epoch interruption, nothing else running.
-fn work_without_interruption() -> Duration {
+/// `hello --work` in a plain wasmtime engine, nothing else running: without epoch interruption,
+/// or (`epoch_checks`) with the epoch checks compiled in but a deadline that never comes, which
+/// tells the checks' own cost from the rest of preemption's (the yields, the ticker). (Compiled
+/// before the CPU time is taken.)
+fn work_in_plain_engine(epoch_checks: bool) -> WorkRun {
     use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
     struct State {
         wasi: WasiCtx,
@@ -263,11 +288,14 @@ fn work_without_interruption() -> Duration {
             }
         }
     }
-    let engine = wasmtime::Engine::default();
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(epoch_checks);
+    let engine = wasmtime::Engine::new(&config).expect("a plain engine");
     let component = wasmtime::component::Component::from_file(&engine, components::HELLO)
         .expect("compiling hello");
     let mut linker = wasmtime::component::Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("linking WASI");
+    let cpu = cpu_time();
     let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(1 << 16);
     let wasi = WasiCtx::builder()
         .args(&["hello", "--work", WORK_ROUNDS])
@@ -280,12 +308,79 @@ fn work_without_interruption() -> Duration {
             table: ResourceTable::new(),
         },
     );
+    store.set_epoch_deadline(u64::MAX);
     let command =
         wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
             .expect("instantiating hello");
     // hello ends with `exit(0)`, which arrives as an error.
     let _ = command.wasi_cli_run().call_run(&mut store);
-    work_time(&String::from_utf8_lossy(&stdout.contents()))
+    WorkRun {
+        guest_wall: work_time(&String::from_utf8_lossy(&stdout.contents())),
+        cpu: cpu_time() - cpu,
+    }
+}
+
+/// Preemption cost: `pairs` runs of the same loop under wasmlet and in a plain engine,
+/// interleaved, so that a noisy neighbour slows both alike.
+async fn preemption(host: &Host, pairs: usize) -> Vec<WorkRuns> {
+    let mut runs = Vec::new();
+    for _ in 0..pairs {
+        let with_slices = work_under_wasmlet(host).await;
+        let without = tokio::task::spawn_blocking(|| work_in_plain_engine(false))
+            .await
+            .unwrap();
+        let checks_only = tokio::task::spawn_blocking(|| work_in_plain_engine(true))
+            .await
+            .unwrap();
+        runs.push((with_slices, without, checks_only));
+    }
+    runs
+}
+
+/// A run of each kind: under wasmlet, in a plain engine, in a plain engine with epoch checks.
+type WorkRuns = (WorkRun, WorkRun, WorkRun);
+
+fn print_preemption(runs: &[WorkRuns]) {
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    let percent = |p: f64| format!("{p:+.1} %");
+    let cost = |of: fn(&WorkRun) -> Duration| {
+        let against = |pick: fn(&WorkRuns) -> &WorkRun| -> Vec<f64> {
+            runs.iter()
+                .map(|run| (of(pick(run)).as_secs_f64() / of(&run.1).as_secs_f64() - 1.0) * 100.0)
+                .collect()
+        };
+        let each = |pick: fn(&WorkRuns) -> &WorkRun| -> Vec<Duration> {
+            runs.iter().map(|run| of(pick(run))).collect()
+        };
+        (
+            median_and_range(&each(|run| &run.0), ms),
+            median_and_range(&each(|run| &run.1), ms),
+            median_and_range(&against(|run| &run.0), percent),
+            median_and_range(&against(|run| &run.2), percent),
+        )
+    };
+    let (cpu_with, cpu_without, cpu_cost, cpu_checks) = cost(|run| run.cpu);
+    let (wall_with, wall_without, wall_cost, wall_checks) = cost(|run| run.guest_wall);
+    println!(
+        "Preemption cost: `hello --work {WORK_ROUNDS}` (a loop that never calls the host) under \
+         wasmlet (epoch checks, a yield every {:?}) against a plain wasmtime engine without \
+         interruption, {} interleaved pairs; median (range):",
+        HostConfig::default().time_slice,
+        runs.len()
+    );
+    println!();
+    println!(
+        "| measure | wasmlet | plain engine | wasmlet's cost (per pair) | of which the epoch checks' \
+         code (plain engine with them compiled in) |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| CPU time of the process | {cpu_with} | {cpu_without} | {cpu_cost} | {cpu_checks} |"
+    );
+    println!(
+        "| the loop's wall time, as the guest saw it | {wall_with} | {wall_without} | \
+         {wall_cost} | {wall_checks} |"
+    );
 }
 
 /// The native build of `hello`, made once into `target/bench-tools/native`.
@@ -374,6 +469,10 @@ async fn main() {
     ] {
         host.load_component(component).expect("loading");
     }
+    if args.preemption_only {
+        print_preemption(&preemption(&host, args.work_pairs).await);
+        return;
+    }
     let mut rows = Vec::new();
 
     let mut starts = Vec::new();
@@ -449,19 +548,7 @@ async fn main() {
         neighbour.wait().await;
     }
 
-    // Preemption cost: the same loop, timed by the guest, three times each way.
-    let mut with_slices = Vec::new();
-    let mut without = Vec::new();
-    for _ in 0..3 {
-        with_slices.push(work_under_wasmlet(&host).await);
-        without.push(
-            tokio::task::spawn_blocking(work_without_interruption)
-                .await
-                .unwrap(),
-        );
-    }
-    with_slices.sort();
-    without.sort();
+    let preemption_runs = preemption(&host, args.work_pairs).await;
 
     // CPU limits: a spinner limited to 250m, 500m and 1 core beside two unlimited spinners;
     // then two spinners requesting 1:3 on a host with one guest thread (a saturated core).
@@ -641,18 +728,7 @@ async fn main() {
         println!("(wasmtime not built: run host/benches/setup-wasmtime-serve.sh for that column)");
     }
 
-    let median = |samples: &[Duration]| samples[samples.len() / 2];
-    let cost = 1.0 - median(&without).as_secs_f64() / median(&with_slices).as_secs_f64();
-    println!();
-    println!(
-        "Preemption cost: `hello --work {WORK_ROUNDS}` (no host calls) took {} under wasmlet \
-         (epoch checks, a yield every {:?}) and {} in a plain wasmtime engine without \
-         interruption (medians of 3): {:.1} % slower.",
-        show(median(&with_slices)),
-        HostConfig::default().time_slice,
-        show(median(&without)),
-        cost * 100.0
-    );
+    print_preemption(&preemption_runs);
     println!();
     println!(
         "Density: {} idle pods (`stubborn`, asleep in a host call) held at once: host RSS {:.0} \

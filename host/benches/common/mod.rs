@@ -19,3 +19,27 @@ pub fn show(duration: Duration) -> String {
         format!("{:.2} ms", micros / 1000.0)
     }
 }
+
+/// This process's user + system CPU time so far (`CLOCK_PROCESS_CPUTIME_ID`): unlike wall
+/// time, it does not count the time a noisy machine's hypervisor gives to others.
+#[allow(dead_code)] // not every benchmark uses it
+pub fn cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
+/// The median of `values` and their range: `12.3 (11.9–13.0)`, each shown by `show`.
+#[allow(dead_code)]
+pub fn median_and_range<T: Copy + PartialOrd>(values: &[T], show: impl Fn(T) -> String) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("comparable values"));
+    match (sorted.first(), sorted.last()) {
+        (Some(&min), Some(&max)) => format!(
+            "{} ({}–{})",
+            show(sorted[sorted.len() / 2]),
+            show(min),
+            show(max)
+        ),
+        _ => "—".into(),
+    }
+}
