@@ -764,8 +764,14 @@ impl EpochTicker {
 
     /// Counts an instance as alive until the returned guard is dropped.
     pub fn instance_alive(self: &Arc<Self>) -> LiveInstance {
-        self.state.lock().unwrap().live_instances += 1;
-        self.wake.notify_one();
+        let mut state = self.state.lock().unwrap();
+        state.live_instances += 1;
+        // Only an idle ticker needs waking: one mid-slice would wake for nothing (a futex
+        // wake and a context switch for every instance of a busy host).
+        if state.live_instances == 1 {
+            self.wake.notify_one();
+        }
+        drop(state);
         LiveInstance(self.clone())
     }
 
