@@ -397,8 +397,20 @@ explore:
     );
 }
 
-/// A scenario that runs `hello` with `args` on a claim volume `data` at `/data`, with
-/// `faults` and the rest of the file in `rest`.
+/// `scenario` run once as written, which must pass; its outcome.
+fn passes(scenario: &Scenario) -> wasmlet::testing::Outcome {
+    let outcome = scenario.run(RunOptions::default()).unwrap();
+    assert!(
+        outcome.passed(),
+        "{:?}\n{}",
+        outcome.failures,
+        outcome.trace
+    );
+    outcome
+}
+
+/// A scenario file that runs `hello` with `args` on a claim volume `data` at `/data`; `rest` is
+/// the rest of the file (steps, faults, explore).
 fn hello_scenario(dir: &Path, name: &str, args: &[&str], rest: &str) -> PathBuf {
     let yaml = format!(
         r#"name: {name}
@@ -441,15 +453,7 @@ fn write_faults_land_on_the_volume_named_and_on_the_write_counted() {
     ];
     let run = |name: &str, faults: &str| {
         let rest = format!("steps:\n  - wait: {{ phase: Succeeded }}\n{faults}");
-        let scenario = Scenario::from_file(hello_scenario(dir.path(), name, &args, &rest)).unwrap();
-        let outcome = scenario.run(RunOptions::default()).unwrap();
-        assert!(
-            outcome.passed(),
-            "{:?}\n{}",
-            outcome.failures,
-            outcome.trace
-        );
-        outcome.trace
+        passes(&Scenario::from_file(hello_scenario(dir.path(), name, &args, &rest)).unwrap()).trace
     };
     // A full disk from the second write: the first file is written, the next two are not; the
     // container's /tmp is not on the volume, so its write goes through.
@@ -459,27 +463,33 @@ fn write_faults_land_on_the_volume_named_and_on_the_write_counted() {
     );
     // (wasi-libc's `write` reports any failure of a file's stream as EIO, whatever the host
     // said: on a disk really full, a Rust guest sees the same.)
-    assert!(trace.contains("wrote /data/one"), "{trace}");
-    assert!(
-        trace.contains("write /data/two failed: I/O error"),
-        "{trace}"
+    let says = |trace: &str, lines: &[&str]| {
+        for line in lines {
+            assert!(trace.contains(line), "no {line:?} in\n{trace}");
+        }
+    };
+    says(
+        &trace,
+        &[
+            "wrote /data/one",
+            "write /data/two failed: I/O error",
+            "write /data/three failed: I/O error",
+            "wrote /tmp/four",
+        ],
     );
-    assert!(
-        trace.contains("write /data/three failed: I/O error"),
-        "{trace}"
-    );
-    assert!(trace.contains("wrote /tmp/four"), "{trace}");
     // An I/O error hits one write only.
     let trace = run(
         "io",
         "faults:\n  volumes:\n    data: { at: 2, fault: ioError }\n",
     );
-    assert!(trace.contains("wrote /data/one"), "{trace}");
-    assert!(
-        trace.contains("write /data/two failed: I/O error"),
-        "{trace}"
+    says(
+        &trace,
+        &[
+            "wrote /data/one",
+            "write /data/two failed: I/O error",
+            "wrote /data/three",
+        ],
     );
-    assert!(trace.contains("wrote /data/three"), "{trace}");
     // A short write: one `write` call writes one byte and says so; std's `write_all` writes
     // the rest itself, so its file is whole.
     let rest = "steps:\n  - wait: { phase: Succeeded }\nfaults:\n  volumes:\n    data: { at: 1, fault: shortWrite }\n";
@@ -497,30 +507,13 @@ fn write_faults_land_on_the_volume_named_and_on_the_write_counted() {
         "third",
     ];
     let path = hello_scenario(dir.path(), "short", &args, rest);
-    let outcome = Scenario::from_file(path)
-        .unwrap()
-        .run(RunOptions::default())
-        .unwrap();
-    assert!(
-        outcome.passed(),
-        "{:?}\n{}",
-        outcome.failures,
-        outcome.trace
-    );
-    assert!(
-        outcome.trace.contains("wrote 1 of 5 bytes to /data/one"),
-        "{}",
-        outcome.trace
-    );
-    assert!(
-        outcome.trace.contains("read /data/two: second"),
-        "{}",
-        outcome.trace
-    );
-    assert!(
-        outcome.trace.contains("wrote 5 of 5 bytes to /data/three"),
-        "{}",
-        outcome.trace
+    says(
+        &passes(&Scenario::from_file(path).unwrap()).trace,
+        &[
+            "wrote 1 of 5 bytes to /data/one",
+            "read /data/two: second",
+            "wrote 5 of 5 bytes to /data/three",
+        ],
     );
 }
 
@@ -586,19 +579,11 @@ steps:
         Scenario::from_file(write_scenario(dir.path(), &format!("{name}.yaml"), &yaml)).unwrap()
     };
     // Checks 2 to 4 lost: the third failure in a row is the threshold.
-    let outcome = scenario(
+    let outcome = passes(&scenario(
         "restarted",
         "{ from: 2, failures: 3 }",
         "{ container: app, restartCount: 1 }",
-    )
-    .run(RunOptions::default())
-    .unwrap();
-    assert!(
-        outcome.passed(),
-        "{:?}\n{}",
-        outcome.failures,
-        outcome.trace
-    );
+    ));
     assert_eq!(
         outcome
             .trace
@@ -609,19 +594,11 @@ steps:
         outcome.trace
     );
     // Two lost checks are under the threshold: the container keeps running.
-    let outcome = scenario(
+    passes(&scenario(
         "kept",
         "{ from: 2, failures: 2 }",
         "{ container: app, restartCount: 0 }",
-    )
-    .run(RunOptions::default())
-    .unwrap();
-    assert!(
-        outcome.passed(),
-        "{:?}\n{}",
-        outcome.failures,
-        outcome.trace
-    );
+    ));
 }
 
 #[test]
@@ -635,16 +612,7 @@ fn a_wall_clock_step_is_seen_by_the_guest_and_not_by_its_monotonic_clock() {
         &["--clock", "--sleep", "2", "--clock"],
         rest,
     );
-    let outcome = Scenario::from_file(path)
-        .unwrap()
-        .run(RunOptions::default())
-        .unwrap();
-    assert!(
-        outcome.passed(),
-        "{:?}\n{}",
-        outcome.failures,
-        outcome.trace
-    );
+    let outcome = passes(&Scenario::from_file(path).unwrap());
     // The run starts at 2026-01-01T00:00:00Z: 1767225600000 ms since 1970. Two seconds later
     // the wall clock reads an hour less, while the monotonic clock says two seconds passed.
     let clocks: Vec<(u64, u64)> = outcome
