@@ -76,6 +76,20 @@ impl std::fmt::Debug for LoadedComponent {
 }
 
 impl LoadedComponent {
+    /// This pooled component's build for the engine that allocates on demand, made on the
+    /// first call (which blocks while it compiles) and kept.
+    pub(crate) fn on_demand_build(&self) -> anyhow::Result<Arc<LoadedComponent>> {
+        let twin = self
+            .on_demand
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the component has no build beyond the pool"))?;
+        if let Some(made) = twin.made.get() {
+            return Ok(made.clone());
+        }
+        let made = Arc::new((twin.make)()?);
+        Ok(twin.made.get_or_init(|| made).clone())
+    }
+
     /// Compiles a component given as bytes; `path` names it in errors.
     pub(crate) fn from_bytes(
         engine: &Engine,

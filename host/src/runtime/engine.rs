@@ -146,6 +146,16 @@ struct Pool {
     on_demand_linker: std::sync::OnceLock<Linker<GuestState>>,
 }
 
+/// Where an instance goes ([`WasmEngine::place`]).
+pub(crate) enum Placement {
+    /// This component (in a slot of the pool, if one comes with it).
+    Ready(Arc<LoadedComponent>, Option<PoolSlot>),
+    /// On demand, on the engine given, on this pooled component's build for it, which is not
+    /// made yet: [`LoadedComponent::on_demand_build`] makes it, blocking (a compilation, from
+    /// the compile cache if it has it).
+    OnDemand(Arc<LoadedComponent>, Engine),
+}
+
 /// A slot of the instance pool, handed back when dropped (after the instance's store).
 pub(crate) struct PoolSlot(Arc<std::sync::atomic::AtomicU32>);
 
@@ -273,14 +283,10 @@ impl WasmEngine {
     /// Where an instance of `component` for a container whose memory limit is `memory_limit`
     /// goes: a slot of the instance pool if the component was compiled for it, a slot is free
     /// and the limit fits one; else on demand, on the component's build for the on-demand
-    /// engine (compiled on first need). An error says why that build could not be made.
-    pub fn place(
-        &self,
-        component: &Arc<LoadedComponent>,
-        memory_limit: Option<u64>,
-    ) -> anyhow::Result<(Arc<LoadedComponent>, Option<PoolSlot>)> {
+    /// engine.
+    pub fn place(&self, component: &Arc<LoadedComponent>, memory_limit: Option<u64>) -> Placement {
         let (Some(pool), Some(twin)) = (&self.pool, &component.on_demand) else {
-            return Ok((component.clone(), None));
+            return Placement::Ready(component.clone(), None);
         };
         use std::sync::atomic::Ordering;
         let fits = pool.config.max_memory >= FOUR_GIB
@@ -293,13 +299,12 @@ impl WasmEngine {
                 })
                 .is_ok()
         {
-            return Ok((component.clone(), Some(PoolSlot(pool.free.clone()))));
+            return Placement::Ready(component.clone(), Some(PoolSlot(pool.free.clone())));
         }
-        if let Some(made) = twin.made.get() {
-            return Ok((made.clone(), None));
+        match twin.made.get() {
+            Some(made) => Placement::Ready(made.clone(), None),
+            None => Placement::OnDemand(component.clone(), pool.on_demand.clone()),
         }
-        let made = Arc::new((twin.make)()?);
-        Ok((twin.made.get_or_init(|| made).clone(), None))
     }
 
     /// The on-demand engine's linker with wasmlet's own interfaces (made on first use).

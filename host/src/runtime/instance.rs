@@ -14,6 +14,7 @@ use super::Runtime;
 use super::component::{Entry, LoadedComponent};
 use super::context::ContainerContext;
 use super::end::{InstanceDone, InstanceEnd};
+use super::engine::Placement;
 use super::kill::{KillState, KillSwitch, spawn_killable};
 use super::memory::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter};
 use super::scheduling::InstanceScheduling;
@@ -42,15 +43,19 @@ pub(crate) fn spawn_instance(
     io: InstanceIo,
 ) -> (KillSwitch, InstanceDone) {
     let InstanceScheduling { cpu, seed } = runtime.scheduling.new_instance();
-    // A slot of the instance pool, or on demand beyond it.
-    let (component, slot, placement_error) =
+    // A slot of the instance pool, or on demand beyond it: on the component's build for that,
+    // made (blocking) in the instance's task below if this is the first instance beyond.
+    let (component, slot, to_build, engine) =
         match runtime.wasm.place(&component, container.memory.limit()) {
-            Ok((placed, slot)) => (placed, slot, None),
-            Err(error) => (component, None, Some(error)),
+            Placement::Ready(placed, slot) => {
+                let engine = placed.pre.engine().clone();
+                (placed, slot, false, engine)
+            }
+            Placement::OnDemand(pooled, engine) => (pooled, None, true, engine),
         };
     let kill = KillState::new(
         runtime,
-        component.pre.engine().clone(),
+        engine.clone(),
         container.clock.clone(),
         cpu.clone(),
         Some(container.cpu.clone()),
@@ -61,8 +66,6 @@ pub(crate) fn spawn_instance(
         Entry::PreStop => Some(Event::PreStop),
         Entry::Handle | Entry::Call => None,
     };
-    // The engine the component was compiled for (the optimised one, or the quick baseline).
-    let engine = component.pre.engine().clone();
     // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
     let alive = runtime.ticker.instance_alive();
     let instance_kill = kill.clone();
@@ -71,9 +74,20 @@ pub(crate) fn spawn_instance(
         // Handed back after the store, which is dropped first (declared later).
         let _slot = slot;
         let kill = instance_kill;
-        if let Some(error) = placement_error {
-            return classify_error(wasmtime::format_err!("{error:#}"), &kill, false);
-        }
+        let component = if to_build {
+            let built = tokio::task::spawn_blocking(move || component.on_demand_build()).await;
+            match built {
+                Ok(Ok(built)) => built,
+                Ok(Err(error)) => {
+                    return classify_error(wasmtime::format_err!("{error:#}"), &kill, false);
+                }
+                Err(error) => {
+                    return classify_error(wasmtime::format_err!("{error}"), &kill, false);
+                }
+            }
+        } else {
+            component
+        };
         // Whether this instance (not another of the container) was refused memory.
         let refused = Arc::new(AtomicBool::new(false));
         let limiter = MemoryLimiter {
