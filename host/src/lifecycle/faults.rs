@@ -33,11 +33,6 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// Whether nothing is injected.
-    pub fn is_none(&self) -> bool {
-        *self == Faults::default()
-    }
-
     /// The fault of the probes of `kind`.
     pub fn probe(&self, kind: ProbeKind) -> ProbeFault {
         match kind {
