@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::Clock;
 
@@ -170,6 +170,8 @@ struct HubInner {
     log_bytes: usize,
     /// The channel to live watchers.
     live: Live,
+    /// The channels to followers ([`UpdateHub::follow`]): every update, none skipped.
+    followers: Vec<mpsc::UnboundedSender<PodUpdate>>,
     /// Called with every update as it is published, in order (deterministic mode records its
     /// trace this way: nothing can lag or be skipped).
     taps: Vec<Tap>,
@@ -209,6 +211,7 @@ impl UpdateHub {
                 logs: std::collections::VecDeque::new(),
                 log_bytes: 0,
                 live: Live::Unwatched,
+                followers: Vec::new(),
                 taps: Vec::new(),
             }),
         }
@@ -229,6 +232,9 @@ impl UpdateHub {
         for tap in &inner.taps {
             tap(&update);
         }
+        inner
+            .followers
+            .retain(|follower| follower.send(update.clone()).is_ok());
         if let Live::Watched(live) = &inner.live {
             if live.receiver_count() == 0 {
                 // The last watcher went away: so does the buffer.
@@ -265,7 +271,9 @@ impl UpdateHub {
 
     /// Ends the stream: watchers get `None` after the last update.
     pub fn close(&self) {
-        self.inner.lock().unwrap().live = Live::Ended;
+        let mut inner = self.inner.lock().unwrap();
+        inner.live = Live::Ended;
+        inner.followers.clear();
     }
 
     /// Calls `tap` with the history so far, then with every update as it is published.
@@ -281,11 +289,31 @@ impl UpdateHub {
         let mut inner = self.inner.lock().unwrap();
         let live = match &inner.live {
             Live::Ended => None,
-            Live::Watched(live) => Some(live.subscribe()),
+            Live::Watched(live) => Some(LiveUpdates::Watched(live.subscribe())),
             Live::Unwatched => {
                 let (live, receiver) = broadcast::channel(LIVE_UPDATES);
                 inner.live = Live::Watched(live);
-                Some(receiver)
+                Some(LiveUpdates::Watched(receiver))
+            }
+        };
+        Watch {
+            replay: Self::history(&inner),
+            live,
+            clock: self.clock.clone(),
+            started: self.started,
+        }
+    }
+
+    /// Like [`UpdateHub::watch`], but the live updates queue up for this watcher without
+    /// bound rather than being skipped when it falls behind; no buffer is made up front.
+    pub fn follow(&self) -> Watch {
+        let mut inner = self.inner.lock().unwrap();
+        let live = match inner.live {
+            Live::Ended => None,
+            Live::Watched(_) | Live::Unwatched => {
+                let (follower, receiver) = mpsc::unbounded_channel();
+                inner.followers.push(follower);
+                Some(LiveUpdates::Followed(receiver))
             }
         };
         Watch {
@@ -318,10 +346,18 @@ impl UpdateHub {
     }
 }
 
+/// Where a [`Watch`]'s live updates come from.
+enum LiveUpdates {
+    /// The shared channel of bounded room ([`UpdateHub::watch`]).
+    Watched(broadcast::Receiver<PodUpdate>),
+    /// A queue of this watcher's own ([`UpdateHub::follow`]).
+    Followed(mpsc::UnboundedReceiver<PodUpdate>),
+}
+
 /// A stream of a pod's updates from its start: see [`crate::Pod::watch`].
 pub struct Watch {
     replay: std::collections::VecDeque<PodUpdate>,
-    live: Option<broadcast::Receiver<PodUpdate>>,
+    live: Option<LiveUpdates>,
     clock: Arc<dyn Clock>,
     started: Instant,
 }
@@ -337,12 +373,16 @@ impl std::fmt::Debug for Watch {
 
 impl Watch {
     /// The next update; `None` once the pod has ended and everything was delivered. A watcher
-    /// that falls more than 4096 updates behind skips the oldest (a `Warning` event says so).
+    /// ([`crate::Pod::watch`]) that falls more than 4096 updates behind skips the oldest (a
+    /// `Warning` event says so); a follower ([`crate::Pod::follow`]) skips nothing.
     pub async fn next(&mut self) -> Option<PodUpdate> {
         if let Some(update) = self.replay.pop_front() {
             return Some(update);
         }
-        let live = self.live.as_mut()?;
+        let live = match self.live.as_mut()? {
+            LiveUpdates::Followed(followed) => return followed.recv().await,
+            LiveUpdates::Watched(live) => live,
+        };
         match live.recv().await {
             Ok(update) => Some(update),
             Err(broadcast::error::RecvError::Closed) => None,
@@ -427,7 +467,9 @@ mod tests {
         assert_eq!(back_off.first_age, Duration::from_secs(10));
         assert_eq!(back_off.repeats(), " (x3 over 1m)");
         // A live watcher sees each occurrence, with its count so far.
-        let mut live = watch.live.take().unwrap();
+        let Some(LiveUpdates::Watched(mut live)) = watch.live.take() else {
+            panic!("a watch reads the shared channel");
+        };
         let mut seen = Vec::new();
         while let Ok(update) = live.try_recv() {
             if let PodUpdate::Event(e) = update
@@ -504,5 +546,36 @@ mod tests {
         assert_eq!(lagged.at, clock.now());
         assert_eq!(lagged.time, clock.wall_time());
         assert_eq!(lagged.age, Duration::from_secs(3600));
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_fell_behind_skips_nothing() {
+        let hub = UpdateHub::new(VirtualClock::new(SystemTime::UNIX_EPOCH));
+        hub.publish(log("before"));
+        let mut follow = hub.follow();
+        let mut watch = hub.watch();
+        for index in 0..5000 {
+            hub.publish(log(&format!("line {index}")));
+        }
+        hub.close();
+        let mut lines = Vec::new();
+        while let Some(update) = follow.next().await {
+            let PodUpdate::Log(line) = update else {
+                panic!("only lines were published, got {update:?}");
+            };
+            lines.push(line.line);
+        }
+        assert_eq!(lines.len(), 5001);
+        assert_eq!(lines[0], "before");
+        assert_eq!(lines[5000], "line 4999");
+        // The same updates skipped some for a watcher.
+        assert!(matches!(watch.next().await, Some(PodUpdate::Log(_))));
+        assert!(
+            matches!(watch.next().await, Some(PodUpdate::Event(event)) if event.reason == "WatchLagged")
+        );
+        assert!(
+            hub.follow().next().await.is_some(),
+            "a late follower gets the history"
+        );
     }
 }

@@ -116,6 +116,13 @@ impl Pod {
         self.shared.hub.watch()
     }
 
+    /// Like [`Pod::watch`], but a watcher that falls behind skips nothing: the updates it has
+    /// not read yet are kept for it, however many (a command printing a pod's output, which
+    /// must not lose lines, reads this way).
+    pub fn follow(&self) -> Watch {
+        self.shared.hub.follow()
+    }
+
     /// The events so far.
     pub fn events(&self) -> Vec<Event> {
         self.shared.hub.events()

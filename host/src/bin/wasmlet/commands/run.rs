@@ -218,7 +218,7 @@ impl RunCommand {
             tokio::select! {
                 pod = started_pods.recv(), if open => match pod {
                     Some((pod, of_job)) => {
-                        printers.push(tokio::spawn(print_updates(pod.watch(), self.output, table)));
+                        printers.push(tokio::spawn(print_updates(pod.follow(), self.output, table)));
                         if let Some(after) = self.stop_after {
                             let (pod, host) = (pod.clone(), host.clone());
                             tokio::spawn(async move {
