@@ -33,7 +33,8 @@ pub struct HostConfig {
     /// for the pod's IP. Default: `127.0.0.1` (reachable from this machine only).
     pub http_address: std::net::IpAddr,
     /// Where compiled components are kept between runs, keyed by their bytes and the engine's
-    /// settings (wasmtime's cache), so that a second `wasmlet run` skips compiling. Default:
+    /// settings, so that a second `wasmlet run` maps the compiled code instead of compiling
+    /// (the least recently used go beyond 1 GiB). Default:
     /// `$XDG_CACHE_HOME/wasmlet`, else `~/.cache/wasmlet`. `None` compiles every time.
     pub compile_cache: Option<PathBuf>,
     /// Instances from wasmtime's pooling allocator: slots reserved up front and reused without

@@ -136,6 +136,7 @@ impl Standalone {
         let wasm = &self.runtime.wasm;
         Ok(Arc::new(LoadedComponent::from_bytes(
             &wasm.engine,
+            None,
             &wasm.linker,
             bytes,
             name,

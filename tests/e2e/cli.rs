@@ -565,8 +565,22 @@ fn run_serves_a_handler_component_on_the_given_port_until_stopped() {
 
 #[test]
 fn compiled_components_are_cached_on_disk_for_the_next_run() {
+    use std::os::unix::fs::MetadataExt as _;
     let cache = tempfile::tempdir().unwrap();
-    let files = |dir: &std::path::Path| walk(dir).into_iter().filter(|path| path.is_file()).count();
+    // The builds in the cache, by name, with the file (inode) each is.
+    let builds = || {
+        let mut builds: Vec<(PathBuf, u64)> = walk(&cache.path().join("wasmlet"))
+            .into_iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+            .map(|path| {
+                let inode = std::fs::metadata(&path).unwrap().ino();
+                (path, inode)
+            })
+            .collect();
+        builds.sort();
+        builds
+    };
+    let mut after = Vec::new();
     for _ in 0..2 {
         let out = wasmlet()
             .env("XDG_CACHE_HOME", cache.path())
@@ -574,9 +588,12 @@ fn compiled_components_are_cached_on_disk_for_the_next_run() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        after.push(builds());
     }
-    // wasmtime's cache: an entry per compiled component, under wasmlet's own directory.
-    assert!(files(&cache.path().join("wasmlet")) >= 1);
+    // A build per compiled component, under wasmlet's own directory; the second run used the
+    // first one's as it was, neither compiling again nor writing it anew.
+    assert!(!after[0].is_empty(), "no build in the compile cache");
+    assert_eq!(after[0], after[1]);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

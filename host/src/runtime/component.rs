@@ -10,6 +10,7 @@ use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::{ComponentExportIndex, InstancePre};
 
+use super::compile_cache::CompileCache;
 use super::memory::{MAX_MEMORIES, MAX_TABLES};
 use super::store::GuestState;
 
@@ -90,9 +91,11 @@ impl LoadedComponent {
         Ok(twin.made.get_or_init(|| made).clone())
     }
 
-    /// Compiles a component given as bytes; `path` names it in errors.
+    /// Compiles a component given as bytes (from `cache`, if it holds the build, and into it);
+    /// `path` names it in errors.
     pub(crate) fn from_bytes(
         engine: &Engine,
+        cache: Option<&CompileCache>,
         linker: &wasmtime::component::Linker<GuestState>,
         bytes: &[u8],
         path: &Path,
@@ -113,9 +116,12 @@ impl LoadedComponent {
                 path.display()
             );
         }
-        let component = wasmtime::component::Component::new(engine, bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("compiling component `{}`", path.display()))?;
+        let component = match cache {
+            Some(cache) => cache.compile(engine, bytes),
+            None => wasmtime::component::Component::new(engine, bytes),
+        }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling component `{}`", path.display()))?;
         // What no instance could hold is refused now, by name, rather than at every start. (The
         // count of core instances is not known before instantiation: the store's limit holds it.)
         if let Some(needed) = component.resources_required() {

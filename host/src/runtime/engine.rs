@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
+use super::compile_cache::CompileCache;
 use super::component::{Entry, LoadedComponent, OnDemandTwin};
 use super::imports::{Imports, ImportsInUse};
 use super::release::MemoryReleaser;
@@ -125,9 +126,8 @@ pub(crate) struct WasmEngine {
     /// Linkers with an embedder's host interfaces besides, by the interfaces' identity: the
     /// optimising engine's and the baseline one's.
     embedder_linkers: Mutex<HashMap<Vec<u64>, Arc<Linkers>>>,
-    /// Where the compile cache is, which also notes the components whose optimised build it
-    /// holds.
-    compile_cache: Option<PathBuf>,
+    /// Compiled components kept between runs (for the optimising engines).
+    compile_cache: Option<Arc<CompileCache>>,
     /// By path and the embedder interfaces they were linked with.
     components: Mutex<HashMap<(PathBuf, Vec<u64>), CachedComponent>>,
     /// Optimised builds being compiled in the background.
@@ -187,11 +187,6 @@ pub(crate) enum Compilation {
     Baseline,
 }
 
-/// Where in the compile cache wasmtime keeps compiled code.
-const WASMTIME_CACHE: &str = "wasmtime";
-/// Where in the compile cache wasmlet notes which components' optimised builds wasmtime holds.
-const OPTIMIZED_NOTES: &str = "optimized";
-
 /// wasmlet's bundled shell (`host/sh`), built by `build.rs`.
 const SHELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sh.wasm"));
 
@@ -214,7 +209,6 @@ impl WasmEngine {
     ) -> anyhow::Result<Arc<WasmEngine>> {
         let engine = Engine::new(&engine_config(
             interruption,
-            compile_cache,
             instance_pool,
             wasmtime::Strategy::Cranelift,
         ))
@@ -228,7 +222,6 @@ impl WasmEngine {
                 free: Arc::new(std::sync::atomic::AtomicU32::new(config.instances)),
                 on_demand: Engine::new(&engine_config(
                     interruption,
-                    compile_cache,
                     None,
                     wasmtime::Strategy::Cranelift,
                 ))
@@ -243,7 +236,7 @@ impl WasmEngine {
             (Interruption::Fuel, _) | (_, None) => None,
             (Interruption::Epoch, Some(from)) => {
                 // Not cached: once the optimised build is, the baseline one is never used again.
-                let config = engine_config(interruption, None, None, wasmtime::Strategy::Winch);
+                let config = engine_config(interruption, None, wasmtime::Strategy::Winch);
                 match Engine::new(&config) {
                     Ok(engine) => {
                         let mut linker = Linker::new(&engine);
@@ -263,8 +256,7 @@ impl WasmEngine {
             pool,
             baseline,
             embedder_linkers: Mutex::new(HashMap::new()),
-            compile_cache: compile_cache
-                .map(|directory| std::path::absolute(directory).unwrap_or(directory.to_path_buf())),
+            compile_cache: compile_cache.map(|directory| Arc::new(CompileCache::new(directory))),
             components: Mutex::new(HashMap::new()),
             optimizing: Mutex::new(Vec::new()),
             shell: std::sync::OnceLock::new(),
@@ -336,34 +328,16 @@ impl WasmEngine {
     }
 }
 
-/// The engine configuration for `interruption` with `strategy`; `compile_cache`: where compiled
-/// code is kept between runs; `instance_pool`: the pooling allocator's slots, if any.
+/// The engine configuration for `interruption` with `strategy`; `instance_pool`: the pooling
+/// allocator's slots, if any.
 fn engine_config(
     interruption: Interruption,
-    compile_cache: Option<&Path>,
     instance_pool: Option<InstancePool>,
     strategy: wasmtime::Strategy,
 ) -> Config {
     {
         let mut engine_config = Config::new();
         engine_config.strategy(strategy);
-        if let Some(directory) = compile_cache {
-            let directory = std::path::absolute(directory).unwrap_or(directory.to_path_buf());
-            let mut cache_config = wasmtime::CacheConfig::new();
-            // wasmtime's cache worker deletes every file of its directory it does not know, so
-            // it gets a directory of its own, beside wasmlet's notes of optimised builds.
-            cache_config.with_directory(directory.join(WASMTIME_CACHE));
-            // A cache that cannot be used costs a compilation, never a pod.
-            match wasmtime::Cache::new(cache_config) {
-                Ok(cache) => {
-                    engine_config.cache(Some(cache));
-                }
-                Err(error) => tracing::warn!(
-                    "not caching compiled components in `{}`: {error:#}",
-                    directory.display()
-                ),
-            }
-        }
         engine_config.wasm_component_model(true);
         match interruption {
             Interruption::Epoch => engine_config.epoch_interruption(true),
@@ -408,6 +382,7 @@ impl WasmEngine {
         }
         let shell = Arc::new(LoadedComponent::from_bytes(
             &self.engine,
+            self.compile_cache.as_deref(),
             &self.linker,
             SHELL,
             Path::new("<wasmlet's sh>"),
@@ -473,7 +448,7 @@ impl WasmEngine {
             {
                 // What the baseline compiler cannot compile (a proposal it lacks), the
                 // optimising one may: only its error is the component's.
-                match LoadedComponent::from_bytes(engine, linker, &bytes, path, embedder) {
+                match LoadedComponent::from_bytes(engine, None, linker, &bytes, path, embedder) {
                     Ok(quick) => (quick, Compilation::Baseline),
                     Err(error) => {
                         tracing::debug!("baseline compiler: {error:#}");
@@ -525,8 +500,9 @@ impl WasmEngine {
         embedder: &[String],
         modified: Option<SystemTime>,
     ) -> anyhow::Result<LoadedComponent> {
+        let cache = self.compile_cache.as_deref();
         if self.pool.is_none() {
-            return LoadedComponent::from_bytes(&self.engine, linker, bytes, path, embedder);
+            return LoadedComponent::from_bytes(&self.engine, cache, linker, bytes, path, embedder);
         }
         let on_demand_linker = {
             let wasm = Arc::downgrade(self);
@@ -544,9 +520,10 @@ impl WasmEngine {
                 Ok((pool.on_demand.clone(), linker))
             }
         };
-        match LoadedComponent::from_bytes(&self.engine, linker, bytes, path, embedder) {
+        match LoadedComponent::from_bytes(&self.engine, cache, linker, bytes, path, embedder) {
             Ok(mut pooled) => {
                 let (path, embedder, len) = (path.to_path_buf(), embedder.to_vec(), bytes.len());
+                let cache = self.compile_cache.clone();
                 let make = move || {
                     // Compiled again (from the compile cache, if there is one) rather than kept
                     // as bytes: most components never need it.
@@ -560,7 +537,14 @@ impl WasmEngine {
                         path.display()
                     );
                     let (engine, linker) = on_demand_linker()?;
-                    LoadedComponent::from_bytes(&engine, &linker, &bytes, &path, &embedder)
+                    LoadedComponent::from_bytes(
+                        &engine,
+                        cache.as_deref(),
+                        &linker,
+                        &bytes,
+                        &path,
+                        &embedder,
+                    )
                 };
                 pooled.on_demand = Some(OnDemandTwin {
                     made: std::sync::OnceLock::new(),
@@ -573,7 +557,7 @@ impl WasmEngine {
                 // on-demand engine's error is the one that says which.
                 let (engine, linker) = on_demand_linker()?;
                 let component =
-                    LoadedComponent::from_bytes(&engine, &linker, bytes, path, embedder)?;
+                    LoadedComponent::from_bytes(&engine, cache, &linker, bytes, path, embedder)?;
                 tracing::debug!(
                     "component `{}` is not taken from the instance pool: {pool_error:#}",
                     path.display()
@@ -654,10 +638,6 @@ impl WasmEngine {
                         return;
                     }
                 };
-                if let Some(marker) = wasm.optimized_marker(&bytes) {
-                    let _ = std::fs::create_dir_all(marker.parent().unwrap_or(Path::new(".")));
-                    let _ = std::fs::write(&marker, b"");
-                }
                 let mut components = wasm.components.lock().unwrap();
                 if let Some(cached) = components.get_mut(&key)
                     && cached.modified == modified
@@ -673,24 +653,17 @@ impl WasmEngine {
         }
     }
 
-    /// Whether the compile cache holds the optimised build of `bytes` (noted beside it once
-    /// compiled: wasmtime's cache has no way to ask).
+    /// Whether the compile cache holds the optimised build of `bytes`: for the pool's engine,
+    /// or for the on-demand one when the component does not fit a slot.
     fn optimized_is_cached(&self, bytes: &[u8]) -> bool {
-        self.optimized_marker(bytes)
-            .is_some_and(|marker| marker.exists())
-    }
-
-    fn optimized_marker(&self, bytes: &[u8]) -> Option<PathBuf> {
-        use std::hash::{Hash, Hasher};
-        let directory = self.compile_cache.as_ref()?;
-        let mut hasher = std::hash::DefaultHasher::new();
-        bytes.hash(&mut hasher);
-        let hash = hasher.finish();
-        Some(directory.join(OPTIMIZED_NOTES).join(format!(
-            "{hash:016x}-{}-wasmlet-{}",
-            bytes.len(),
-            env!("CARGO_PKG_VERSION")
-        )))
+        let Some(cache) = &self.compile_cache else {
+            return false;
+        };
+        cache.holds(&self.engine, bytes)
+            || self
+                .pool
+                .as_ref()
+                .is_some_and(|pool| cache.holds(&pool.on_demand, bytes))
     }
 }
 

@@ -27,6 +27,7 @@
 //! come from the host in both modes, so that the virtual clock and a seed can stand in for them.
 
 mod command;
+mod compile_cache;
 mod component;
 mod context;
 mod cpu;
