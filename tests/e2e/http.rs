@@ -384,6 +384,26 @@ async fn a_handler_that_traps_answers_500_and_the_container_serves_on() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_finds_memory_no_earlier_request_wrote() {
+    // Instances come from the pool's slots, reused as soon as a request ends: a slot handed
+    // back must be as a new one, whatever its last instance wrote.
+    let port = free_port();
+    let pod = start(web("fresh", port, 2, "")).await;
+    wait_ready(&pod).await;
+    for _ in 0..100 {
+        assert_eq!(get(port, "/count").await.unwrap(), (200, "1\n".into()));
+    }
+    for _ in 0..5 {
+        let together: Vec<_> = (0..32).map(|_| tokio::spawn(get(port, "/count"))).collect();
+        for request in together {
+            assert_eq!(request.await.unwrap().unwrap(), (200, "1\n".into()));
+        }
+    }
+    pod.delete(None);
+    finished(&pod).await;
+}
+
 #[tokio::test]
 async fn a_port_in_use_is_a_start_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -103,6 +103,12 @@ const POOLED_MEMORIES_PER_INSTANCE: u32 = 2;
 const POOLED_TABLES_PER_INSTANCE: u32 = 8;
 const POOLED_CORE_INSTANCES_PER_INSTANCE: u32 = 32;
 
+/// The most of a pooled slot's linear memory, and of its table, that stays resident once its
+/// instance has ended, so that the next instance in the slot finds it zeroed and mapped. It
+/// bounds what the free slots hold: a slot keeps no more than its last instance wrote.
+const KEEP_RESIDENT_MEMORY: usize = 256 << 10;
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+
 /// How running wasm is interrupted: by the epoch ticker (real time), or after a fixed amount of
 /// fuel (deterministic mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +373,18 @@ fn engine_config(
                 .total_stacks(slots)
                 .total_gc_heaps(slots)
                 .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX));
+            // A slot handed back is reset by rewriting the pages its instance wrote, found with
+            // the kernel's PAGEMAP_SCAN (Linux 6.7 and later), rather than by `madvise`: in a
+            // process of several threads each `madvise` interrupts every other core to flush
+            // its TLB, which held an HTTP handler's instances to a third of the requests they
+            // serve without. Without PAGEMAP_SCAN, keeping memory resident would rewrite it
+            // whole: slots are reset by `madvise` alone then.
+            if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                config
+                    .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+                    .table_keep_resident(KEEP_RESIDENT_TABLE)
+                    .pagemap_scan(wasmtime::Enabled::Yes);
+            }
             engine_config
                 .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(config));
         }

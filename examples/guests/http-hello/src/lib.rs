@@ -10,14 +10,20 @@
 //! - `GET /panic` — panics (the handler traps);
 //! - `GET /echo` — the method, path and headers it received, one per line (and logs the
 //!   headers);
+//! - `GET /count` — how many requests this instance has answered, counted in its memory: `1`
+//!   when every request has an instance of its own, with memory no earlier request wrote;
 //! - anything else — 404.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmlet_sdk::http::{Handler, Request, Response};
 
 struct Hello;
 
 const UNHEALTHY: &str = "/tmp/unhealthy";
+
+/// Requests answered by this instance.
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
 
 impl Handler for Hello {
     fn handle(request: Request) -> Response {
@@ -49,6 +55,10 @@ impl Handler for Hello {
                     println!("echo {name}: {value}");
                 }
                 Response::text(200, text)
+            }
+            "/count" => {
+                let answered = ANSWERED.fetch_add(1, Ordering::Relaxed) + 1;
+                Response::text(200, format!("{answered}\n"))
             }
             _ => Response::text(404, format!("no route for {}\n", request.path())),
         }
