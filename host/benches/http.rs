@@ -3,10 +3,13 @@
 //!
 //! ```text
 //! host/benches/setup-wasmtime-serve.sh           # once: builds the peer into target/bench-tools
-//! cargo bench -p wasmlet --bench http            # -- --seconds 5 --connections 32
+//! cargo bench -p wasmlet --bench http            # -- --seconds 5 --connections 32 --runs 3
 //! ```
 //!
-//! Without the peer the wasmlet rows still print. The load comes from this process: keep-alive
+//! Each server is loaded `--runs` times, the servers taking turns, so that a noisy spell of the
+//! machine falls on all of them; each cell is the median over the runs with their range, and
+//! the ratio to `wasmtime serve` is taken within each run. Without the peer the wasmlet rows
+//! still print. The load comes from this process: keep-alive
 //! connections, each sending `GET /` as soon as the previous answer is in, for a fixed time.
 //! Server and load share the machine's cores, as a load generator on the same host would.
 
@@ -19,17 +22,19 @@ use wasmlet::{Host, HostConfig, PodSpec};
 use wasmlet_examples::components;
 
 mod common;
-use common::{percentile, show};
+use common::{median_and_range, percentile, show};
 
 struct Args {
     seconds: u64,
     connections: usize,
+    runs: usize,
 }
 
 fn args() -> Args {
     let mut args = Args {
         seconds: 5,
         connections: 32,
+        runs: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -37,6 +42,7 @@ fn args() -> Args {
         match arg.as_str() {
             "--seconds" => args.seconds = value() as u64,
             "--connections" => args.connections = value(),
+            "--runs" => args.runs = value().max(1),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -60,6 +66,12 @@ struct Load {
     failed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
 /// `connections` keep-alive clients sending `GET path` back to back for `duration`.
@@ -173,59 +185,68 @@ async fn serve_and_load(host: &Host, args: &Args, duration: Duration) -> Load {
     measured
 }
 
+/// Serves http-hello with `wasmtime serve` (`options` besides) and loads it (after a warm-up).
+async fn serve_with_wasmtime(
+    wasmtime: &Path,
+    options: &[&str],
+    args: &Args,
+    duration: Duration,
+) -> Load {
+    let port = free_port();
+    let mut child = std::process::Command::new(wasmtime)
+        .arg("serve")
+        .arg("-Scli")
+        .args(options)
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .arg(components::HTTP_HELLO)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting wasmtime serve");
+    wait_listening(port).await;
+    load(port, "/", 4, Duration::from_millis(500)).await;
+    let measured = load(port, "/", args.connections, duration).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    measured
+}
+
+/// The servers compared: wasmlet as it runs by default (instances from its pool) and
+/// allocating every instance on demand, to tell that difference apart; `wasmtime serve` on the
+/// same component as it runs by default (with its pooling allocator) and on demand.
+const SERVERS: [&str; 4] = [
+    "wasmlet",
+    "wasmlet, on-demand allocator",
+    "wasmtime serve",
+    "wasmtime serve, on-demand allocator",
+];
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
     let duration = Duration::from_secs(args.seconds);
-    let mut rows: Vec<(String, Load)> = Vec::new();
-
-    // wasmlet as it runs by default (instances from its pool), and allocating every instance
-    // on demand, to tell that difference apart.
     let host = Host::new(HostConfig::default()).expect("creating the host");
-    rows.push((
-        "wasmlet".into(),
-        serve_and_load(&host, &args, duration).await,
-    ));
     let on_demand = Host::new(HostConfig {
         instance_pool: None,
         ..HostConfig::default()
     })
     .expect("creating the host without a pool");
-    rows.push((
-        "wasmlet, on-demand allocator".into(),
-        serve_and_load(&on_demand, &args, duration).await,
-    ));
-
-    // wasmtime serve, same component: as it runs by default (with the pooling allocator), and
-    // with the on-demand allocator.
     let peer = wasmtime_serve();
-    if let Some(wasmtime) = &peer {
-        for (name, options) in [
-            ("wasmtime serve", &[][..]),
-            (
-                "wasmtime serve, on-demand allocator",
-                &["-O", "pooling-allocator=n"][..],
-            ),
-        ] {
-            let port = free_port();
-            let mut child = std::process::Command::new(wasmtime)
-                .arg("serve")
-                .arg("-Scli")
-                .args(options)
-                .arg(format!("--addr=127.0.0.1:{port}"))
-                .arg(components::HTTP_HELLO)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("starting wasmtime serve");
-            wait_listening(port).await;
-            load(port, "/", 4, Duration::from_millis(500)).await;
-            rows.push((
-                name.into(),
-                load(port, "/", args.connections, duration).await,
-            ));
-            let _ = child.kill();
-            let _ = child.wait();
+    // Per server, a load per run.
+    let mut runs: Vec<Vec<Load>> = SERVERS.iter().map(|_| Vec::new()).collect();
+    for _ in 0..args.runs {
+        for (server, loads) in runs.iter_mut().enumerate() {
+            let measured = match (server, &peer) {
+                (0, _) => serve_and_load(&host, &args, duration).await,
+                (1, _) => serve_and_load(&on_demand, &args, duration).await,
+                (2, Some(wasmtime)) => serve_with_wasmtime(wasmtime, &[], &args, duration).await,
+                (3, Some(wasmtime)) => {
+                    let options = ["-O", "pooling-allocator=n"];
+                    serve_with_wasmtime(wasmtime, &options, &args, duration).await
+                }
+                _ => continue,
+            };
+            loads.push(measured);
         }
     }
 
@@ -264,30 +285,44 @@ async fn main() {
     println!();
     println!(
         "HTTP: `http-hello` GET /, {} keep-alive connections for {} s, load from the same \
-         process ({} cores)",
+         process ({} cores); median (range) of {} runs",
         args.connections,
         args.seconds,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.runs,
     );
     println!();
-    println!("| server | requests/s | p50 | p99 | max | failed | requests/s vs wasmtime serve |");
-    println!("|---|---|---|---|---|---|---|");
-    let peer_rate = rows
-        .iter()
-        .find(|(name, _)| name == "wasmtime serve")
-        .map(|(_, load)| load.requests as f64 / load.elapsed.as_secs_f64());
-    for (name, load) in &rows {
-        let rate = load.requests as f64 / load.elapsed.as_secs_f64();
-        let ratio = match peer_rate {
-            Some(peer) => format!("{:.2}×", rate / peer),
-            None => "(peer not built)".into(),
+    println!(
+        "| server | requests/s | p50 | p99 | failed | requests/s vs wasmtime serve (same run) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let peer_rates: Vec<f64> = runs[2].iter().map(Load::rate).collect();
+    for (name, loads) in SERVERS.iter().zip(&runs) {
+        if loads.is_empty() {
+            continue;
+        }
+        let rates: Vec<f64> = loads.iter().map(Load::rate).collect();
+        let ratio = if peer_rates.len() == rates.len() {
+            let ratios: Vec<f64> = rates.iter().zip(&peer_rates).map(|(r, p)| r / p).collect();
+            median_and_range(&ratios, |ratio| format!("{ratio:.2}×"))
+        } else {
+            "(peer not built)".into()
+        };
+        let latency = |q: f64| -> Vec<Duration> {
+            loads
+                .iter()
+                .map(|load| percentile(&load.latencies, q))
+                .collect()
         };
         println!(
-            "| {name} | {rate:.0} | {} | {} | {} | {} | {ratio} |",
-            show(percentile(&load.latencies, 0.5)),
-            show(percentile(&load.latencies, 0.99)),
-            show(load.latencies.last().copied().unwrap_or_default()),
-            load.failed + load.refused,
+            "| {name} | {} | {} | {} | {} | {ratio} |",
+            median_and_range(&rates, |rate| format!("{rate:.0}")),
+            median_and_range(&latency(0.5), show),
+            median_and_range(&latency(0.99), show),
+            loads
+                .iter()
+                .map(|load| load.failed + load.refused)
+                .sum::<usize>(),
         );
     }
     if peer.is_none() {
