@@ -183,11 +183,17 @@ fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| maps.lines().count())
 }
 
+/// This process's open file descriptors (the soft `RLIMIT_NOFILE` bounds them).
+fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count())
+}
+
 /// What holding many idle pods costs.
 struct Density {
     pods: usize,
     rss_per_pod: u64,
     mappings_per_pod: f64,
+    files_per_pod: f64,
     start_all: Duration,
     stop_all: Duration,
 }
@@ -195,6 +201,7 @@ struct Density {
 async fn density(host: &Host, count: usize) -> Density {
     let before = rss();
     let maps_before = mappings();
+    let files_before = open_files();
     let began = Instant::now();
     let mut pods = Vec::with_capacity(count);
     for index in 0..count {
@@ -213,6 +220,7 @@ async fn density(host: &Host, count: usize) -> Density {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = rss().saturating_sub(before);
     let maps_held = mappings().saturating_sub(maps_before);
+    let files_held = open_files().saturating_sub(files_before);
     let stopping = Instant::now();
     for pod in &pods {
         pod.kill();
@@ -224,6 +232,7 @@ async fn density(host: &Host, count: usize) -> Density {
         pods: count,
         rss_per_pod: held / count.max(1) as u64,
         mappings_per_pod: maps_held as f64 / count.max(1) as f64,
+        files_per_pod: files_held as f64 / count.max(1) as f64,
         start_all,
         stop_all: stopping.elapsed(),
     }
@@ -732,11 +741,12 @@ async fn main() {
     println!();
     println!(
         "Density: {} idle pods (`stubborn`, asleep in a host call) held at once: host RSS {:.0} \
-         KiB and {:.1} memory mappings per pod; started in {} ({} per pod), killed in {} ({} per \
-         pod).",
+         KiB, {:.1} memory mappings and {:.1} open files per pod; started in {} ({} per pod), \
+         killed in {} ({} per pod).",
         density.pods,
         density.rss_per_pod as f64 / 1024.0,
         density.mappings_per_pod,
+        density.files_per_pod,
         show(density.start_all),
         show(density.start_all / density.pods.max(1) as u32),
         show(density.stop_all),
