@@ -194,6 +194,48 @@ fn sigterm_deletes_gracefully_and_a_second_signal_kills() {
     );
 }
 
+#[test]
+fn a_host_raises_its_soft_limit_of_open_files_to_the_hard_one() {
+    // Soft and hard "Max open files" of a process, from its /proc limits.
+    let open_files = |pid: &str| -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[3].to_string(), fields[4].to_string())
+    };
+    let (_, hard) = open_files("self");
+    // Every pod holds a file open: a soft limit below the hard one would cap a host's pods.
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {} run examples/pods/stubborn.yaml",
+            env!("CARGO_BIN_EXE_wasmlet")
+        ))
+        .current_dir(workspace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("run: sleeping for an hour") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
+            "the pod never started"
+        );
+    }
+    let (soft, hard_seen) = open_files(&child.id().to_string());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(hard_seen, hard);
+    assert_eq!(soft, hard, "the soft limit stayed below the hard one");
+}
+
 /// Runs a pod with a 30 s grace period; once its output has shown `running` (the line that says
 /// it is up), sends `signals` SIGTERMs.
 fn signal_run(manifest: &str, running: &str, signals: usize) -> (Option<i32>, String) {
