@@ -24,6 +24,10 @@
 //!   spinners requesting 1:3 split one saturated guest thread 1:3.
 //! - peers: `hello` started and stopped as a native process (spawn, SIGTERM/SIGKILL, wait) and run
 //!   by `wasmtime run`, next to wasmlet doing the same.
+//!
+//! The latency figures (start, terminate, kill overshoot, peers) are measured in `--runs` runs
+//! (3 by default), wasmlet and its peers within each: each cell gives the median over the runs
+//! of each run's p50 or p99, with the range, and a ratio to a peer is taken within each run.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +47,8 @@ struct Args {
     work_pairs: usize,
     /// Only the preemption cost.
     preemption_only: bool,
+    /// Runs of the latency figures.
+    runs: usize,
 }
 
 fn args() -> Args {
@@ -54,6 +60,7 @@ fn args() -> Args {
         cpu_seconds: 10,
         work_pairs: 5,
         preemption_only: false,
+        runs: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +73,7 @@ fn args() -> Args {
             "--cpu-seconds" => args.cpu_seconds = value() as u64,
             "--work-pairs" => args.work_pairs = value(),
             "--preemption-only" => args.preemption_only = true,
+            "--runs" => args.runs = value().max(1),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -163,9 +171,32 @@ fn spinner(name: &str) -> wasmlet::ComponentPod {
         .grace_period(Duration::ZERO)
 }
 
+/// A latency figure: each run's samples.
 struct Row {
     metric: String,
-    samples: Vec<Duration>,
+    runs: Vec<Vec<Duration>>,
+}
+
+impl Row {
+    fn new(metric: impl Into<String>) -> Row {
+        Row {
+            metric: metric.into(),
+            runs: Vec::new(),
+        }
+    }
+}
+
+/// The `q` quantile of each run's samples: their median over the runs, and range.
+fn across_runs(runs: &[Vec<Duration>], q: f64) -> String {
+    let quantiles: Vec<Duration> = runs
+        .iter()
+        .map(|samples| {
+            let mut sorted = samples.clone();
+            sorted.sort();
+            percentile(&sorted, q)
+        })
+        .collect();
+    median_and_range(&quantiles, show)
 }
 
 /// This process's resident set, in bytes.
@@ -458,11 +489,35 @@ fn process_run(program: &std::path::Path, args: &[&str]) -> Duration {
     began.elapsed()
 }
 
+/// A figure measured for wasmlet and its peers: each run's samples of each.
 struct PeerRow {
     figure: &'static str,
-    wasmlet: Vec<Duration>,
-    native: Vec<Duration>,
-    wasmtime: Vec<Duration>,
+    wasmlet: Vec<Vec<Duration>>,
+    native: Vec<Vec<Duration>>,
+    wasmtime: Vec<Vec<Duration>>,
+}
+
+impl PeerRow {
+    fn new(figure: &'static str) -> PeerRow {
+        PeerRow {
+            figure,
+            wasmlet: Vec::new(),
+            native: Vec::new(),
+            wasmtime: Vec::new(),
+        }
+    }
+
+    /// Starts a run's samples.
+    fn begin_run(&mut self) {
+        for runs in [&mut self.wasmlet, &mut self.native, &mut self.wasmtime] {
+            runs.push(Vec::new());
+        }
+    }
+}
+
+/// Adds a sample to the run in progress.
+fn sample(runs: &mut [Vec<Duration>], value: Duration) {
+    runs.last_mut().expect("a run in progress").push(value);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -482,79 +537,130 @@ async fn main() {
         print_preemption(&preemption(&host, args.work_pairs).await);
         return;
     }
-    let mut rows = Vec::new();
-
-    let mut starts = Vec::new();
-    let mut terminates = Vec::new();
-    for index in 0..args.starts {
-        let began = Instant::now();
-        let pod = start(
-            &host,
-            pod(
-                &format!("start-{index}"),
-                components::COOPERATIVE,
-                Duration::from_secs(10),
-            ),
-        )
-        .await;
-        starts.push(began.elapsed());
-        let deleted = Instant::now();
-        pod.delete(None);
-        pod.wait().await;
-        terminates.push(deleted.elapsed());
-    }
-    rows.push(Row {
-        metric: "start → Running (postStart done)".into(),
-        samples: starts,
-    });
-    let terminates_for_peers = terminates.clone();
-    rows.push(Row {
-        metric: "terminate, cooperative (delete → Completed)".into(),
-        samples: terminates,
-    });
-
-    for (label, component) in [
+    // Peers: the same lifecycle as a native process and under `wasmtime run`.
+    let native = native_hello();
+    let wasmtime = wasmtime_cli();
+    let mut peers = vec![
+        PeerRow::new("start → running (`hello --sleep 3600`)"),
+        PeerRow::new("kill → ended (wasmlet kill / SIGKILL)"),
+        PeerRow::new("start → exit (`hello`, one line)"),
+        PeerRow::new(
+            "graceful stop → ended (wasmlet: `cooperative` delete → Completed; native: `hello` SIGTERM → reaped)",
+        ),
+    ];
+    host.load_component(components::HELLO)
+        .expect("loading hello");
+    let kinds = [
         ("CPU-bound", components::SPINNER),
         ("host-blocked", components::STUBBORN),
-    ] {
-        rows.push(Row {
-            metric: format!("kill overshoot, {label}, alone"),
-            samples: kill_overshoots(&host, component, args.kills).await,
-        });
+    ];
+    let mut rows = vec![
+        Row::new("start → Running (postStart done)"),
+        Row::new("terminate, cooperative (delete → Completed)"),
+    ];
+    for (label, _) in kinds {
+        rows.push(Row::new(format!("kill overshoot, {label}, alone")));
     }
-
-    let mut neighbours = Vec::new();
-    for index in 0..args.neighbours {
-        neighbours.push(
-            start(
+    for (label, _) in kinds {
+        rows.push(Row::new(format!(
+            "kill overshoot, {label}, {} spinning neighbours",
+            args.neighbours
+        )));
+    }
+    for _ in 0..args.runs {
+        let mut starts = Vec::new();
+        let mut terminates = Vec::new();
+        for index in 0..args.starts {
+            let began = Instant::now();
+            let pod = start(
                 &host,
                 pod(
-                    &format!("neighbour-{index}"),
-                    components::SPINNER,
-                    Duration::ZERO,
+                    &format!("start-{index}"),
+                    components::COOPERATIVE,
+                    Duration::from_secs(10),
                 ),
             )
-            .await,
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for (label, component) in [
-        ("CPU-bound", components::SPINNER),
-        ("host-blocked", components::STUBBORN),
-    ] {
-        rows.push(Row {
-            metric: format!(
-                "kill overshoot, {label}, {} spinning neighbours",
-                args.neighbours
-            ),
-            samples: kill_overshoots(&host, component, args.kills).await,
-        });
-    }
-    for neighbour in &neighbours {
-        neighbour.kill();
-    }
-    for neighbour in &neighbours {
-        neighbour.wait().await;
+            .await;
+            starts.push(began.elapsed());
+            let deleted = Instant::now();
+            pod.delete(None);
+            pod.wait().await;
+            terminates.push(deleted.elapsed());
+        }
+        rows[0].runs.push(starts);
+        rows[1].runs.push(terminates.clone());
+
+        for (index, (_, component)) in kinds.into_iter().enumerate() {
+            let overshoots = kill_overshoots(&host, component, args.kills).await;
+            rows[2 + index].runs.push(overshoots);
+        }
+
+        let mut neighbours = Vec::new();
+        for index in 0..args.neighbours {
+            neighbours.push(
+                start(
+                    &host,
+                    pod(
+                        &format!("neighbour-{index}"),
+                        components::SPINNER,
+                        Duration::ZERO,
+                    ),
+                )
+                .await,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (index, (_, component)) in kinds.into_iter().enumerate() {
+            let overshoots = kill_overshoots(&host, component, args.kills).await;
+            rows[4 + index].runs.push(overshoots);
+        }
+        for neighbour in &neighbours {
+            neighbour.kill();
+        }
+        for neighbour in &neighbours {
+            neighbour.wait().await;
+        }
+
+        for peer in &mut peers {
+            peer.begin_run();
+        }
+        *peers[3].wasmlet.last_mut().expect("a run in progress") = terminates;
+        for index in 0..args.starts.min(100) {
+            let began = Instant::now();
+            let spec = PodSpec::component(components::HELLO)
+                .name(format!("peer-{index}"))
+                .args(["--sleep", "3600"])
+                .build()
+                .expect("a valid pod");
+            let pod = start(&host, spec).await;
+            sample(&mut peers[0].wasmlet, began.elapsed());
+            let killing = Instant::now();
+            pod.kill();
+            pod.wait().await;
+            sample(&mut peers[1].wasmlet, killing.elapsed());
+
+            let began = Instant::now();
+            let pod = host
+                .start_pod(PodSpec::for_component(components::HELLO, Vec::new()))
+                .await
+                .expect("starting hello");
+            pod.wait().await;
+            sample(&mut peers[2].wasmlet, began.elapsed());
+
+            if let Some(native) = &native {
+                let (started, stopped) =
+                    native_start_and_stop(native, rustix::process::Signal::KILL);
+                sample(&mut peers[0].native, started);
+                sample(&mut peers[1].native, stopped);
+                sample(&mut peers[2].native, process_run(native, &[]));
+                let (_, terminated) = native_start_and_stop(native, rustix::process::Signal::TERM);
+                sample(&mut peers[3].native, terminated);
+            }
+            if let Some(wasmtime) = &wasmtime {
+                let run = process_run(wasmtime, &["run", components::HELLO]);
+                sample(&mut peers[2].wasmtime, run);
+            }
+        }
     }
 
     let preemption_runs = preemption(&host, args.work_pairs).await;
@@ -588,74 +694,6 @@ async fn main() {
     let request_shares = cpu_shares(&one_core, weighted, 0, args.cpu_seconds).await;
     drop(one_core);
 
-    // Peers: the same lifecycle as a native process and under `wasmtime run`.
-    let native = native_hello();
-    let wasmtime = wasmtime_cli();
-    let mut peers = vec![
-        PeerRow {
-            figure: "start → running (`hello --sleep 3600`)",
-            wasmlet: Vec::new(),
-            native: Vec::new(),
-            wasmtime: Vec::new(),
-        },
-        PeerRow {
-            figure: "kill → ended (wasmlet kill / SIGKILL)",
-            wasmlet: Vec::new(),
-            native: Vec::new(),
-            wasmtime: Vec::new(),
-        },
-        PeerRow {
-            figure: "start → exit (`hello`, one line)",
-            wasmlet: Vec::new(),
-            native: Vec::new(),
-            wasmtime: Vec::new(),
-        },
-        PeerRow {
-            figure: "graceful stop → ended (wasmlet: `cooperative` delete → Completed; native: `hello` SIGTERM → reaped)",
-            wasmlet: terminates_for_peers,
-            native: Vec::new(),
-            wasmtime: Vec::new(),
-        },
-    ];
-    host.load_component(components::HELLO)
-        .expect("loading hello");
-    for index in 0..args.starts.min(100) {
-        let began = Instant::now();
-        let spec = PodSpec::component(components::HELLO)
-            .name(format!("peer-{index}"))
-            .args(["--sleep", "3600"])
-            .build()
-            .expect("a valid pod");
-        let pod = start(&host, spec).await;
-        peers[0].wasmlet.push(began.elapsed());
-        let killing = Instant::now();
-        pod.kill();
-        pod.wait().await;
-        peers[1].wasmlet.push(killing.elapsed());
-
-        let began = Instant::now();
-        let pod = host
-            .start_pod(PodSpec::for_component(components::HELLO, Vec::new()))
-            .await
-            .expect("starting hello");
-        pod.wait().await;
-        peers[2].wasmlet.push(began.elapsed());
-
-        if let Some(native) = &native {
-            let (started, stopped) = native_start_and_stop(native, rustix::process::Signal::KILL);
-            peers[0].native.push(started);
-            peers[1].native.push(stopped);
-            peers[2].native.push(process_run(native, &[]));
-            let (_, terminated) = native_start_and_stop(native, rustix::process::Signal::TERM);
-            peers[3].native.push(terminated);
-        }
-        if let Some(wasmtime) = &wasmtime {
-            peers[2]
-                .wasmtime
-                .push(process_run(wasmtime, &["run", components::HELLO]));
-        }
-    }
-
     let density = density(&host, args.idle_pods).await;
 
     println!();
@@ -665,60 +703,58 @@ async fn main() {
     );
     println!();
     println!(
-        "| {:<52} | {:>5} | {:>9} | {:>9} | {:>9} |",
-        "metric", "n", "p50", "p99", "max"
+        "| metric | n per run | p50, median of {0} runs (range) | p99, median of {0} runs (range) | max of all |",
+        args.runs
     );
-    println!(
-        "|{:-<54}|{:->7}|{:->11}|{:->11}|{:->11}|",
-        "", "", "", "", ""
-    );
-    for mut row in rows {
-        row.samples.sort();
+    println!("|---|---|---|---|---|");
+    for row in &rows {
+        let max = row.runs.iter().flatten().max().copied().unwrap_or_default();
         println!(
-            "| {:<52} | {:>5} | {:>9} | {:>9} | {:>9} |",
+            "| {} | {} | {} | {} | {} |",
             row.metric,
-            row.samples.len(),
-            show(percentile(&row.samples, 0.5)),
-            show(percentile(&row.samples, 0.99)),
-            show(*row.samples.last().unwrap()),
+            row.runs.first().map_or(0, Vec::len),
+            across_runs(&row.runs, 0.5),
+            across_runs(&row.runs, 0.99),
+            show(max),
         );
     }
 
     println!();
     println!(
-        "Peers, same run (p50 / p99 of {} each):",
-        peers[0].wasmlet.len()
+        "Peers, same runs (p50 / p99 of {} each per run; median over {} runs, range):",
+        peers[0].wasmlet.first().map_or(0, Vec::len),
+        args.runs,
     );
     println!();
     println!(
         "| figure | wasmlet | native process | wasmtime run | wasmlet ÷ native | wasmlet ÷ wasmtime run |"
     );
     println!("|---|---|---|---|---|---|");
-    for mut row in peers {
-        for samples in [&mut row.wasmlet, &mut row.native, &mut row.wasmtime] {
-            samples.sort();
-        }
-        let cell = |samples: &[Duration]| {
-            if samples.is_empty() {
+    for row in &peers {
+        let cell = |runs: &[Vec<Duration>]| {
+            if runs.iter().all(Vec::is_empty) {
                 "—".to_string()
             } else {
-                format!(
-                    "{} / {}",
-                    show(percentile(samples, 0.5)),
-                    show(percentile(samples, 0.99))
-                )
+                format!("{} / {}", across_runs(runs, 0.5), across_runs(runs, 0.99))
             }
         };
-        let ratio = |peer: &[Duration]| {
-            if peer.is_empty() {
-                "—".to_string()
-            } else {
-                format!(
-                    "{:.2}",
-                    percentile(&row.wasmlet, 0.5).as_secs_f64()
-                        / percentile(peer, 0.5).as_secs_f64()
-                )
+        // The ratio of the p50s within each run.
+        let ratio = |peer: &[Vec<Duration>]| {
+            if peer.iter().all(Vec::is_empty) {
+                return "—".to_string();
             }
+            let p50 = |samples: &Vec<Duration>| {
+                let mut sorted = samples.clone();
+                sorted.sort();
+                percentile(&sorted, 0.5).as_secs_f64()
+            };
+            let ratios: Vec<f64> = row
+                .wasmlet
+                .iter()
+                .zip(peer)
+                .map(|(wasmlet, peer)| p50(wasmlet) / p50(peer))
+                .collect();
+            median_and_range(&ratios, |ratio| format!("{ratio:.2}"))
         };
         println!(
             "| {} | {} | {} | {} | {} | {} |",
