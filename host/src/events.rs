@@ -296,12 +296,7 @@ impl UpdateHub {
                 Some(LiveUpdates::Watched(receiver))
             }
         };
-        Watch {
-            replay: Self::history(&inner),
-            live,
-            clock: self.clock.clone(),
-            started: self.started,
-        }
+        self.stream(&inner, live)
     }
 
     /// Like [`UpdateHub::watch`], but the live updates queue up for this watcher without
@@ -316,8 +311,13 @@ impl UpdateHub {
                 Some(LiveUpdates::Followed(receiver))
             }
         };
+        self.stream(&inner, live)
+    }
+
+    /// The history so far, then `live`.
+    fn stream(&self, inner: &HubInner, live: Option<LiveUpdates>) -> Watch {
         Watch {
-            replay: Self::history(&inner),
+            replay: Self::history(inner),
             live,
             clock: self.clock.clone(),
             started: self.started,
