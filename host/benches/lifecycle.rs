@@ -214,6 +214,61 @@ fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| maps.lines().count())
 }
 
+/// This process's resident memory by what holds it, in bytes, from `/proc/self/smaps`: linear
+/// memories (a mapping followed by an inaccessible one of 1 GiB or more: the rest of the
+/// memory's reservation and its guard region), wasmtime's fiber stacks, on which guests run
+/// (mappings of 2 MiB), and everything else (the allocator's heap — stores, WASI contexts,
+/// tasks, statuses, events — and the program itself).
+fn rss_by_kind() -> [u64; 3] {
+    struct Area {
+        start: u64,
+        end: u64,
+        accessible: bool,
+        rss: u64,
+    }
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut areas: Vec<Area> = Vec::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        {
+            let accessible = fields.next().is_some_and(|perms| !perms.starts_with("---"));
+            areas.push(Area {
+                start,
+                end,
+                accessible,
+                rss: 0,
+            });
+        } else if let (Some(kb), Some(area)) = (line.strip_prefix("Rss:"), areas.last_mut()) {
+            area.rss = kb
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                * 1024;
+        }
+    }
+    let mut kinds = [0; 3];
+    for (index, area) in areas.iter().enumerate() {
+        let reserved_after = areas.get(index + 1).is_some_and(|next| {
+            next.start == area.end && !next.accessible && next.end - next.start >= 1 << 30
+        });
+        let kind = if reserved_after {
+            0
+        } else if area.end - area.start == 2 << 20 {
+            1
+        } else {
+            2
+        };
+        kinds[kind] += area.rss;
+    }
+    kinds
+}
+
 /// This process's open file descriptors (the soft `RLIMIT_NOFILE` bounds them).
 fn open_files() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count())
@@ -225,6 +280,8 @@ struct Density {
     rss_per_pod: u64,
     mappings_per_pod: f64,
     files_per_pod: f64,
+    /// Per pod: resident memory in linear memories, in fiber stacks, and elsewhere.
+    kinds_per_pod: [u64; 3],
     start_all: Duration,
     stop_all: Duration,
 }
@@ -233,6 +290,7 @@ async fn density(host: &Host, count: usize) -> Density {
     let before = rss();
     let maps_before = mappings();
     let files_before = open_files();
+    let kinds_before = rss_by_kind();
     let began = Instant::now();
     let mut pods = Vec::with_capacity(count);
     for index in 0..count {
@@ -247,11 +305,17 @@ async fn density(host: &Host, count: usize) -> Density {
         pod.wait_running().await;
     }
     let start_all = began.elapsed();
-    // Let every guest reach its sleep.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // `Running` comes before the guest has run: wait until every guest has its store (each
+    // holds its /tmp open), then a moment for it to reach its sleep.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open_files().saturating_sub(files_before) < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let held = rss().saturating_sub(before);
     let maps_held = mappings().saturating_sub(maps_before);
     let files_held = open_files().saturating_sub(files_before);
+    let kinds_held = rss_by_kind();
     let stopping = Instant::now();
     for pod in &pods {
         pod.kill();
@@ -264,6 +328,9 @@ async fn density(host: &Host, count: usize) -> Density {
         rss_per_pod: held / count.max(1) as u64,
         mappings_per_pod: maps_held as f64 / count.max(1) as f64,
         files_per_pod: files_held as f64 / count.max(1) as f64,
+        kinds_per_pod: std::array::from_fn(|kind| {
+            kinds_held[kind].saturating_sub(kinds_before[kind]) / count.max(1) as u64
+        }),
         start_all,
         stop_all: stopping.elapsed(),
     }
@@ -787,6 +854,12 @@ async fn main() {
         show(density.start_all / density.pods.max(1) as u32),
         show(density.stop_all),
         show(density.stop_all / density.pods.max(1) as u32),
+    );
+    let [memories, stacks, elsewhere] = density.kinds_per_pod.map(|bytes| bytes as f64 / 1024.0);
+    println!(
+        "Resident per idle pod, by where (/proc/self/smaps): {memories:.1} KiB in linear memories \
+         (pages the guest touched), {stacks:.1} KiB in fiber stacks, {elsewhere:.1} KiB elsewhere \
+         (the heap: store, WASI context, tasks, status and events)."
     );
     println!();
     println!(
