@@ -21,6 +21,11 @@ const COMPONENTS: &str = "components";
 const EXTENSION: &str = "cwasm";
 /// When the compiled components take more than this, the least recently used go.
 const SIZE_LIMIT: u64 = 1 << 30;
+/// How the name of a build being written begins…
+const PARTIAL: &str = ".partial-";
+/// …and how old such a file is when the process that wrote it is surely gone (a compilation
+/// takes seconds, the writing of its build less).
+const ABANDONED: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Compiled components kept in a directory of their own.
 #[derive(Debug)]
@@ -51,25 +56,33 @@ impl CompileCache {
                     let _ = used.and_then(|file| file.set_modified(SystemTime::now()));
                     return Ok(component);
                 }
-                // Left by another version of wasmtime, or damaged: compiled again below, and
-                // replaced.
+                // The build is whole (its name says an engine of these settings made it) but
+                // this engine will not use the component — it needs more than a slot of the
+                // instance pool holds: compiling it again would not change that.
+                Err(error) if matches!(Engine::detect_precompiled_file(&entry), Ok(Some(_))) => {
+                    return Err(error);
+                }
+                // Not compiled code (damaged): compiled again below, and replaced.
                 Err(error) => {
                     tracing::debug!("compile cache: not using `{}`: {error:#}", entry.display())
                 }
             }
         }
         let compiled = engine.precompile_component(bytes)?;
-        // SAFETY: `compiled` was made by `engine` itself just now, which is what
-        // `Component::deserialize` asks of its bytes.
-        #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
+        // Stored before it is used: a component the engine refuses (above) is refused from
+        // its stored build next time, without compiling.
         if let Err(error) = self.store(&entry, &compiled) {
             tracing::warn!(
                 "not keeping the compiled component in `{}`: {error:#}",
                 self.directory.display()
             );
         }
-        Ok(component)
+        // SAFETY: `compiled` was made by `engine` itself just now, which is what
+        // `Component::deserialize` asks of its bytes.
+        #[allow(unsafe_code)]
+        unsafe {
+            Component::deserialize(engine, &compiled)
+        }
     }
 
     /// Whether the cache holds the build of `bytes` for `engine`.
@@ -100,7 +113,7 @@ impl CompileCache {
     fn store(&self, entry: &Path, compiled: &[u8]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.directory)
             .with_context(|| format!("creating `{}`", self.directory.display()))?;
-        let mut partial = tempfile::NamedTempFile::with_prefix_in(".partial-", &self.directory)
+        let mut partial = tempfile::NamedTempFile::with_prefix_in(PARTIAL, &self.directory)
             .with_context(|| format!("creating a file in `{}`", self.directory.display()))?;
         std::io::Write::write_all(&mut partial, compiled)
             .with_context(|| format!("writing `{}`", partial.path().display()))?;
@@ -112,19 +125,28 @@ impl CompileCache {
     }
 
     /// Removes the least recently used builds while all of them take more than
-    /// [`SIZE_LIMIT`].
+    /// [`SIZE_LIMIT`], and what a process that ended while storing a build left behind.
     fn evict(&self) {
         let Ok(files) = std::fs::read_dir(&self.directory) else {
             return;
         };
-        let mut builds: Vec<(SystemTime, u64, PathBuf)> = files
-            .flatten()
-            .filter(|file| file.path().extension().is_some_and(|ext| ext == EXTENSION))
-            .filter_map(|file| {
-                let metadata = file.metadata().ok()?;
-                Some((metadata.modified().ok()?, metadata.len(), file.path()))
-            })
-            .collect();
+        let mut builds: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        for file in files.flatten() {
+            let (path, Ok(metadata)) = (file.path(), file.metadata()) else {
+                continue;
+            };
+            let Ok(modified) = metadata.modified() else {
+                continue;
+            };
+            if path.extension().is_some_and(|ext| ext == EXTENSION) {
+                builds.push((modified, metadata.len(), path));
+            } else if file.file_name().to_string_lossy().starts_with(PARTIAL)
+                // The file system's times are real time, whatever the host's clock.
+                && modified.elapsed().is_ok_and(|age| age > ABANDONED)
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         let mut total: u64 = builds.iter().map(|(_, len, _)| len).sum();
         builds.sort();
         for (_, len, path) in builds {
@@ -146,8 +168,8 @@ fn load(engine: &Engine, entry: &Path) -> wasmtime::Result<Component> {
     // renamed into place: no file in place is ever written to again (eviction and a newer
     // build of the same name replace it with another inode, and a mapping keeps the old one).
     // Builds of another wasmtime version or other settings are refused by wasmtime, from the
-    // header it checks before using anything. The directory is the user's own, as wasmtime's
-    // own compile cache, which loads its files the same way.
+    // header it checks before using anything. The directory is the user's own, as is
+    // wasmtime's own compile cache, whose files it deserializes on the same trust.
     #[allow(unsafe_code)]
     unsafe {
         Component::deserialize_file(engine, entry)
@@ -201,5 +223,32 @@ mod tests {
         cache.compile(&engine, &bytes).unwrap();
         assert_ne!(std::fs::read(&entry).unwrap(), b"not compiled code");
         cache.compile(&engine, &bytes).unwrap();
+    }
+
+    #[test]
+    fn a_component_the_engine_refuses_is_refused_again_from_its_stored_build() {
+        use std::os::unix::fs::MetadataExt as _;
+        let directory = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(directory.path());
+        // An instance pool whose slots hold no linear memory, and a component that has one.
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.max_memories_per_component(0)
+            .max_memories_per_module(0);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).unwrap();
+        let bytes = wat::parse_str(
+            "(component (core module $m (memory 1)) (core instance (instantiate $m)))",
+        )
+        .unwrap();
+        let first = cache.compile(&engine, &bytes).map(drop).unwrap_err();
+        let entry = cache.entry(&engine, &bytes);
+        let stored = std::fs::metadata(&entry).unwrap().ino();
+        let again = cache.compile(&engine, &bytes).map(drop).unwrap_err();
+        assert_eq!(format!("{again:#}"), format!("{first:#}"));
+        // Refused from the build it had: not compiled and stored anew.
+        assert_eq!(std::fs::metadata(&entry).unwrap().ino(), stored);
     }
 }
