@@ -369,12 +369,13 @@ pub(super) fn new_store(
             // clock.
             .allow_blocking_current_thread(true);
     }
-    // A guest that sees no directory but its private /tmp does its file operations on its own
-    // thread: its files are ones it made on the host's disk, whose operations take microseconds,
-    // where a trip to the blocking pool and back takes tens (a postStart hook that writes a
-    // file reached Running 13 % sooner). A volume may be a directory of the host's with a FIFO
-    // in it or on a network file system, which could hold a guest thread as long as it blocks:
-    // with one, file operations go to the blocking pool.
+    // A guest that sees no directory but its private /tmp does its file operations (opening,
+    // metadata, positioned reads and writes; wasmtime-wasi's streams keep the blocking pool)
+    // on its own thread: its files are ones it made on the host's disk, whose operations take
+    // microseconds, where a trip to the blocking pool and back takes tens (a postStart hook
+    // that writes a file reached Running 13 % sooner). A volume may be a directory of the
+    // host's with a FIFO in it or on a network file system, which could hold a guest thread as
+    // long as it blocks: with one, file operations go to the blocking pool.
     if io.mounts.is_empty() {
         wasi.allow_blocking_current_thread(true);
     }
