@@ -27,6 +27,22 @@ const PARTIAL: &str = ".partial-";
 /// takes seconds, the writing of its build less).
 const ABANDONED: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The SHA-256 of a component's bytes, which names its builds (a component cannot be made to
+/// collide with another's build). Computed once per load, however many engines the component
+/// is compiled for: hashing a 20 MB component takes some 15 ms.
+#[derive(Debug, Clone)]
+pub(crate) struct ComponentDigest(String);
+
+impl ComponentDigest {
+    pub fn of(bytes: &[u8]) -> ComponentDigest {
+        let mut hex = String::with_capacity(64);
+        for byte in sha2::Sha256::digest(bytes) {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        ComponentDigest(hex)
+    }
+}
+
 /// Compiled components kept in a directory of their own.
 #[derive(Debug)]
 pub(crate) struct CompileCache {
@@ -42,11 +58,16 @@ impl CompileCache {
         }
     }
 
-    /// The component `bytes` compiled for `engine`: from the cache if it holds that build, else
-    /// compiled, and stored for the next time. A cache that cannot be read or written costs a
-    /// compilation, never the component.
-    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let entry = self.entry(engine, bytes);
+    /// The component `bytes` (whose digest is `digest`) compiled for `engine`: from the cache
+    /// if it holds that build, else compiled, and stored for the next time. A cache that cannot
+    /// be read or written costs a compilation, never the component.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest: &ComponentDigest,
+    ) -> wasmtime::Result<Component> {
+        let entry = self.entry(engine, digest);
         if entry.exists() {
             match load(engine, &entry) {
                 Ok(component) => {
@@ -85,26 +106,24 @@ impl CompileCache {
         }
     }
 
-    /// Whether the cache holds the build of `bytes` for `engine`.
-    pub fn holds(&self, engine: &Engine, bytes: &[u8]) -> bool {
-        self.entry(engine, bytes).exists()
+    /// Whether the cache holds the build for `engine` of the component whose digest is
+    /// `digest`.
+    pub fn holds(&self, engine: &Engine, digest: &ComponentDigest) -> bool {
+        self.entry(engine, digest).exists()
     }
 
-    /// The file for the build of `bytes` for `engine`: named by a SHA-256 of the bytes (a
-    /// component cannot be made to collide with another's build) and a hash of the engine's
-    /// compilation settings and version, so that engines of other settings keep builds of
-    /// their own.
-    fn entry(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+    /// The file for the build for `engine` of the component whose digest is `digest`: named by
+    /// the digest and a hash of the engine's compilation settings and version, so that engines
+    /// of other settings keep builds of their own.
+    fn entry(&self, engine: &Engine, digest: &ComponentDigest) -> PathBuf {
         use std::hash::{Hash as _, Hasher as _};
         let mut settings = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut settings);
-        let digest = sha2::Sha256::digest(bytes);
-        let mut name = String::with_capacity(64 + 1 + 16 + 1 + EXTENSION.len());
-        for byte in digest {
-            name.push_str(&format!("{byte:02x}"));
-        }
-        name.push_str(&format!("-{:016x}.{EXTENSION}", settings.finish()));
-        self.directory.join(name)
+        self.directory.join(format!(
+            "{}-{:016x}.{EXTENSION}",
+            digest.0,
+            settings.finish()
+        ))
     }
 
     /// Writes `compiled` as `entry`, whole or not at all: under a name of its own first, then
@@ -195,18 +214,19 @@ mod tests {
         let cache = CompileCache::new(directory.path());
         let engine = engine();
         let bytes = wat::parse_str(EMPTY).unwrap();
-        assert!(!cache.holds(&engine, &bytes));
-        cache.compile(&engine, &bytes).unwrap();
-        assert!(cache.holds(&engine, &bytes));
-        let entry = cache.entry(&engine, &bytes);
+        let digest = ComponentDigest::of(&bytes);
+        assert!(!cache.holds(&engine, &digest));
+        cache.compile(&engine, &bytes, &digest).unwrap();
+        assert!(cache.holds(&engine, &digest));
+        let entry = cache.entry(&engine, &digest);
         let stored = std::fs::read(&entry).unwrap();
         // An engine of other settings keeps a build of its own.
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         let other = Engine::new(&config).unwrap();
-        assert!(!cache.holds(&other, &bytes));
+        assert!(!cache.holds(&other, &digest));
         // The stored build is used as it is: loaded, not compiled and written again.
-        cache.compile(&engine, &bytes).unwrap();
+        cache.compile(&engine, &bytes, &digest).unwrap();
         assert_eq!(std::fs::read(&entry).unwrap(), stored);
         assert_eq!(std::fs::read_dir(cache.directory).unwrap().count(), 1);
     }
@@ -217,12 +237,13 @@ mod tests {
         let cache = CompileCache::new(directory.path());
         let engine = engine();
         let bytes = wat::parse_str(EMPTY).unwrap();
-        let entry = cache.entry(&engine, &bytes);
+        let digest = ComponentDigest::of(&bytes);
+        let entry = cache.entry(&engine, &digest);
         std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
         std::fs::write(&entry, b"not compiled code").unwrap();
-        cache.compile(&engine, &bytes).unwrap();
+        cache.compile(&engine, &bytes, &digest).unwrap();
         assert_ne!(std::fs::read(&entry).unwrap(), b"not compiled code");
-        cache.compile(&engine, &bytes).unwrap();
+        cache.compile(&engine, &bytes, &digest).unwrap();
     }
 
     #[test]
@@ -243,10 +264,17 @@ mod tests {
             "(component (core module $m (memory 1)) (core instance (instantiate $m)))",
         )
         .unwrap();
-        let first = cache.compile(&engine, &bytes).map(drop).unwrap_err();
-        let entry = cache.entry(&engine, &bytes);
+        let digest = ComponentDigest::of(&bytes);
+        let first = cache
+            .compile(&engine, &bytes, &digest)
+            .map(drop)
+            .unwrap_err();
+        let entry = cache.entry(&engine, &digest);
         let stored = std::fs::metadata(&entry).unwrap().ino();
-        let again = cache.compile(&engine, &bytes).map(drop).unwrap_err();
+        let again = cache
+            .compile(&engine, &bytes, &digest)
+            .map(drop)
+            .unwrap_err();
         assert_eq!(format!("{again:#}"), format!("{first:#}"));
         // Refused from the build it had: not compiled and stored anew.
         assert_eq!(std::fs::metadata(&entry).unwrap().ino(), stored);

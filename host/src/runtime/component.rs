@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::{ComponentExportIndex, InstancePre};
 
-use super::compile_cache::CompileCache;
+use super::compile_cache::{CompileCache, ComponentDigest};
 use super::memory::{MAX_MEMORIES, MAX_TABLES};
 use super::store::GuestState;
 
@@ -91,11 +91,11 @@ impl LoadedComponent {
         Ok(twin.made.get_or_init(|| made).clone())
     }
 
-    /// Compiles a component given as bytes (from `cache`, if it holds the build, and into it);
-    /// `path` names it in errors.
+    /// Compiles a component given as bytes (from `cache`, if it holds the build, and into it;
+    /// with the bytes' digest); `path` names it in errors.
     pub(crate) fn from_bytes(
         engine: &Engine,
-        cache: Option<&CompileCache>,
+        cache: Option<(&CompileCache, &ComponentDigest)>,
         linker: &wasmtime::component::Linker<GuestState>,
         bytes: &[u8],
         path: &Path,
@@ -117,7 +117,7 @@ impl LoadedComponent {
             );
         }
         let component = match cache {
-            Some(cache) => cache.compile(engine, bytes),
+            Some((cache, digest)) => cache.compile(engine, bytes, digest),
             None => wasmtime::component::Component::new(engine, bytes),
         }
         .map_err(anyhow::Error::from)

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
-use super::compile_cache::CompileCache;
+use super::compile_cache::{CompileCache, ComponentDigest};
 use super::component::{Entry, LoadedComponent, OnDemandTwin};
 use super::imports::{Imports, ImportsInUse};
 use super::release::MemoryReleaser;
@@ -398,9 +398,13 @@ impl WasmEngine {
         if let Some(shell) = self.shell.get() {
             return Ok(shell.clone());
         }
+        let digest = self
+            .compile_cache
+            .as_ref()
+            .map(|_| ComponentDigest::of(SHELL));
         let shell = Arc::new(LoadedComponent::from_bytes(
             &self.engine,
-            self.compile_cache.as_deref(),
+            self.compile_cache.as_deref().zip(digest.as_ref()),
             &self.linker,
             SHELL,
             Path::new("<wasmlet's sh>"),
@@ -450,9 +454,13 @@ impl WasmEngine {
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
+        let digest = self
+            .compile_cache
+            .as_ref()
+            .map(|_| ComponentDigest::of(&bytes));
         let optimized = |bytes: &[u8]| {
             self.optimized(
-                bytes,
+                (bytes, digest.as_ref()),
                 optimized_linker,
                 linkers.as_ref(),
                 path,
@@ -462,7 +470,7 @@ impl WasmEngine {
         };
         let (component, compilation) = match (&self.baseline, baseline_linker) {
             (Some((engine, _, from)), Some(linker))
-                if bytes.len() as u64 >= *from && !self.optimized_is_cached(&bytes) =>
+                if bytes.len() as u64 >= *from && !self.optimized_is_cached(digest.as_ref()) =>
             {
                 // What the baseline compiler cannot compile (a proposal it lacks), the
                 // optimising one may: only its error is the component's.
@@ -498,27 +506,28 @@ impl WasmEngine {
         if compilation == Compilation::Baseline {
             let linker = optimized_linker.clone();
             let embedder = embedder.to_vec();
-            self.optimize_in_background(key, modified, bytes, linker, linkers, embedder);
+            let compiled = (bytes, digest);
+            self.optimize_in_background(key, modified, compiled, linker, linkers, embedder);
         }
         Ok((component, compilation))
     }
 
-    /// Compiles `bytes` (the component at `path`, last modified at `modified`) with the
-    /// optimising compiler, linked by `linker` (`linkers`: the embedder's set it is from). With
-    /// an instance pool it is compiled for the pool's engine, its build for the on-demand engine
+    /// Compiles `bytes` (the component at `path`, last modified at `modified`; with its digest
+    /// if there is a compile cache) with the optimising compiler, linked by `linker`
+    /// (`linkers`: the embedder's set it is from). With an instance pool it is compiled for the pool's engine, its build for the on-demand engine
     /// made when an instance first does not fit ([`WasmEngine::place`]); a component that does
     /// not fit a slot (more memories or tables, larger instances) is compiled for the on-demand
     /// engine alone.
     fn optimized(
         self: &Arc<Self>,
-        bytes: &[u8],
+        (bytes, digest): (&[u8], Option<&ComponentDigest>),
         linker: &Linker<GuestState>,
         linkers: Option<&Arc<Linkers>>,
         path: &Path,
         embedder: &[String],
         modified: Option<SystemTime>,
     ) -> anyhow::Result<LoadedComponent> {
-        let cache = self.compile_cache.as_deref();
+        let cache = self.compile_cache.as_deref().zip(digest);
         if self.pool.is_none() {
             return LoadedComponent::from_bytes(&self.engine, cache, linker, bytes, path, embedder);
         }
@@ -555,9 +564,10 @@ impl WasmEngine {
                         path.display()
                     );
                     let (engine, linker) = on_demand_linker()?;
+                    let digest = cache.as_ref().map(|_| ComponentDigest::of(&bytes));
                     LoadedComponent::from_bytes(
                         &engine,
-                        cache.as_deref(),
+                        cache.as_deref().zip(digest.as_ref()),
                         &linker,
                         &bytes,
                         &path,
@@ -624,14 +634,14 @@ impl WasmEngine {
         Ok(Some(made))
     }
 
-    /// Compiles `bytes` (the component at `key`) with the optimising compiler on a thread of
-    /// low priority: into the compile cache, and in place of the baseline build for later
-    /// loads in this process.
+    /// Compiles `bytes` (the component at `key`, with its digest if there is a compile cache)
+    /// with the optimising compiler on a thread of low priority: into the compile cache, and
+    /// in place of the baseline build for later loads in this process.
     fn optimize_in_background(
         self: &Arc<Self>,
         key: (PathBuf, Vec<u64>),
         modified: Option<SystemTime>,
-        bytes: Vec<u8>,
+        (bytes, digest): (Vec<u8>, Option<ComponentDigest>),
         linker: Linker<GuestState>,
         linkers: Option<Arc<Linkers>>,
         embedder: Vec<String>,
@@ -643,7 +653,7 @@ impl WasmEngine {
             .spawn(move || {
                 super::lower_priority(19);
                 let optimized = match wasm.optimized(
-                    &bytes,
+                    (&bytes, digest.as_ref()),
                     &linker,
                     linkers.as_ref(),
                     &key.0,
@@ -671,17 +681,18 @@ impl WasmEngine {
         }
     }
 
-    /// Whether the compile cache holds the optimised build of `bytes`: for the pool's engine,
-    /// or for the on-demand one when the component does not fit a slot.
-    fn optimized_is_cached(&self, bytes: &[u8]) -> bool {
-        let Some(cache) = &self.compile_cache else {
+    /// Whether the compile cache holds the optimised build of the component whose digest is
+    /// `digest`: for the pool's engine, or for the on-demand one when the component does not
+    /// fit a slot.
+    fn optimized_is_cached(&self, digest: Option<&ComponentDigest>) -> bool {
+        let (Some(cache), Some(digest)) = (&self.compile_cache, digest) else {
             return false;
         };
-        cache.holds(&self.engine, bytes)
+        cache.holds(&self.engine, digest)
             || self
                 .pool
                 .as_ref()
-                .is_some_and(|pool| cache.holds(&pool.on_demand, bytes))
+                .is_some_and(|pool| cache.holds(&pool.on_demand, digest))
     }
 }
 
