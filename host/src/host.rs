@@ -228,15 +228,21 @@ impl Host {
             spec.name,
             spec.missing.join("; ")
         );
-        let loaded = if self.inner.runtime.scheduling.loads_off_thread() {
-            let host = self.clone();
-            let spec_for_load = spec.clone();
-            let imports = imports.clone();
-            tokio::task::spawn_blocking(move || host.load_pod_components(&spec_for_load, imports))
+        // Components loaded before are found in place; compiling one may take seconds, which
+        // is done on a blocking thread.
+        let off_thread = self.inner.runtime.scheduling.loads_off_thread();
+        let loaded = match self.load_pod_components(&spec, imports.clone(), !off_thread)? {
+            Some(loaded) => loaded,
+            None => {
+                let host = self.clone();
+                let spec_for_load = spec.clone();
+                tokio::task::spawn_blocking(move || {
+                    host.load_pod_components(&spec_for_load, imports, true)
+                })
                 .await
                 .context("loading components")??
-        } else {
-            self.load_pod_components(&spec, imports)?
+                .expect("loads that may compile find every component")
+            }
         };
         let address = pod_address(self.inner.config.http_address, spec.replica)
             .map_err(|why| anyhow::anyhow!("pod `{}` cannot start: {why}", spec.name))?;
@@ -301,13 +307,27 @@ impl Host {
         self.pods.lock().unwrap().live_pods()
     }
 
-    fn load_pod_components(&self, spec: &PodSpec, imports: Imports) -> anyhow::Result<LoadedPod> {
+    /// `compile`: whether a component not loaded before is read and compiled here (which may
+    /// take seconds); if not, `None` says one is missing.
+    fn load_pod_components(
+        &self,
+        spec: &PodSpec,
+        imports: Imports,
+        compile: bool,
+    ) -> anyhow::Result<Option<LoadedPod>> {
+        let wasm = &self.inner.runtime.wasm;
+        let load = |path: &Path, imports: &Imports| match compile {
+            true => wasm.load_component_with(path, imports).map(Some),
+            false => wasm.loaded_component(path, imports),
+        };
         let mut containers = Vec::new();
         for container in spec.init_containers.iter().chain(&spec.containers) {
             let started = self.inner.clock.now();
-            let (main, compilation) = (self.inner.runtime.wasm)
-                .load_component_with(&container.image, &imports)
-                .with_context(|| format!("loading the image of container `{}`", container.name))?;
+            let Some((main, compilation)) = load(&container.image, &imports)
+                .with_context(|| format!("loading the image of container `{}`", container.name))?
+            else {
+                return Ok(None);
+            };
             let mut exec = HashMap::new();
             let mut shell = None;
             use crate::manifest::{ExecTarget, Handler, ProbeAction};
@@ -327,21 +347,23 @@ impl Host {
             for target in hooks.chain(probes) {
                 match target {
                     ExecTarget::Component(component) => {
-                        let (loaded, _) = (self.inner.runtime.wasm)
-                            .load_component(component)
-                            .with_context(|| {
+                        let Some((loaded, _)) =
+                            load(component, &Imports::new()).with_context(|| {
                                 format!("loading an exec command of container `{}`", container.name)
-                            })?;
+                            })?
+                        else {
+                            return Ok(None);
+                        };
                         exec.insert(component.clone(), loaded);
                     }
                     ExecTarget::Shell => {
-                        shell = Some(
-                            self.inner
-                                .runtime
-                                .wasm
-                                .shell()
-                                .context("loading wasmlet's sh")?,
-                        );
+                        shell = match compile {
+                            true => Some(wasm.shell().context("loading wasmlet's sh")?),
+                            false => match wasm.loaded_shell() {
+                                Some(shell) => Some(shell),
+                                None => return Ok(None),
+                            },
+                        };
                     }
                     ExecTarget::Container => {}
                 }
@@ -354,9 +376,9 @@ impl Host {
                 compilation,
             });
         }
-        Ok(LoadedPod {
+        Ok(Some(LoadedPod {
             containers,
             imports,
-        })
+        }))
     }
 }

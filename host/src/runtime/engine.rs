@@ -196,6 +196,17 @@ pub(crate) enum Compilation {
 /// wasmlet's bundled shell (`host/sh`), built by `build.rs`.
 const SHELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sh.wasm"));
 
+/// A component file against the components loaded before ([`WasmEngine::look_up`]).
+struct Lookup {
+    /// Its key in [`WasmEngine::components`].
+    key: (PathBuf, Vec<u64>),
+    /// The file's modification time and length, which a loaded component must match.
+    modified: Option<SystemTime>,
+    len: u64,
+    /// Its compiled component, if it was loaded and the file is unchanged.
+    found: Option<(Arc<LoadedComponent>, Compilation)>,
+}
+
 struct CachedComponent {
     modified: Option<SystemTime>,
     len: u64,
@@ -393,6 +404,11 @@ fn engine_config(
 }
 
 impl WasmEngine {
+    /// The bundled shell, if it was compiled already.
+    pub fn loaded_shell(&self) -> Option<Arc<LoadedComponent>> {
+        self.shell.get().cloned()
+    }
+
     /// The bundled shell, compiled once.
     pub fn shell(&self) -> anyhow::Result<Arc<LoadedComponent>> {
         if let Some(shell) = self.shell.get() {
@@ -439,18 +455,14 @@ impl WasmEngine {
             ),
         };
         let embedder = linkers.as_ref().map_or(&[][..], |l| &l.embedder[..]);
-        let metadata = std::fs::metadata(path)
-            .with_context(|| format!("reading component `{}`", path.display()))?;
-        let key = (
-            path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
-            imports.key(),
-        );
-        let modified = metadata.modified().ok();
-        if let Some(cached) = self.components.lock().unwrap().get(&key)
-            && cached.modified == modified
-            && cached.len == metadata.len()
-        {
-            return Ok((cached.component.clone(), cached.compilation));
+        let Lookup {
+            key,
+            modified,
+            len,
+            found,
+        } = self.look_up(path, imports)?;
+        if let Some(found) = found {
+            return Ok(found);
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading component `{}`", path.display()))?;
@@ -498,7 +510,7 @@ impl WasmEngine {
             key.clone(),
             CachedComponent {
                 modified,
-                len: metadata.len(),
+                len,
                 component: component.clone(),
                 compilation,
             },
@@ -510,6 +522,37 @@ impl WasmEngine {
             self.optimize_in_background(key, modified, compiled, linker, linkers, embedder);
         }
         Ok((component, compilation))
+    }
+
+    /// The component at `path` linked with `imports`, if it was loaded before and the file is
+    /// unchanged since: what [`WasmEngine::load_component_with`] returns without reading or
+    /// compiling anything, which takes a few system calls and never blocks for long.
+    pub fn loaded_component(
+        &self,
+        path: &Path,
+        imports: &Imports,
+    ) -> anyhow::Result<Option<(Arc<LoadedComponent>, Compilation)>> {
+        Ok(self.look_up(path, imports)?.found)
+    }
+
+    /// Where the file at `path` stands against the components loaded before.
+    fn look_up(&self, path: &Path, imports: &Imports) -> anyhow::Result<Lookup> {
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("reading component `{}`", path.display()))?;
+        let key = (
+            path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
+            imports.key(),
+        );
+        let modified = metadata.modified().ok();
+        let found = (self.components.lock().unwrap().get(&key))
+            .filter(|cached| cached.modified == modified && cached.len == metadata.len())
+            .map(|cached| (cached.component.clone(), cached.compilation));
+        Ok(Lookup {
+            key,
+            modified,
+            len: metadata.len(),
+            found,
+        })
     }
 
     /// Compiles `bytes` (the component at `path`, last modified at `modified`; with its digest
