@@ -70,9 +70,6 @@ pub(crate) fn spawn_instance(
     let alive = runtime.ticker.instance_alive();
     let instance_kill = kill.clone();
     let future = async move {
-        let _alive = alive;
-        // Handed back after the store, which is dropped first (declared later).
-        let _slot = slot;
         let kill = instance_kill;
         let component = if to_build {
             let built = tokio::task::spawn_blocking(move || component.on_demand_build()).await;
@@ -110,6 +107,8 @@ pub(crate) fn spawn_instance(
                 if let Some(cpu) = &store.data().cpu {
                     cpu.charge_consumed(store.get_fuel().ok());
                 }
+                // The store first: its pool slot is handed back once the store is gone.
+                kill.free_after_report(Box::new((store, slot, alive)));
                 end
             }
             Err(error) => Err(error),
