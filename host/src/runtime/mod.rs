@@ -33,6 +33,7 @@ mod context;
 mod cpu;
 mod end;
 mod engine;
+mod file_streams;
 mod group;
 mod imports;
 mod instance;

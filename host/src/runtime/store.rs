@@ -60,6 +60,8 @@ pub struct GuestState {
     pub(super) embedder: EmbedderStates,
     /// The faults its writes to volumes meet (deterministic mode's; none on a real host).
     pub(super) write_faults: WriteFaults,
+    /// Whether its file operations, writes through streams included, run on its own thread.
+    pub(super) files_inline: bool,
 }
 
 impl std::fmt::Debug for GuestState {
@@ -364,19 +366,18 @@ pub(super) fn new_store(
         // Distinct, fixed streams for each purpose, all from the instance's seed.
         wasi.secure_random(rand::rngs::StdRng::seed_from_u64(seed))
             .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed))
-            .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
-            // File operations on this thread: a blocking-pool thread would race the virtual
-            // clock.
-            .allow_blocking_current_thread(true);
+            .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed));
     }
-    // A guest that sees no directory but its private /tmp does its file operations (opening,
-    // metadata, positioned reads and writes; wasmtime-wasi's streams keep the blocking pool)
-    // on its own thread: its files are ones it made on the host's disk, whose operations take
-    // microseconds, where a trip to the blocking pool and back takes tens (a postStart hook
-    // that writes a file reached Running 13 % sooner). A volume may be a directory of the
-    // host's with a FIFO in it or on a network file system, which could hold a guest thread as
-    // long as it blocks: with one, file operations go to the blocking pool.
-    if io.mounts.is_empty() {
+    // File operations on the guest's own thread: in deterministic mode, because a
+    // blocking-pool thread would race the virtual clock; on a real host, for a guest that sees
+    // no directory but its private /tmp: its files are ones it made on the host's disk, whose
+    // operations take microseconds, where a trip to the blocking pool and back takes tens. A
+    // volume may be a directory of the host's with a FIFO in it or on a network file system,
+    // which could hold a guest thread as long as it blocks: with one, file operations go to
+    // the blocking pool. Writes through streams follow (`file_streams`); reads through
+    // streams stay wasmtime-wasi's, on the pool.
+    let files_inline = setup.seed.is_some() || io.mounts.is_empty();
+    if files_inline {
         wasi.allow_blocking_current_thread(true);
     }
     for mount in &io.mounts {
@@ -415,6 +416,7 @@ pub(super) fn new_store(
             write_faults: WriteFaults::new(io.mounts.iter().filter_map(|mount| {
                 Some((mount.host_path.as_path(), mount.write_faults.clone()?))
             })),
+            files_inline,
         },
     );
     store.limiter(|state| &mut state.limiter);

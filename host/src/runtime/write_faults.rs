@@ -5,7 +5,8 @@
 //! They land where a guest's write reaches the host, whatever language it was written in:
 //! `wasi:filesystem`'s `descriptor.write` (a positioned write) and the output streams of
 //! `descriptor.write-via-stream` and `append-via-stream` (what wasi-libc's `write` uses), which
-//! are wrapped here. Every other function stays wasmtime-wasi's. Which volume a file is on is
+//! are wrapped here. The streams of an instance whose file operations run on its own thread are
+//! wasmlet's ([`InlineFileStream`]). Every other function stays wasmtime-wasi's. Which volume a file is on is
 //! told by where its open file is on the host; the writes are counted per volume, over the
 //! pod's life, across all its containers and instances ([`VolumeWrites`]).
 
@@ -21,6 +22,7 @@ use wasmtime_wasi::p2::{
     DynOutputStream, FsResult, OutputStream, Pollable, StreamError, StreamResult,
 };
 
+use super::file_streams::{InlineFileStream, WritePosition};
 use super::store::GuestState;
 
 /// What happens to one write to the files of a volume: the `at`-th write (counted from 1 over
@@ -226,15 +228,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<(
     types.func_wrap(
         "[method]descriptor.write-via-stream",
         |mut store, (fd, offset): (Resource<Descriptor>, u64)| {
-            open_stream(store.data_mut(), fd, |view, fd| {
-                HostDescriptor::write_via_stream(view, fd, offset)
-            })
+            open_stream(
+                store.data_mut(),
+                fd,
+                WritePosition::At(offset),
+                |view, fd| HostDescriptor::write_via_stream(view, fd, offset),
+            )
         },
     )?;
     types.func_wrap(
         "[method]descriptor.append-via-stream",
         |mut store, (fd,): (Resource<Descriptor>,)| {
-            open_stream(store.data_mut(), fd, |view, fd| {
+            open_stream(store.data_mut(), fd, WritePosition::Append, |view, fd| {
                 HostDescriptor::append_via_stream(view, fd)
             })
         },
@@ -243,22 +248,34 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<(
     Ok(())
 }
 
-/// A stream `open` makes for writing to the file of `fd`, wrapped to meet the write faults of
-/// its volume if there are any.
+/// A stream `open` makes for writing to the file of `fd` from `position` (checking that the
+/// guest may), replaced by one that writes on the guest's thread if its file operations run
+/// there, and wrapped to meet the write faults of its volume if there are any.
 fn open_stream(
     state: &mut GuestState,
     fd: Resource<Descriptor>,
+    position: WritePosition,
     open: impl FnOnce(
         &mut WasiFilesystemCtxView<'_>,
         Resource<Descriptor>,
     ) -> FsResult<Resource<DynOutputStream>>,
 ) -> wasmtime::Result<(Result<Resource<DynOutputStream>, ErrorCode>,)> {
-    let writes = state.write_faults.of(state.table.get(&fd)?);
+    let descriptor = state.table.get(&fd)?;
+    let writes = state.write_faults.of(descriptor);
+    let inline = match descriptor {
+        Descriptor::File(file) if state.files_inline => Some(file.file.clone()),
+        _ => None,
+    };
     let mut view = state.filesystem();
-    let stream = match open(&mut view, fd) {
+    let mut stream = match open(&mut view, fd) {
         Ok(stream) => stream,
         Err(error) => return Ok((Err(error.downcast()?),)),
     };
+    if let Some(file) = inline {
+        view.table.delete(stream)?;
+        let inline: DynOutputStream = Box::new(InlineFileStream::new(file, position));
+        stream = view.table.push(inline)?;
+    }
     let Some(writes) = writes else {
         return Ok((Ok(stream),));
     };
