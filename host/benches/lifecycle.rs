@@ -13,7 +13,9 @@
 //!   postStart is an instance of its own).
 //! - terminate: delete → `Completed` for `cooperative` (preStop instance, terminate, clean exit).
 //! - density: `--idle-pods` pods of `stubborn` (asleep in a host call) started and held at once:
-//!   the host's RSS per pod, the time to start them all and to kill them all.
+//!   the host's RSS per pod, the time to start them all and to kill them all (`--density-only`
+//!   for nothing else; `--hold-until FILE` holds them, once measured, until FILE exists, which
+//!   `host/benches/many-idle-pods.sh` uses to hold pods in several processes at once).
 //! - preemption cost: `hello --work` (a loop that never calls the host) under wasmlet (epoch
 //!   checks, a yield every time slice) against a plain wasmtime engine without epoch
 //!   interruption, in interleaved pairs (`--work-pairs`, 5 by default; `--preemption-only` for
@@ -47,6 +49,10 @@ struct Args {
     work_pairs: usize,
     /// Only the preemption cost.
     preemption_only: bool,
+    /// Only the density.
+    density_only: bool,
+    /// Hold the idle pods, once measured, until this file exists.
+    hold_until: Option<std::path::PathBuf>,
     /// Runs of the latency figures.
     runs: usize,
 }
@@ -60,6 +66,8 @@ fn args() -> Args {
         cpu_seconds: 10,
         work_pairs: 5,
         preemption_only: false,
+        density_only: false,
+        hold_until: None,
         runs: 3,
     };
     let mut it = std::env::args().skip(1);
@@ -73,6 +81,8 @@ fn args() -> Args {
             "--cpu-seconds" => args.cpu_seconds = value() as u64,
             "--work-pairs" => args.work_pairs = value(),
             "--preemption-only" => args.preemption_only = true,
+            "--density-only" => args.density_only = true,
+            "--hold-until" => args.hold_until = it.next().map(Into::into),
             "--runs" => args.runs = value().max(1),
             _ => {} // cargo bench passes --bench
         }
@@ -286,7 +296,9 @@ struct Density {
     stop_all: Duration,
 }
 
-async fn density(host: &Host, count: usize) -> Density {
+/// `count` idle pods held at once, measured; with `hold_until`, held (once measured, which is
+/// printed) until that file exists: a script holds pods in several processes at once so.
+async fn density(host: &Host, count: usize, hold_until: Option<&std::path::Path>) -> Density {
     let before = rss();
     let maps_before = mappings();
     let files_before = open_files();
@@ -316,6 +328,15 @@ async fn density(host: &Host, count: usize) -> Density {
     let maps_held = mappings().saturating_sub(maps_before);
     let files_held = open_files().saturating_sub(files_before);
     let kinds_held = rss_by_kind();
+    if let Some(release) = hold_until {
+        println!(
+            "holding {count} idle pods: host RSS {held} bytes, {} per pod",
+            held / count.max(1) as u64
+        );
+        while !release.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let stopping = Instant::now();
     for pod in &pods {
         pod.kill();
@@ -604,6 +625,10 @@ async fn main() {
         print_preemption(&preemption(&host, args.work_pairs).await);
         return;
     }
+    if args.density_only {
+        print_density(&density(&host, args.idle_pods, args.hold_until.as_deref()).await);
+        return;
+    }
     // Peers: the same lifecycle as a native process and under `wasmtime run`.
     let native = native_hello();
     let wasmtime = wasmtime_cli();
@@ -761,7 +786,7 @@ async fn main() {
     let request_shares = cpu_shares(&one_core, weighted, 0, args.cpu_seconds).await;
     drop(one_core);
 
-    let density = density(&host, args.idle_pods).await;
+    let density = density(&host, args.idle_pods, args.hold_until.as_deref()).await;
 
     println!();
     println!(
@@ -841,26 +866,7 @@ async fn main() {
     }
 
     print_preemption(&preemption_runs);
-    println!();
-    println!(
-        "Density: {} idle pods (`stubborn`, asleep in a host call) held at once: host RSS {:.0} \
-         KiB, {:.1} memory mappings and {:.1} open files per pod; started in {} ({} per pod), \
-         killed in {} ({} per pod).",
-        density.pods,
-        density.rss_per_pod as f64 / 1024.0,
-        density.mappings_per_pod,
-        density.files_per_pod,
-        show(density.start_all),
-        show(density.start_all / density.pods.max(1) as u32),
-        show(density.stop_all),
-        show(density.stop_all / density.pods.max(1) as u32),
-    );
-    let [memories, stacks, elsewhere] = density.kinds_per_pod.map(|bytes| bytes as f64 / 1024.0);
-    println!(
-        "Resident per idle pod, by where (/proc/self/smaps): {memories:.1} KiB in linear memories \
-         (pages the guest touched), {stacks:.1} KiB in fiber stacks, {elsewhere:.1} KiB elsewhere \
-         (the heap: store, WASI context, tasks, status and events)."
-    );
+    print_density(&density);
     println!();
     println!(
         "CPU limits, {} s each, beside 2 unlimited spinners (share of a core: CPU time / wall \
@@ -885,5 +891,29 @@ async fn main() {
         args.cpu_seconds,
         heavy / light,
         (heavy / light - 3.0) / 3.0 * 100.0
+    );
+}
+
+/// The density figures.
+fn print_density(density: &Density) {
+    println!();
+    println!(
+        "Density: {} idle pods (`stubborn`, asleep in a host call) held at once: host RSS {:.0} \
+         KiB, {:.1} memory mappings and {:.1} open files per pod; started in {} ({} per pod), \
+         killed in {} ({} per pod).",
+        density.pods,
+        density.rss_per_pod as f64 / 1024.0,
+        density.mappings_per_pod,
+        density.files_per_pod,
+        show(density.start_all),
+        show(density.start_all / density.pods.max(1) as u32),
+        show(density.stop_all),
+        show(density.stop_all / density.pods.max(1) as u32),
+    );
+    let [memories, stacks, elsewhere] = density.kinds_per_pod.map(|bytes| bytes as f64 / 1024.0);
+    println!(
+        "Resident per idle pod, by where (/proc/self/smaps): {memories:.1} KiB in linear memories \
+         (pages the guest touched), {stacks:.1} KiB in fiber stacks, {elsewhere:.1} KiB elsewhere \
+         (the heap: store, WASI context, tasks, status and events)."
     );
 }
