@@ -36,6 +36,9 @@ pub struct HostStats {
     /// Tasks alive on the runtime that executes guests (instances, hook sleeps, listeners,
     /// connections); in deterministic mode, the simulation's own runtime.
     pub guest_tasks: usize,
+    /// Containers' private `/tmp` directories on disk: those of running containers, and those
+    /// of ended ones not yet removed (their removal runs on a blocking thread).
+    pub tmp_dirs: usize,
 }
 
 /// Runs pods. Create one per process and share it (it is cheap to clone).
@@ -143,6 +146,7 @@ impl Host {
         HostStats {
             live_instances: self.inner.runtime.ticker.live_instances(),
             guest_tasks: self.inner.runtime.guests.metrics().num_alive_tasks(),
+            tmp_dirs: self.inner.tmp_dirs.in_use(),
         }
     }
 

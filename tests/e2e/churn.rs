@@ -160,7 +160,8 @@ pub async fn settled(host: &Host, baseline_tasks: usize) -> wasmlet::HostStats {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let stats = host.stats();
-        if (stats.live_instances == 0 && stats.guest_tasks <= baseline_tasks)
+        // Ended containers' /tmp directories are removed on blocking threads.
+        if (stats.live_instances == 0 && stats.guest_tasks <= baseline_tasks && stats.tmp_dirs == 0)
             || Instant::now() > deadline
         {
             return stats;
@@ -208,5 +209,6 @@ async fn a_wave_of_mixed_pods_ends_right_and_leaves_nothing_behind() {
     let stats = settled(&host, baseline).await;
     assert_eq!(stats.live_instances, 0, "{stats:?}");
     assert!(stats.guest_tasks <= baseline, "{stats:?} vs {baseline}");
+    assert_eq!(stats.tmp_dirs, 0, "{stats:?}");
     assert_eq!(leftover_tmp_dirs(), 0);
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::lifecycle::faults::Faults;
+use crate::lifecycle::tmp_dirs::TmpDirs;
 use crate::runtime::Runtime;
 
 /// What the pods of one host share.
@@ -25,6 +26,8 @@ pub(crate) struct Node {
     pub kubelet_token: String,
     /// The faults deterministic mode injects at the host's boundary (none on a real host).
     pub faults: Faults,
+    /// The containers' `/tmp` directories.
+    pub tmp_dirs: TmpDirs,
 }
 
 impl Node {
@@ -39,6 +42,7 @@ impl Node {
             pods_started: Default::default(),
             kubelet_token: random_token(),
             faults: Faults::default(),
+            tmp_dirs: TmpDirs::new(true),
         }
     }
 
@@ -56,6 +60,7 @@ impl Node {
             // Never on the wire in deterministic mode (requests stay in-process).
             kubelet_token: "simulation".into(),
             faults,
+            tmp_dirs: TmpDirs::new(false),
         }
     }
 

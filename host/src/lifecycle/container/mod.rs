@@ -30,6 +30,7 @@ use crate::events::{EventType, LogSource};
 use crate::http::Server;
 use crate::lifecycle::probe::{ProbeReport, Probes};
 use crate::lifecycle::shared::{Observation, PodShared};
+use crate::lifecycle::tmp_dirs::TmpDir;
 use crate::manifest::{ContainerSpec, RestartPolicy};
 use crate::runtime::{
     ContainerContext, CpuControl, CpuQuota, Entry, InstanceDone, InstanceEnd, InstanceIo,
@@ -82,7 +83,7 @@ struct Supervisor {
     launcher: Arc<Launcher>,
     instances: Instances,
     /// The container's /tmp: removed when the run ends.
-    tmp_dir: Option<tempfile::TempDir>,
+    tmp_dir: Option<TmpDir>,
     /// The pending deadline action (kill preStop, or kill everything).
     deadline_timer: Option<CancelOnDrop>,
     stop: StopPhase,
@@ -196,10 +197,7 @@ async fn run_once(
             return (end, false);
         }
     };
-    let tmp_dir = tempfile::Builder::new()
-        .prefix(&format!("wasmlet-{}-{}-", pod.spec.name, spec.name))
-        .tempdir();
-    let tmp_dir = match tmp_dir {
+    let tmp_dir = match pod.host.tmp_dirs.make(&pod.spec.name, &spec.name) {
         Ok(dir) => Some(dir),
         Err(error) => {
             pod.event(
@@ -696,7 +694,9 @@ impl Supervisor {
             },
         );
         // The container's /tmp goes with it.
-        drop(self.tmp_dir.take());
+        if let Some(dir) = self.tmp_dir.take() {
+            self.pod.host.tmp_dirs.remove(dir);
+        }
         ContainerStateTerminated {
             exit_code,
             reason: Some(reason),
