@@ -1,9 +1,8 @@
 //! Output streams that write a file on the guest's own thread ([`InlineFileStream`]), for an
-//! instance whose file operations run there (`allow_blocking_current_thread`, see
-//! [`new_store`](super::store::new_store)). wasmtime-wasi's file streams hand every write to
-//! tokio's blocking pool even then, and Rust's std and wasi-libc write files through streams:
-//! each write would cost the guest two thread hand-offs, many times what the write itself costs
-//! on a local disk.
+//! instance whose file operations run there (`allow_blocking_current_thread`, set by
+//! `store::new_store`). wasmtime-wasi's file streams hand every write to tokio's blocking pool
+//! even then, and Rust's std and wasi-libc write files through streams: each write would cost
+//! the guest two thread hand-offs, many times what the write itself costs on a local disk.
 
 use std::io;
 use std::os::unix::fs::FileExt as _;

@@ -105,12 +105,12 @@ impl KillState {
             .unwrap_or_else(|| self.clock.now())
     }
 
-    /// Reports the instance's end (once; later reports are dropped).
     /// Keeps `remains` of the finished instance until its end is reported.
     pub(super) fn free_after_report(&self, remains: Box<dyn Send>) {
         *self.remains.lock().unwrap() = Some(remains);
     }
 
+    /// Reports the instance's end (once; later reports are dropped).
     fn report(&self, end: InstanceEnd) {
         let done = self
             .done

@@ -5,10 +5,10 @@
 //! They land where a guest's write reaches the host, whatever language it was written in:
 //! `wasi:filesystem`'s `descriptor.write` (a positioned write) and the output streams of
 //! `descriptor.write-via-stream` and `append-via-stream` (what wasi-libc's `write` uses), which
-//! are wrapped here. The streams of an instance whose file operations run on its own thread are
-//! wasmlet's ([`InlineFileStream`]). Every other function stays wasmtime-wasi's. Which volume a file is on is
-//! told by where its open file is on the host; the writes are counted per volume, over the
-//! pod's life, across all its containers and instances ([`VolumeWrites`]).
+//! are wrapped here. Which volume a file is on is told by where its open file is on the host;
+//! the writes are counted per volume, over the pod's life, across all its containers and
+//! instances ([`VolumeWrites`]). The streams of an instance whose file operations run on its
+//! own thread are wasmlet's ([`InlineFileStream`]). Every other function stays wasmtime-wasi's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
