@@ -815,3 +815,30 @@ async fn a_first_start_on_baseline_code_runs_is_killed_and_leaves_the_optimised_
     pod.kill();
     finished(&pod).await;
 }
+
+#[tokio::test]
+async fn a_component_file_replaced_between_pods_is_loaded_anew() {
+    use wasmlet_examples::components::{COOPERATIVE, HELLO};
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("app.wasm");
+    let run = |spec_name: &str| {
+        wasmlet::PodSpec::component(&image)
+            .name(spec_name)
+            .grace_period(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    std::fs::copy(HELLO, &image).unwrap();
+    let first = start(run("first")).await;
+    finished(&first).await;
+    position(
+        &lines(&history(&first).await),
+        "Hello from a plain wasi:cli command!",
+    );
+    // The same path, another component: the next pod must not get the one loaded before.
+    std::fs::copy(COOPERATIVE, &image).unwrap();
+    let second = start(run("second")).await;
+    wait_for_line(&second, "run: started, working until terminated").await;
+    second.delete(None);
+    finished(&second).await;
+}
