@@ -70,6 +70,9 @@ pub(crate) fn spawn_instance(
     let alive = runtime.ticker.instance_alive();
     let instance_kill = kill.clone();
     let future = async move {
+        // Locals, declared before the store: a future dropped before it ends (killed) drops
+        // them after the store, so the pool slot is counted free only once the store is gone.
+        let (alive, slot) = (alive, slot);
         let kill = instance_kill;
         let component = if to_build {
             let built = tokio::task::spawn_blocking(move || component.on_demand_build()).await;
@@ -107,7 +110,7 @@ pub(crate) fn spawn_instance(
                 if let Some(cpu) = &store.data().cpu {
                     cpu.charge_consumed(store.get_fuel().ok());
                 }
-                // The store first: its pool slot is handed back once the store is gone.
+                // The store first, for the same reason.
                 kill.free_after_report(Box::new((store, slot, alive)));
                 end
             }
