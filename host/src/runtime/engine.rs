@@ -557,10 +557,10 @@ impl WasmEngine {
 
     /// Compiles `bytes` (the component at `path`, last modified at `modified`; with its digest
     /// if there is a compile cache) with the optimising compiler, linked by `linker`
-    /// (`linkers`: the embedder's set it is from). With an instance pool it is compiled for the pool's engine, its build for the on-demand engine
-    /// made when an instance first does not fit ([`WasmEngine::place`]); a component that does
-    /// not fit a slot (more memories or tables, larger instances) is compiled for the on-demand
-    /// engine alone.
+    /// (`linkers`: the embedder's set it is from). With an instance pool it is compiled for the
+    /// pool's engine, its build for the on-demand engine made when an instance first does not
+    /// fit ([`WasmEngine::place`]); a component that does not fit a slot (more memories or
+    /// tables, larger instances) is compiled for the on-demand engine alone.
     fn optimized(
         self: &Arc<Self>,
         (bytes, digest): (&[u8], Option<&ComponentDigest>),
