@@ -66,7 +66,7 @@ pub(crate) fn spawn_instance(
         Entry::PreStop => Some(Event::PreStop),
         Entry::Handle | Entry::Call => None,
     };
-    // Dropped when the instance ends or is killed: the ticker stops when no guest is left.
+    // Dropped when the instance ends or is killed: the ticker sleeps when no guest is left.
     let alive = runtime.ticker.instance_alive();
     let instance_kill = kill.clone();
     let future = async move {
