@@ -469,3 +469,27 @@ async fn a_probe_that_times_out_over_tcp_leaves_no_handler_running() {
         "{pod_events:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_container_makes_its_tmp_when_its_first_instance_runs_and_removes_it_at_its_end() {
+    // A host of its own, so that the directories it counts are this pod's alone.
+    let host = wasmlet::Host::new(wasmlet::HostConfig::default()).unwrap();
+    let port = free_port();
+    let pod = host.start_pod(web("lazy-tmp", port, 30, "")).await.unwrap();
+    wait_ready(&pod).await;
+    // http-hello has no `run`: no instance yet, so no directory.
+    assert_eq!(host.stats().tmp_dirs, 0);
+    assert_eq!(get(port, "/").await.unwrap().0, 200);
+    assert_eq!(host.stats().tmp_dirs, 1, "the first handler's /tmp");
+    assert_eq!(get(port, "/").await.unwrap().0, 200);
+    assert_eq!(host.stats().tmp_dirs, 1, "one per container run");
+    pod.delete(None);
+    pod.wait().await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while host.stats().tmp_dirs > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the directory should be removed after the container's end");
+}

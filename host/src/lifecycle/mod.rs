@@ -1,8 +1,7 @@
 //! The lifecycle layer: what the kubelet does with pods, on top of the runtime and HTTP layers.
 //! A pod ([`pod`]) decides what to run next ([`decide`]) and reports its status and conditions
 //! ([`conditions`]); each container run is supervised through its hooks, terminate and kill
-//! ([`container`]), and probed ([`probe`]); all pods of a host share its [`node`], which holds
-//! the containers' `/tmp` directories ([`tmp_dirs`]).
+//! ([`container`]), and probed ([`probe`]); all pods of a host share its [`node`].
 
 pub(crate) mod conditions;
 pub(crate) mod container;
@@ -12,6 +11,5 @@ pub(crate) mod node;
 pub(crate) mod pod;
 pub(crate) mod probe;
 pub(crate) mod shared;
-pub(crate) mod tmp_dirs;
 
 pub use shared::{all_terminated, phase_is_final};

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::lifecycle::faults::Faults;
-use crate::lifecycle::tmp_dirs::TmpDirs;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, TmpDirs};
 
 /// What the pods of one host share.
 pub(crate) struct Node {

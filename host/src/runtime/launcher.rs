@@ -2,7 +2,6 @@
 //! its context, its command line, environment, files and log sink — with no knowledge of who
 //! runs the container (a pod, or another front end).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Runtime;
@@ -15,6 +14,7 @@ use super::kill::KillSwitch;
 use super::logs::LogTarget;
 use super::mount::Mount;
 use super::store::InstanceIo;
+use super::tmp_dirs::ContainerTmp;
 use crate::events::{LogLine, LogSource};
 
 /// Where a container's output lines go.
@@ -37,8 +37,8 @@ pub(crate) struct Launcher {
     pub working_dir: Option<String>,
     /// Its volume mounts, resolved.
     pub mounts: Vec<Mount>,
-    /// Its private /tmp, if it has one.
-    pub tmp_dir: Option<PathBuf>,
+    /// Its private /tmp, if it has one (made when an instance first needs it).
+    pub tmp_dir: Option<Arc<ContainerTmp>>,
     /// Where its instances' output goes.
     pub log_sink: LogSink,
     /// The embedder's host interfaces its instances are linked with, and whose they are.

@@ -45,6 +45,7 @@ mod mount;
 mod release;
 mod scheduling;
 mod store;
+mod tmp_dirs;
 mod vcpu;
 mod write_faults;
 
@@ -76,6 +77,7 @@ pub(crate) use mount::Mount;
 pub(crate) use scheduling::{DeterministicGuests, Scheduling};
 pub use store::GuestState;
 pub(crate) use store::{GuestCall, HandlerResponse, HttpCall, InstanceIo};
+pub(crate) use tmp_dirs::{ContainerTmp, TmpDirs};
 pub(crate) use write_faults::VolumeWrites;
 pub use write_faults::{WriteFault, WriteFaultKind};
 

@@ -325,7 +325,8 @@ pub(crate) struct InstanceIo {
     pub working_dir: Option<String>,
     /// Volume mounts: host directories and where the guest sees them.
     pub mounts: Vec<Mount>,
-    pub tmp_dir: Option<std::path::PathBuf>,
+    /// Its container's private /tmp: made, if not yet, when the instance is set up.
+    pub tmp_dir: Option<Arc<super::tmp_dirs::ContainerTmp>>,
     pub logs: LogTarget,
     /// The request, for an instance that handles one
     /// ([`Entry::Handle`](super::Entry::Handle)).
@@ -394,6 +395,7 @@ pub(super) fn new_store(
             .mounts
             .iter()
             .any(|m| m.guest_path.trim_end_matches('/') == "/tmp")
+        && let Some(tmp) = tmp.path()
     {
         wasi.preopened_dir(tmp, "/tmp", FsPerms::ReadWrite)?;
     }

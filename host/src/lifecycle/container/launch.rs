@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::events::PodUpdate;
 use crate::lifecycle::shared::{PodShared, expand_references};
 use crate::manifest::ContainerSpec;
-use crate::runtime::{ContainerContext, EmbedderScope, Launcher, LoadedContainer, Mount};
+use crate::runtime::{
+    ContainerContext, ContainerTmp, EmbedderScope, Launcher, LoadedContainer, Mount,
+};
 
 /// What every instance of one run of the container of `spec` is made from: its components,
 /// its context, its command line and environment (resolved), its files, and its output to the
@@ -17,7 +19,7 @@ pub(super) fn launcher(
     loaded: LoadedContainer,
     context: Arc<ContainerContext>,
     mounts: Vec<Mount>,
-    tmp_dir: Option<std::path::PathBuf>,
+    tmp_dir: Arc<ContainerTmp>,
 ) -> Launcher {
     let env = pod.container_env(spec);
     // `command` then `args` (or its name then `args`), with `$(NAME)` references to its
@@ -42,7 +44,7 @@ pub(super) fn launcher(
         env,
         working_dir: spec.working_dir.clone(),
         mounts,
-        tmp_dir,
+        tmp_dir: Some(tmp_dir),
         log_sink: Arc::new(move |line| sink.hub.publish(PodUpdate::Log(line))),
         embedder: Arc::new(EmbedderScope {
             imports: pod.imports.clone(),

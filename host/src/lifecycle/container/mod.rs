@@ -30,11 +30,11 @@ use crate::events::{EventType, LogSource};
 use crate::http::Server;
 use crate::lifecycle::probe::{ProbeReport, Probes};
 use crate::lifecycle::shared::{Observation, PodShared};
-use crate::lifecycle::tmp_dirs::TmpDir;
 use crate::manifest::{ContainerSpec, RestartPolicy};
 use crate::runtime::{
-    ContainerContext, CpuControl, CpuQuota, Entry, InstanceDone, InstanceEnd, InstanceIo,
-    KillSwitch, Launcher, LoadedComponent, LoadedContainer, MemoryBudget, shares, spawn_task,
+    ContainerContext, ContainerTmp, CpuControl, CpuQuota, Entry, InstanceDone, InstanceEnd,
+    InstanceIo, KillSwitch, Launcher, LoadedComponent, LoadedContainer, MemoryBudget, shares,
+    spawn_task,
 };
 use hooks::{HookFailure, HookRun, finish};
 use launch::launcher;
@@ -82,8 +82,8 @@ struct Supervisor {
     context: Arc<ContainerContext>,
     launcher: Arc<Launcher>,
     instances: Instances,
-    /// The container's /tmp: removed when the run ends.
-    tmp_dir: Option<TmpDir>,
+    /// The container's /tmp (made when an instance first needs it): removed when the run ends.
+    tmp_dir: Arc<ContainerTmp>,
     /// The pending deadline action (kill preStop, or kill everything).
     deadline_timer: Option<CancelOnDrop>,
     stop: StopPhase,
@@ -197,18 +197,20 @@ async fn run_once(
             return (end, false);
         }
     };
-    let tmp_dir = match pod.host.tmp_dirs.make(&pod.spec.name, &spec.name) {
-        Ok(dir) => Some(dir),
-        Err(error) => {
-            pod.event(
-                EventType::Warning,
-                "Failed",
-                Some(&spec.name),
-                format!("could not create the container's /tmp: {error}; it runs without one"),
-            );
-            None
-        }
-    };
+    let tmp_dir = pod.host.tmp_dirs.container(&pod.spec.name, &spec.name, {
+        // Weak: the pod holds the run's instances, and so this.
+        let (pod, container) = (Arc::downgrade(&pod), spec.name.clone());
+        Box::new(move |error| {
+            if let Some(pod) = pod.upgrade() {
+                pod.event(
+                    EventType::Warning,
+                    "Failed",
+                    Some(&container),
+                    format!("could not create the container's /tmp: {error}; it runs without one"),
+                );
+            }
+        })
+    });
     let started_at = pod.now_time();
     let launcher = Arc::new(launcher(
         &pod,
@@ -216,7 +218,7 @@ async fn run_once(
         loaded.clone(),
         context.clone(),
         mounts,
-        tmp_dir.as_ref().map(|dir| dir.path().to_path_buf()),
+        tmp_dir.clone(),
     ));
     let started_instant = pod.host.clock.now();
     let turn = pod.turns[index].subscribe();
@@ -263,9 +265,11 @@ async fn run_once(
 
 impl Drop for Supervisor {
     /// If the supervising task is dropped before the container ended (its runtime shut down),
-    /// nothing of the container may keep running unsupervised.
+    /// nothing of the container may keep running unsupervised, and its /tmp goes (whatever
+    /// still holds the run's launcher).
     fn drop(&mut self) {
         self.instances.kill_all();
+        self.pod.host.tmp_dirs.remove(&self.tmp_dir);
     }
 }
 
@@ -694,9 +698,7 @@ impl Supervisor {
             },
         );
         // The container's /tmp goes with it.
-        if let Some(dir) = self.tmp_dir.take() {
-            self.pod.host.tmp_dirs.remove(dir);
-        }
+        self.pod.host.tmp_dirs.remove(&self.tmp_dir);
         ContainerStateTerminated {
             exit_code,
             reason: Some(reason),
