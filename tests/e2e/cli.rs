@@ -212,7 +212,7 @@ fn a_host_raises_its_soft_limit_of_open_files_to_the_hard_one() {
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "ulimit -Sn 256 && exec {} run examples/pods/stubborn.yaml",
+            "ulimit -Sn 256 && exec {} run examples/pods/stubborn.yaml --grace-period 10ms",
             env!("CARGO_BIN_EXE_wasmlet")
         ))
         .current_dir(workspace())
@@ -230,8 +230,13 @@ fn a_host_raises_its_soft_limit_of_open_files_to_the_hard_one() {
         );
     }
     let (soft, hard_seen) = open_files(&child.id().to_string());
-    let _ = child.kill();
-    let _ = child.wait();
+    // Stopped, not killed: a killed host would leave its container's /tmp behind.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert_eq!(child.wait().unwrap().code(), Some(137));
     assert_eq!(hard_seen, hard);
     assert_eq!(soft, hard, "the soft limit stayed below the hard one");
 }
