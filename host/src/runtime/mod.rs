@@ -1,6 +1,6 @@
 //! The wasm runtime layer: instances of components, and everything their `Store`s hold — WASI
-//! context, the `control` interface, the container-wide memory budget, log capture — and the
-//! machinery that ends them. It knows containers only as a [`ContainerContext`] and a
+//! context, the `control` interface, the container-wide memory budget, log capture, the
+//! container's `/tmp` ([`TmpDirs`]) — and the machinery that ends them. It knows containers only as a [`ContainerContext`] and a
 //! [`Launcher`], and nothing of pods: a front end other than the pod lifecycle can run a
 //! container's instances with it alone.
 //!
