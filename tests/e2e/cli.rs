@@ -654,3 +654,42 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Runs `wasmlet` with `args`, reads the first line of its stdout and closes the pipe, as
+/// `| head -1` does; returns the exit code and stderr.
+fn run_with_reader_gone(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = wasmlet()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    assert!(
+        stdout.read_line(&mut first).unwrap() > 0,
+        "no output at all"
+    );
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_test_quietly_and_leaves_run_supervising() {
+    // `wasmlet test … | head -1`: it stops after the scenario it is on, with the status a
+    // shell gives a tool ended by SIGPIPE, and no panic.
+    let (code, stderr) = run_with_reader_gone(&["test", "examples/scenarios"]);
+    assert_eq!(code, Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // `wasmlet run … | head -1`: the pods go on to their end, as without the pipe.
+    let (code, stderr) = run_with_reader_gone(&[
+        "run",
+        "examples/pods/cooperative.yaml",
+        "--stop-after",
+        "300ms",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("Completed"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! The `wasmlet` command: a thin layer over the `wasmlet` library.
 
 mod commands;
+mod output;
 
 use std::process::ExitCode;
 

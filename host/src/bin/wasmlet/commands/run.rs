@@ -13,6 +13,8 @@ use wasmlet::{
     Workload, WorkloadKind,
 };
 
+use crate::output::out;
+
 /// Run a pod (Pod YAML) or a single component (.wasm) until every container has ended.
 ///
 /// Ctrl-C or SIGTERM deletes the pod gracefully (preStop, terminate, kill after the grace
@@ -281,9 +283,9 @@ impl RunCommand {
         }
         if self.output == Output::Json {
             if statuses.len() == 1 {
-                println!("{}", serde_json::to_string_pretty(&statuses[0])?);
+                out!("{}", serde_json::to_string_pretty(&statuses[0])?);
             } else {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
+                out!("{}", serde_json::to_string_pretty(&statuses)?);
             }
         }
         // The first pod that did not succeed decides, in the order started; a Job's pods are
@@ -435,7 +437,7 @@ async fn print_updates(mut updates: wasmlet::Watch, output: Output, table: Event
                 if output == Output::Json || line.stream == LogStream::Stderr {
                     eprintln!("{text}");
                 } else {
-                    println!("{text}");
+                    out!("{text}");
                 }
             }
         }

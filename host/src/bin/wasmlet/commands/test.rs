@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 use wasmlet::testing::{RunOptions, Scenario};
 
+use crate::output::{self, out};
+
 mod explore;
 
 /// Run lifecycle scenarios on a virtual clock and check their traces.
@@ -76,8 +78,12 @@ impl TestCommand {
             } else {
                 failed += 1;
             }
+            // Nobody reads the rest: stop after the scenario that ran.
+            if output::closed() {
+                return Ok(ExitCode::from(output::READER_GONE));
+            }
         }
-        println!(
+        out!(
             "{} scenario{}: {passed} passed, {failed} failed",
             files.len(),
             if files.len() == 1 { "" } else { "s" }
@@ -96,7 +102,7 @@ impl TestCommand {
         let scenario = match Scenario::from_file(file) {
             Ok(scenario) => scenario,
             Err(error) => {
-                println!("FAIL {}\n  {error}", file.display());
+                out!("FAIL {}\n  {error}", file.display());
                 return false;
             }
         };
@@ -149,7 +155,7 @@ impl TestCommand {
             }
         }
         let verdict = if problems.is_empty() { "PASS" } else { "FAIL" };
-        println!(
+        out!(
             "{verdict} {} ({}; {} run{} in {} ms{note})",
             file.display(),
             scenario.name,
@@ -159,13 +165,13 @@ impl TestCommand {
         );
         for problem in &problems {
             for line in problem.lines() {
-                println!("  {line}");
+                out!("  {line}");
             }
         }
         if self.show_trace || (!problems.is_empty() && !trace.is_empty()) {
-            println!("  trace:");
+            out!("  trace:");
             for line in trace.lines() {
-                println!("  {line}");
+                out!("  {line}");
             }
         }
         problems.is_empty()

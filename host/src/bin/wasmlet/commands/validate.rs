@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use wasmlet::{Manifests, WorkloadKind};
 
+use crate::output::out;
+
 /// Check manifests (as `kubectl apply -f` reads them: several files, several documents each)
 /// and report every problem at once, with its field path.
 #[derive(clap::Args)]
@@ -19,23 +21,23 @@ impl ValidateCommand {
         match Manifests::from_files(&self.manifests) {
             Ok(manifests) => {
                 for line in manifests.skipped() {
-                    println!("{line}");
+                    out!("{line}");
                 }
                 for workload in manifests.workloads() {
                     let pods = workload.pods();
                     let containers = pods.first().map_or(0, |pod| pod.containers().len());
                     match workload.kind() {
-                        WorkloadKind::Pod => println!(
+                        WorkloadKind::Pod => out!(
                             "{}: pod `{}` with {containers} container(s) is valid",
                             workload.file(),
                             workload.name(),
                         ),
-                        WorkloadKind::Job => println!(
+                        WorkloadKind::Job => out!(
                             "{}: Job `{}` of pods with {containers} container(s) is valid",
                             workload.file(),
                             workload.name(),
                         ),
-                        kind => println!(
+                        kind => out!(
                             "{}: {} `{}` of {} pod(s) with {containers} container(s) is valid",
                             workload.file(),
                             kind.name(),
@@ -46,10 +48,10 @@ impl ValidateCommand {
                     if let Some(pod) = pods.first()
                         && !pod.ignored().is_empty()
                     {
-                        println!("  a single host ignores {}", pod.ignored().join(", "));
+                        out!("  a single host ignores {}", pod.ignored().join(", "));
                     }
                     for missing in pods.first().map(|pod| pod.missing()).unwrap_or_default() {
-                        println!("  needs {missing} before it can start");
+                        out!("  needs {missing} before it can start");
                     }
                 }
                 Ok(ExitCode::SUCCESS)

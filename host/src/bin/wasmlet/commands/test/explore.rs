@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use wasmlet::testing::{ExploreOptions, Scenario};
 
+use crate::output::{self, out};
+
 /// Explores every scenario of `files` that has an `explore:` block.
 pub fn explore_all(
     files: &[PathBuf],
@@ -27,13 +29,13 @@ pub fn explore_all(
         let scenario = match Scenario::from_file(file) {
             Ok(scenario) => scenario,
             Err(error) => {
-                println!("FAIL {}\n  {error}", file.display());
+                out!("FAIL {}\n  {error}", file.display());
                 failed += 1;
                 continue;
             }
         };
         if scenario.explore.is_none() {
-            println!("SKIP {} (no `explore:` block)", file.display());
+            out!("SKIP {} (no `explore:` block)", file.display());
             continue;
         }
         explored += 1;
@@ -45,12 +47,16 @@ pub fn explore_all(
         if !explore_one(file, &scenario, options, show_trace) {
             failed += 1;
         }
+        // Nobody reads the rest: stop after the scenario explored.
+        if output::closed() {
+            return Ok(ExitCode::from(output::READER_GONE));
+        }
     }
     anyhow::ensure!(
         explored > 0 || failed > 0,
         "none of the scenarios has an `explore:` block: nothing to explore"
     );
-    println!("{explored} scenario(s) explored: {failed} failed");
+    out!("{explored} scenario(s) explored: {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -70,7 +76,7 @@ fn explore_one(
     let report = match scenario.explore(options) {
         Ok(report) => report,
         Err(error) => {
-            println!(
+            out!(
                 "FAIL {} ({})\n  could not explore: {error:#}",
                 file.display(),
                 scenario.name
@@ -80,7 +86,7 @@ fn explore_one(
     };
     let elapsed = started.elapsed();
     let Some(failure) = report.failure else {
-        println!(
+        out!(
             "PASS {} ({}; {} runs, seeds {}..={}, on {} workers in {} ms)",
             file.display(),
             scenario.name,
@@ -91,13 +97,13 @@ fn explore_one(
             elapsed.as_millis()
         );
         if show_trace {
-            println!(
+            out!(
                 "  (traces of passing runs are not kept; `--explore 1 --seed S -v` shows none either: run the reproduction file)"
             );
         }
         return true;
     };
-    println!(
+    out!(
         "FAIL {} ({}; run {} of {} failed, seed {}, found and shrunk in {} ms)",
         file.display(),
         scenario.name,
@@ -106,20 +112,20 @@ fn explore_one(
         failure.seed,
         elapsed.as_millis()
     );
-    println!("  drew: {}", failure.drawn.describe());
+    out!("  drew: {}", failure.drawn.describe());
     for problem in &failure.drawn_failures {
         for line in problem.lines() {
-            println!("    {line}");
+            out!("    {line}");
         }
     }
-    println!(
+    out!(
         "  shrunk in {} runs to: {}",
         failure.shrink_runs,
         failure.shrunk.describe()
     );
     for problem in &failure.failures {
         for line in problem.lines() {
-            println!("    {line}");
+            out!("    {line}");
         }
     }
     let stem = file
@@ -127,21 +133,21 @@ fn explore_one(
         .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
     let path = file.with_file_name(format!("{stem}.explore-{}.yaml", failure.seed));
     match std::fs::write(&path, &failure.reproduction) {
-        Ok(()) => println!(
+        Ok(()) => out!(
             "  reproduction (fails on its own: `wasmlet test {}`):",
             path.display()
         ),
-        Err(error) => println!(
+        Err(error) => out!(
             "  reproduction (could not write `{}`: {error}):",
             path.display()
         ),
     }
     for line in failure.reproduction.lines() {
-        println!("  | {line}");
+        out!("  | {line}");
     }
-    println!("  trace of the reproduction:");
+    out!("  trace of the reproduction:");
     for line in failure.trace.lines() {
-        println!("  {line}");
+        out!("  {line}");
     }
     false
 }
