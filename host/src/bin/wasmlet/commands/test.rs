@@ -79,7 +79,7 @@ impl TestCommand {
                 failed += 1;
             }
             // Nobody reads the rest: stop after the scenario that ran.
-            if output::closed() {
+            if output::reader_gone() {
                 return Ok(ExitCode::from(output::READER_GONE));
             }
         }

@@ -48,7 +48,7 @@ pub fn explore_all(
             failed += 1;
         }
         // Nobody reads the rest: stop after the scenario explored.
-        if output::closed() {
+        if output::reader_gone() {
             return Ok(ExitCode::from(output::READER_GONE));
         }
     }
